@@ -1,0 +1,38 @@
+"""Named network sizes: the paper's Table-4 rows and small CPU sizes.
+
+Each entry fixes the video transform (n_fft, hop) and the transformer (patch_freq, depth, hidden,
+heads, mlp_ratio). Configs copy an entry into `config.video` / `config.model`, so every field stays
+overridable from the command line.
+"""
+
+# L: (n_fft, hop, patch_freq, depth, hidden, heads, mlp_ratio), Table 4 of the paper.
+TABLE4 = {
+    24: dict(n_fft=11, hop=3, patch_freq=2, depth=6, hidden=192, heads=4, mlp_ratio=4.0),
+    64: dict(n_fft=31, hop=11, patch_freq=4, depth=8, hidden=384, heads=6, mlp_ratio=4.0),
+    128: dict(n_fft=63, hop=15, patch_freq=8, depth=8, hidden=384, heads=6, mlp_ratio=4.0),
+    256: dict(n_fft=127, hop=32, patch_freq=16, depth=8, hidden=384, heads=6, mlp_ratio=4.0),
+}
+
+# Transformer sizes that replace the Table-4 ones for CPU work; the STFT settings stay those of L.
+CPU_SIZES = {
+    "cpu": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0),
+    "smoke": dict(depth=1, hidden=32, heads=2, mlp_ratio=2.0),
+}
+
+
+def stft_settings(seq_len):
+    """(n_fft, hop) for a sequence length: Table 4 where it has a row, else the paper's rule.
+
+    The paper (Section 5) scales n_fft = L/2 - 1 and hop = ceil(n_fft/4); Table 4 departs from the
+    rule's hop at L = 64 and 128, and Table 4 wins where it has a row.
+    """
+    if seq_len in TABLE4:
+        return TABLE4[seq_len]["n_fft"], TABLE4[seq_len]["hop"]
+    n_fft = max(3, seq_len // 2 - 1)
+    return n_fft, -(-n_fft // 4)
+
+
+def table4_row(seq_len):
+    """The Table-4 row for seq_len, or the row of the nearest tabulated length."""
+    nearest = min(TABLE4, key=lambda length: abs(length - seq_len))
+    return dict(TABLE4[nearest])
