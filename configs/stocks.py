@@ -1,0 +1,7 @@
+"""The stocks data set (PROTOCOL.md); variants: seq_len=N, cpu, smoke (see configs/base.py)."""
+
+from configs import base
+
+
+def get_config(arg=None):
+    return base.make_config("stocks", arg)
