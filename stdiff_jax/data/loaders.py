@@ -1,0 +1,158 @@
+"""`load_dataset`: every benchmark data set as stride-1 windows in [-1, 1], per PROTOCOL.md.
+
+The pipeline is the same for all: a raw float64 series (rows, K), or raw windows (N, L, K) for the
+generated sets; a check for bad values; a per-column min-max scaler fitted on all of it; every
+stride-1 window of length L (a zero-copy `sliding_window_view`); then `2u - 1`.
+"""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from stdiff_jax.data import mujoco, synthetic, tables
+from stdiff_jax.data.download import ensure_file
+from stdiff_jax.data.scaling import MinMaxScaler
+from stdiff_jax.data.sources import SOURCES
+
+NAMES = ("sines", "stocks", "etth", "energy", "fmri", "mujoco")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Training windows and the scaler that maps them back to raw units.
+
+    Attributes:
+        name: the name given to `load_dataset`.
+        windows: (N, L, K) float32 in [-1, 1], what the model trains on.
+        scaler: the fitted per-column `MinMaxScaler` (raw <-> [0, 1]).
+        column_names: K names, from the file's header where it has one.
+    """
+
+    name: str
+    windows: np.ndarray
+    scaler: MinMaxScaler
+    column_names: tuple[str, ...]
+
+    @property
+    def unit_windows(self):
+        """(N, L, K) float32 in [0, 1]: the real reference set of every metric."""
+        return (self.windows + 1) / 2
+
+    @property
+    def seq_len(self):
+        return self.windows.shape[1]
+
+    @property
+    def num_columns(self):
+        return self.windows.shape[2]
+
+    def __len__(self):
+        return self.windows.shape[0]
+
+    def to_raw(self, x):
+        """(..., K) samples in [-1, 1] (model space) -> raw units, float64."""
+        return self.scaler.inverse((np.asarray(x, np.float64) + 1) / 2)
+
+
+def validate_raw(raw, names, seq_len, where):
+    """Raises a ValueError naming the problem and the fix for data that cannot be windowed and scaled.
+
+    Args:
+        raw: (rows, K) series or (N, L, K) windows, float64.
+        names: K column names.
+        seq_len: window length L.
+        where: what the data is (a path or a data set name), for the messages.
+    """
+    if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
+        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}.")
+    bad = np.argwhere(~np.isfinite(raw))
+    if bad.size:
+        *pos, col = bad[0]
+        at = f"row {pos[0]}" if raw.ndim == 2 else f"window {pos[0]}, step {pos[1]}"
+        count = len(bad)
+        raise ValueError(f"{where}: column {names[col]!r} has a NaN, inf or missing value at {at} "
+                         f"(first of {count} such values). Fill or drop those rows first.")
+    if raw.ndim == 2 and raw.shape[0] < seq_len:
+        raise ValueError(f"{where} has {raw.shape[0]} rows, fewer than seq_len={seq_len}: a window "
+                         f"needs at least seq_len rows. Use a shorter seq_len or more data.")
+    if raw.ndim == 3 and raw.shape[1] != seq_len:
+        raise ValueError(f"{where} holds windows of length {raw.shape[1]}, but seq_len={seq_len}.")
+    flat = raw.reshape(-1, raw.shape[-1])
+    constant = [names[k] for k in np.flatnonzero(flat.min(axis=0) == flat.max(axis=0))]
+    if constant:
+        raise ValueError(f"{where}: column(s) {constant} are constant (min == max), so they carry no "
+                         f"information and cannot be min-max scaled. Drop them from the data.")
+
+
+def make_dataset(name, raw, names, seq_len, scaler=None):
+    """Validates, scales and windows raw data. `raw` is (rows, K) or (N, L, K) float64.
+
+    `scaler` defaults to a min-max scaler fitted on all of `raw`.
+    """
+    validate_raw(raw, names, seq_len, name)
+    if scaler is None:
+        scaler = MinMaxScaler.fit(raw)
+    unit = scaler.transform(raw)  # (rows, K) or (N, L, K) in [0, 1]
+    if unit.ndim == 2:
+        # (rows - L + 1, K, L) view, no copy; moved to (N, L, K).
+        unit = np.lib.stride_tricks.sliding_window_view(unit, seq_len, axis=0).transpose(0, 2, 1)
+    windows = (2 * unit - 1).astype(np.float32)  # (N, L, K)
+    return Dataset(name=name, windows=windows, scaler=scaler, column_names=tuple(names))
+
+
+def _check_download(source, read):
+    """A `check(path)` for `ensure_file`: the fresh file parses to the expected shape and header."""
+
+    def check(path):
+        raw, names = read(path)
+        if source.shape is not None and raw.shape != source.shape:
+            raise ValueError(f"The download of {source.url} parses to shape {raw.shape}, expected "
+                             f"{source.shape}; nothing was written.")
+        if source.header is not None and (names[0], names[-1]) != source.header:
+            raise ValueError(f"The download of {source.url} has columns {names[0]}..{names[-1]}, "
+                             f"expected {source.header[0]}..{source.header[1]}; nothing was written.")
+
+    return check
+
+
+def _custom_path(spec):
+    path = pathlib.Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No data file at {path} (resolved from {spec!r}).")
+    return path
+
+
+def load_dataset(name, seq_len, data_dir=None):
+    """Stride-1 windows of a data set, in [-1, 1], with the scaler back to raw units.
+
+    Args:
+        name: one of `NAMES`, or `csv:PATH` (header row; a date-like first column is dropped) or
+            `npy:PATH` ((rows, K) series, windowed here, or (N, L, K) windows already).
+        seq_len: window length L.
+        data_dir: directory of the data files (the config's `data.root`); None means
+            $STDIFF_DATA_DIR, else the user cache (see `download.resolve_data_dir`).
+
+    Returns:
+        A `Dataset`. Window counts at L = 24: sines 10,000; stocks 3,662; etth 17,397;
+        energy 19,712; fmri 9,977; mujoco 10,000.
+    """
+    if name.startswith("csv:"):
+        raw, names = tables.read_csv(_custom_path(name[4:]))
+    elif name.startswith("npy:"):
+        raw, names = tables.read_npy(_custom_path(name[4:]))
+    elif name == "sines":
+        unit = synthetic.sine_windows(seq_len=seq_len)  # (N, L, 5), already in [0, 1]
+        names = [f"sine_{k}" for k in range(unit.shape[-1])]
+        return make_dataset(name, unit, names, seq_len, MinMaxScaler.identity(unit.shape[-1]))
+    elif name == "mujoco":
+        raw = mujoco.cached_hopper_trajectories(data_dir, seq_len)  # (N, L, 14)
+        names = [f"qpos_{k}" for k in range(7)] + [f"qvel_{k}" for k in range(7)]
+    elif name in SOURCES:
+        source = SOURCES[name]
+        read = tables.read_mat if name == "fmri" else tables.read_csv
+        raw, names = read(ensure_file(source, data_dir, check=_check_download(source, read)))
+    else:
+        raise ValueError(f"Unknown data set {name!r}: use one of {', '.join(NAMES)}, "
+                         f"or csv:PATH / npy:PATH for your own data.")
+    return make_dataset(name, raw, names, seq_len)
