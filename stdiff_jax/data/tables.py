@@ -8,7 +8,6 @@ columns here: that is `loaders.validate_raw`, shared by every source.
 import csv
 
 import numpy as np
-import scipy.io
 
 DATE_HEADERS = ("date", "time", "datetime", "timestamp")
 
@@ -87,6 +86,8 @@ def _read_csv_diagnosing(path):
 
 def read_mat(path, key="ts"):
     """A MATLAB .mat file's 2-D array under `key` -> (raw (rows, K) float64, names node_0..)."""
+    import scipy.io  # Imported here: it takes most of a second and only fMRI needs it.
+
     contents = scipy.io.loadmat(path)
     if key not in contents:
         keys = sorted(k for k in contents if not k.startswith("__"))
