@@ -249,9 +249,9 @@ def test_custom_csv_and_npy(tmp_path):
 
 
 @pytest.mark.parametrize("value,match", [
-    ("nan", r"column 'b' has a NaN, inf or missing value at row 7"),
-    ("inf", r"column 'b' has a NaN, inf or missing value at row 7"),
-    ("", r"column 'b' has a NaN, inf or missing value at row 7"),
+    ("nan", r"column 'b' has a NaN, inf or missing value at data row 7"),
+    ("inf", r"column 'b' has a NaN, inf or missing value at data row 7"),
+    ("", r"column 'b' has a NaN, inf or missing value at data row 7"),
     ("oops", r"non-numeric columns: 'b' \(data row 7, file line 9: 'oops'\)"),
 ])
 def test_bad_values_are_located(tmp_path, value, match):

@@ -69,7 +69,8 @@ def validate_raw(raw, names, seq_len, where):
     bad = np.argwhere(~np.isfinite(raw))
     if bad.size:
         *pos, col = bad[0]
-        at = f"row {pos[0]}" if raw.ndim == 2 else f"window {pos[0]}, step {pos[1]}"
+        at = (f"data row {pos[0]} (0-based, header excluded)" if raw.ndim == 2
+              else f"window {pos[0]}, step {pos[1]}")
         count = len(bad)
         raise ValueError(f"{where}: column {names[col]!r} has a NaN, inf or missing value at {at} "
                          f"(first of {count} such values). Fill or drop those rows first.")
@@ -93,11 +94,12 @@ def make_dataset(name, raw, names, seq_len, scaler=None):
     validate_raw(raw, names, seq_len, name)
     if scaler is None:
         scaler = MinMaxScaler.fit(raw)
-    unit = scaler.transform(raw)  # (rows, K) or (N, L, K) in [0, 1]
-    if unit.ndim == 2:
-        # (rows - L + 1, K, L) view, no copy; moved to (N, L, K).
-        unit = np.lib.stride_tricks.sliding_window_view(unit, seq_len, axis=0).transpose(0, 2, 1)
-    windows = (2 * unit - 1).astype(np.float32)  # (N, L, K)
+    # 2u - 1 before windowing: each row is scaled once (in float64), and for a series the only
+    # (N, L, K) array allocated is the float32 result.
+    windows = (2 * scaler.transform(raw) - 1).astype(np.float32)  # (rows, K) or (N, L, K)
+    if windows.ndim == 2:
+        view = np.lib.stride_tricks.sliding_window_view(windows, seq_len, axis=0)  # (N, K, L), no copy
+        windows = np.ascontiguousarray(view.transpose(0, 2, 1))  # (N, L, K)
     return Dataset(name=name, windows=windows, scaler=scaler, column_names=tuple(names))
 
 
