@@ -7,6 +7,7 @@ half file behind that a later run would trust.
 """
 
 import hashlib
+import http.client
 import os
 import pathlib
 import shutil
@@ -127,7 +128,7 @@ def ensure_file(source, data_dir=None, check=None):
     try:
         try:
             _download(source.url, archive if source.archive_member else tmp)
-        except OSError as e:  # urllib.error.URLError and socket timeouts are OSErrors.
+        except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors.
             raise DataUnavailableError(
                 f"{source.filename} is not in {directory} and could not be downloaded from "
                 f"{source.url} ({e}). To get it by hand, {_how_to_get(source, path)}") from e
@@ -140,10 +141,10 @@ def ensure_file(source, data_dir=None, check=None):
                 f"nothing was written to {path}.")
         if check is not None:
             check(tmp)
+        if source.sha256 is None:  # recorded first: a file in place is never left unrecorded
+            record_path(path).write_text(f"{digest}  {source.filename}\n")
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
-        if source.sha256 is None:
-            record_path(path).write_text(f"{digest}  {source.filename}\n")
     finally:
         for leftover in (tmp, archive):
             leftover.unlink(missing_ok=True)
