@@ -215,6 +215,20 @@ def test_offline_error_names_file_url_and_place(tmp_path, name):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_read_only_data_dir_is_left_untouched(tmp_path, monkeypatch):
+    made = np.zeros((3, 24, 14))
+    monkeypatch.setattr(mujoco, "hopper_trajectories", lambda num, seq_len, seed: made)
+    tmp_path.chmod(0o555)  # no write bits: read-only even for root
+    try:
+        with pytest.raises(download.DataUnavailableError, match="read-only.*ETTh1.csv"):
+            load_dataset("etth", 24, tmp_path)
+        with pytest.warns(UserWarning, match="Could not cache"):
+            assert mujoco.cached_hopper_trajectories(tmp_path, 24, num=3) is made
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        tmp_path.chmod(0o755)
+
+
 def test_known_checksum_mismatch(tmp_path):
     write_csv(tmp_path / "ETTh1.csv", ["date", "HUFL"], [["2016-07-01 00:00:00", 1.0]] * 30)
     with pytest.raises(download.ChecksumError, match="sha256.*ETTh1.csv|ETTh1.csv.*sha256"):

@@ -43,6 +43,18 @@ def resolve_data_dir(data_dir=None):
     return pathlib.Path(data_dir).expanduser()
 
 
+def is_writable(directory):
+    """Whether files may be written in `directory` (existing, or creatable under an existing parent).
+
+    A directory without write permission bits counts as read-only even for root, who could write
+    there anyway: a shared, read-only data directory is left untouched.
+    """
+    directory = pathlib.Path(directory)
+    while not directory.exists():
+        directory = directory.parent
+    return os.access(directory, os.W_OK) and bool(directory.stat().st_mode & 0o222)
+
+
 def sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -115,14 +127,13 @@ def ensure_file(source, data_dir=None, check=None):
     if path.exists():
         _verify_existing(source, path)
         return path
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".part-", suffix="-" + source.filename)
-        os.close(fd)
-    except OSError as e:
+    if not is_writable(directory):
         raise DataUnavailableError(
-            f"{source.filename} is not in {directory}, and that directory is not writable ({e}). "
-            f"To get it, {_how_to_get(source, path)}") from e
+            f"{source.filename} is not in {directory}, and that directory is read-only, so it "
+            f"cannot be downloaded there. To get it, {_how_to_get(source, path)}")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".part-", suffix="-" + source.filename)
+    os.close(fd)
     tmp = pathlib.Path(tmp)
     archive = tmp.with_name(tmp.name + ".download")
     try:
@@ -154,6 +165,8 @@ def ensure_file(source, data_dir=None, check=None):
 def save_npy_atomic(path, array):
     """Writes `array` to `path` (.npy) through a temporary file and an atomic rename."""
     path = pathlib.Path(path)
+    if not is_writable(path.parent):
+        raise PermissionError(f"{path.parent} is read-only.")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=".npy")
     try:
