@@ -15,6 +15,9 @@ CORE = [
 ]
 EXTRAS = {
     "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
+    "plots": ["matplotlib==3.11.2", "scikit-learn==1.9.1"],
+    # dm_control 1.0.50 breaks with mujoco 4 ('MjModel' has no 'flex_vertedge'): pin both.
+    "mujoco": ["dm-control==1.0.50", "mujoco==3.17.0"],
 }
 
 setuptools.setup(
