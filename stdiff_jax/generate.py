@@ -1,0 +1,222 @@
+"""Generation across all devices, and the workdir side of the `sample` and `evaluate` modes.
+
+The generation batch is split along the same `data` mesh axis as training. The sampler, with the
+decoding back to series, is compiled once for a fixed chunk size (a multiple of the device count);
+the last chunk is padded to full size and trimmed, so nothing recompiles. Sample n depends only on
+the key and n (`sampling.sample` draws its noise from fold_in(key, n)), so the samples are the
+same on 1 or 8 devices and for any chunk size. Parameters are an argument of the compiled sampler,
+not constants folded into it.
+
+Decoding: normalised video -> denormalise -> `video_to_series` -> series in model space [-1, 1],
+kept unclipped -> (x + 1) / 2 in [0, 1] (`samples_unit.npy`, what the metrics score) -> the data
+scaler's inverse in original units (`samples.npy`).
+"""
+
+import functools
+import json
+import os
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from stdiff_jax import checkpoint, sampling, train, video
+from stdiff_jax.schedule import Schedule
+
+SAMPLES_UNIT, SAMPLES_RAW, METRICS = "samples_unit.npy", "samples.npy", "metrics.json"
+PROBE_PER_DEVICE = 8  # Batch per device at which the network's memory is measured.
+MEMORY_FRACTION = 0.25  # Share of the free memory a chunk may fill (the rest: headroom, others).
+MAX_PER_DEVICE = 1024  # Larger chunks gain little speed but report progress less often.
+SAMPLER_BUFFERS = 4  # Video-sized arrays the samplers carry besides the network (z, x0, eps, noise).
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading a trained model.
+# ------------------------------------------------------------------------------------------------
+def load_trained(config, workdir, mesh):
+    """(model, params, host state, step) of the best checkpoint (else the latest) in workdir.
+
+    Params are the EMA params when config.sample.use_ema, replicated over `mesh`.
+    """
+    directory = train.checkpoint_dir(workdir)
+    manager = checkpoint.create_manager(directory, config.train.keep_checkpoints, async_saves=False)
+    step = checkpoint.best_or_latest_step(manager)
+    if step is None:
+        raise FileNotFoundError(f"No checkpoint in {directory}: train first (--mode=train or all) "
+                                f"with this --workdir.")
+    host = train.HostState.from_json(checkpoint.restore_host(manager, step))
+    model, video_shape = train.build_model(config, host.series_shape, host.stats)
+    tx, _ = train.make_optimizer(config.train)
+    abstract, _ = train.state_shardings(mesh, model, tx, video_shape, config.train.seed)
+    state = checkpoint.restore_state(manager, step, abstract)
+    manager.close()
+    logging.info("Loaded the %s parameters of step %d from %s.",
+                 "EMA" if config.sample.use_ema else "raw", step, directory)
+    return model, state.ema_params if config.sample.use_ema else state.params, host, step
+
+
+# ------------------------------------------------------------------------------------------------
+# The sharded chunk sampler.
+# ------------------------------------------------------------------------------------------------
+def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_sharding,
+                 sample_config, schedule):
+    """Samples first_index ... first_index + shape[0] - 1 of the run of `key`, decoded to series.
+
+    Each network call pins its batch to the `data` axis, so the whole sampler runs split over it.
+    """
+
+    def denoise(z, logsnr):  # (B, T, F, K, 3), (B,)
+        z = jax.lax.with_sharding_constraint(z, data_sharding)
+        return apply_fn(params, z, jax.lax.with_sharding_constraint(logsnr, data_sharding))
+
+    videos = sampling.sample(denoise, shape, key, method=sample_config.method,
+                             num_steps=sample_config.num_steps, eta=sample_config.eta,
+                             schedule=schedule, grid=sample_config.grid, first_index=first_index)
+    return decode(videos)  # (B, L, K)
+
+
+def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
+    """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`."""
+    train.check_divisible(chunk_size, mesh, "config.sample.chunk_size")
+    length = series_shape[0]
+    _, video_shape = train.build_model(config, series_shape, None)
+    vc = config.video
+
+    def decode(videos):  # (B, T, F, K, 3) normalised -> (B, L, K) in [-1, 1]
+        return video.video_to_series(normalizer.denormalize(videos), vc.n_fft, vc.hop, length,
+                                     vc.window)
+
+    data, replicated = NamedSharding(mesh, P(train.DATA_AXIS)), NamedSharding(mesh, P())
+    fn = functools.partial(
+        sample_chunk, apply_fn=train.apply_fn_of(model), decode=decode,
+        shape=(chunk_size, *video_shape), data_sharding=data, sample_config=config.sample,
+        schedule=Schedule.from_config(config.diffusion))
+    return jax.jit(fn, in_shardings=(replicated, replicated, replicated), out_shardings=data)
+
+
+def available_bytes_per_device(device):
+    """Free memory of an accelerator, or on CPU the host's available memory over its devices."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:  # MemAvailable counts reclaimable caches, unlike the free pages above.
+        text = pathlib.Path("/proc/meminfo").read_text()
+        available = int(next(l.split()[1] for l in text.splitlines()
+                             if l.startswith("MemAvailable"))) * 1024
+    except (OSError, StopIteration):
+        pass
+    return available / jax.local_device_count()
+
+
+def auto_chunk_size(mesh, model, params, video_shape, num_samples):
+    """The chunk size that fills MEMORY_FRACTION of the free device memory, a multiple of the devices.
+
+    Bytes per series come from XLA's memory analysis of the network compiled for a probe batch
+    (temporaries and output per series), plus the sampler's video-sized buffers.
+    """
+    data = NamedSharding(mesh, P(train.DATA_AXIS))
+    probe = PROBE_PER_DEVICE * mesh.size
+    video_bytes = int(np.prod(video_shape)) * 4
+    compiled = jax.jit(train.apply_fn_of(model)).lower(
+        params, jax.ShapeDtypeStruct((probe, *video_shape), jnp.float32, sharding=data),
+        jax.ShapeDtypeStruct((probe,), jnp.float32, sharding=data)).compile()
+    analysis = compiled.memory_analysis()
+    network = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes) / PROBE_PER_DEVICE
+    per_series = network + SAMPLER_BUFFERS * video_bytes
+    free = available_bytes_per_device(mesh.devices.flat[0])
+    per_device = int(np.clip(MEMORY_FRACTION * free // per_series, 1, MAX_PER_DEVICE))
+    per_device = min(per_device, -(-num_samples // mesh.size))
+    logging.info("Chunk size %d (%d per device): %.1f KiB per series, %.1f GiB free per device.",
+                 per_device * mesh.size, per_device, per_series / 1024, free / 2 ** 30)
+    return per_device * mesh.size
+
+
+def _to_host(x):
+    """A global array as one numpy array on every process."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def generate_series(sampler, params, num_samples, chunk_size, key, progress=sampling.log_progress):
+    """(num_samples, L, K) series in model space from a `compile_sampler` sampler, chunk by chunk.
+
+    The next chunk is dispatched before the current one is fetched, so the host never idles the
+    devices; the last chunk is a full one, trimmed.
+    """
+    starts = list(range(0, num_samples, chunk_size))
+    outputs, start_time = [], time.perf_counter()
+    pending = sampler(params, key, starts[0])
+    for i, first in enumerate(starts):
+        current = pending
+        if i + 1 < len(starts):
+            pending = sampler(params, key, starts[i + 1])
+        keep = min(chunk_size, num_samples - first)
+        outputs.append(_to_host(current)[:keep])
+        if progress is not None:
+            progress(sampling.Progress(first + keep, num_samples, time.perf_counter() - start_time))
+    return np.concatenate(outputs)
+
+
+# ------------------------------------------------------------------------------------------------
+# The sample and evaluate modes.
+# ------------------------------------------------------------------------------------------------
+def sample_to_workdir(config, workdir):
+    """Generates config.sample.num_samples series (0: as many as the data set has windows) with the
+    trained model of workdir and saves them as samples_unit.npy ([0, 1]) and samples.npy (original
+    units). Returns the [0, 1] samples."""
+    workdir = pathlib.Path(workdir)
+    mesh = train.make_mesh()
+    model, params, host, _ = load_trained(config, workdir, mesh)
+    num_samples = config.sample.num_samples or host.num_windows
+    _, video_shape = train.build_model(config, host.series_shape, None)
+    chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, video_shape,
+                                                             num_samples)
+    sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)
+    logging.info("Generating %d series with %s, %d steps, in chunks of %d on %d devices.",
+                 num_samples, config.sample.method, config.sample.num_steps, chunk_size, mesh.size)
+    start = time.perf_counter()
+    series = generate_series(sampler, params, num_samples, chunk_size,
+                             jax.random.PRNGKey(config.sample.seed))
+    elapsed = time.perf_counter() - start
+    logging.info("Generated %d series in %.1f s (%.1f series/s).", num_samples, elapsed,
+                 num_samples / elapsed)
+    unit = ((series + 1.0) / 2.0).astype(np.float32)  # (N, L, K) in [0, 1]
+    if jax.process_index() == 0:
+        np.save(workdir / SAMPLES_UNIT, unit)
+        np.save(workdir / SAMPLES_RAW, host.scaler.inverse(unit).astype(np.float32))
+    return unit
+
+
+def evaluate_workdir(config, workdir, real_unit=None):
+    """Scores workdir/samples_unit.npy against the real [0, 1] windows; writes metrics.json (and
+    plots into workdir/plots when config.eval.plots). Returns the metrics dict."""
+    from stdiff_jax import metrics  # Only this mode needs the metrics' networks.
+    from stdiff_jax.data import load_dataset
+
+    workdir = pathlib.Path(workdir)
+    path = workdir / SAMPLES_UNIT
+    if not path.exists():
+        raise FileNotFoundError(f"No samples at {path}: run --mode=sample (or all) first.")
+    fake = np.load(path)
+    if real_unit is None:
+        real_unit = load_dataset(config.data.name, config.data.seq_len,
+                                 config.data.root).unit_windows
+    scores = metrics.evaluate(real_unit, fake, repeats=config.eval.repeats, seed=config.eval.seed,
+                              metrics=tuple(config.eval.metrics))
+    if jax.process_index() == 0:
+        (workdir / METRICS).write_text(json.dumps(checkpoint.to_json(scores), indent=2) + "\n")
+        if config.eval.plots:
+            try:
+                from stdiff_jax.metrics import plots
+            except ImportError as e:  # matplotlib is an optional extra
+                logging.warning("Skipping plots (%s); pip install matplotlib to get them.", e)
+            else:
+                plots.save_plots(real_unit, fake, workdir / "plots")
+    return scores

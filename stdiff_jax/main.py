@@ -1,0 +1,72 @@
+"""Command line: train, sample and evaluate ST-Diff.
+
+    python -m stdiff_jax.main --config=configs/etth.py:cpu [--workdir=DIR] [--mode=all]
+        [--config.train.num_steps=100 ...]
+
+--mode=all (the default) trains (resuming from the workdir's checkpoints), generates as many series
+as the data set has windows, and scores them; train, sample and evaluate run one stage. Outputs in
+the workdir: checkpoints/, config.json, metrics.jsonl, samples_unit.npy ([0, 1]), samples.npy
+(original units), metrics.json and plots/. On a multi-host system (TPU pod, SLURM, MPI) every host
+runs the same command; `jax.distributed.initialize()` is called when the environment asks for it.
+Repeat runs start faster with a persistent compilation cache: JAX_COMPILATION_CACHE_DIR=DIR.
+"""
+
+import logging as py_logging
+import os
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from stdiff_jax import generate, train
+
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:smoke.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Run directory; default workdirs/<config name>.")
+flags.DEFINE_enum("mode", "all", ["train", "sample", "evaluate", "all"], "What to run.")
+flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize() (multi-host); default: "
+                  "when JAX_COORDINATOR_ADDRESS, SLURM or Open MPI launch variables say so.")
+flags.mark_flags_as_required(["config"])
+FLAGS = flags.FLAGS
+
+
+def launched_multi_process():
+    """Whether the environment launched several processes that must join one JAX runtime."""
+    env = os.environ
+    return bool(env.get("JAX_COORDINATOR_ADDRESS")) or any(
+        int(env.get(name, "1")) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+
+
+class _QuietOrbax(py_logging.Filter):
+    """Orbax logs every save at INFO; keep its warnings and the trainer's own progress."""
+
+    def filter(self, record):
+        return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
+
+
+def print_scores(scores):
+    rows = [(name, value) for name, value in scores.items()]
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
+    logging.get_absl_handler().addFilter(_QuietOrbax())
+    if FLAGS.distributed or (FLAGS.distributed is None and launched_multi_process()):
+        jax.distributed.initialize()
+    config = FLAGS.config
+    workdir = FLAGS.workdir or os.path.join("workdirs", config.name)
+    logging.info("workdir: %s (mode %s, process %d of %d, %d devices)", os.path.abspath(workdir),
+                 FLAGS.mode, jax.process_index(), jax.process_count(), jax.device_count())
+    if FLAGS.mode in ("train", "all"):
+        train.train_and_evaluate(config, workdir)
+    if FLAGS.mode in ("sample", "all"):
+        generate.sample_to_workdir(config, workdir)
+    if FLAGS.mode in ("evaluate", "all"):
+        print_scores(generate.evaluate_workdir(config, workdir))
+
+
+if __name__ == "__main__":
+    app.run(main)

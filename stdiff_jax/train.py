@@ -1,0 +1,476 @@
+"""Training: `train_and_evaluate(config, workdir)`, importable from a notebook, and `train_step`.
+
+The trainer reads top to bottom in sections: mesh, input, model and optimizer, sharding, update step,
+evaluation, checkpointing, loop. Data parallelism is `jax.jit` over a one-axis `Mesh` of every
+device (all hosts): the global batch of series is split along the `data` axis, the state is
+replicated, and XLA inserts the gradient all-reduce.
+
+Input stays tiny: the (N, L, K) training windows live in host memory, a `BatchIterator` picks the
+indices of each global batch, and the series (B, L, K) go to the devices; the video transform and
+its normalisation run inside the jitted step, where they cost little next to the network.
+"""
+
+import dataclasses
+import functools
+import json
+import pathlib
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from stdiff_jax import checkpoint, diffusion, video
+from stdiff_jax.data import BatchIterator, MinMaxScaler, load_dataset
+from stdiff_jax.models import create_model
+from stdiff_jax.schedule import Schedule
+
+DATA_AXIS = "data"
+VAL_SUBSET_FRACTION = 0.05  # Size of the fixed training subset scored when val_fraction is 0.
+SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order drawn from data.seed.
+
+
+# ------------------------------------------------------------------------------------------------
+# Mesh.
+# ------------------------------------------------------------------------------------------------
+def make_mesh():
+    """A one-axis mesh `data` over every device of every process."""
+    return jax.sharding.Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+
+
+def check_divisible(batch_size, mesh, what="config.train.batch_size"):
+    """A batch split along `data` needs the same number of rows on every device."""
+    n = mesh.size
+    if batch_size % n:
+        raise ValueError(f"{what}={batch_size} does not split evenly over the {n} devices of the "
+                         f"mesh: use a multiple of {n}, e.g. --{what}={n * max(1, batch_size // n)}.")
+
+
+# ------------------------------------------------------------------------------------------------
+# Input.
+# ------------------------------------------------------------------------------------------------
+def split_windows(windows, val_fraction, batch_size, seed):
+    """(train, val) windows. val is a seeded random hold-out of about `val_fraction` of the windows,
+    rounded to whole batches so every validation batch has the training batch's shape (one trace);
+    with `val_fraction` 0 every window trains and val is a fixed random subset of them."""
+    n = len(windows)
+    order = np.random.default_rng([seed, SPLIT_SEED_STREAM]).permutation(n)
+    fraction = val_fraction if val_fraction > 0 else VAL_SUBSET_FRACTION
+    num_val = max(1, round(fraction * n / batch_size)) * batch_size
+    if val_fraction <= 0:
+        num_val = min(num_val, n // batch_size * batch_size)
+        return windows, windows[np.sort(order[:num_val])]
+    if n - num_val < batch_size:
+        raise ValueError(f"{n} windows leave fewer than one training batch of {batch_size} after "
+                         f"holding out {num_val} for validation: lower config.train.batch_size or "
+                         f"set config.data.val_fraction=0 (score a fixed training subset).")
+    return windows[np.sort(order[num_val:])], windows[np.sort(order[:num_val])]
+
+
+def shard_batch(batch, sharding):
+    """A host batch (B, ...), identical on every process, as a global array split along `data`.
+
+    Each process hands over only the rows its own devices hold, so this works unchanged on a pod.
+    """
+    batch = np.asarray(batch)
+    return jax.make_array_from_callback(batch.shape, sharding, lambda index: batch[index])
+
+
+# ------------------------------------------------------------------------------------------------
+# Model and optimizer.
+# ------------------------------------------------------------------------------------------------
+def video_transform(video_config, normalizer):
+    """(B, L, K) series in [-1, 1] -> (B, T, F, K, 3) normalised video: what the model sees."""
+
+    def to_video(series):
+        v = video.series_to_video(series, video_config.n_fft, video_config.hop,
+                                  video_config.ema_alpha, video_config.window)
+        return normalizer.normalize(v)
+
+    return to_video
+
+
+def build_model(config, series_shape, stats):
+    """The network for series (L, K) and the shape (T, F, K, 3) of its videos."""
+    length, num_k = series_shape
+    video_shape = jax.eval_shape(video_transform(config.video, video.VideoNormalizer(0.0, 1.0)),
+                                 jax.ShapeDtypeStruct((1, length, num_k), jnp.float32)).shape[1:]
+    model = create_model(config.model, *video_shape[:3],
+                         stats=stats if config.model.data_biases else None)
+    return model, video_shape
+
+
+def apply_fn_of(model):
+    """apply_fn(params, z, logsnr) -> eps_hat, the form the loss and the samplers call."""
+    return lambda params, z, logsnr: model.apply({"params": params}, z, logsnr)
+
+
+def _decay_mask(params):
+    """Weight decay on dense kernels only: not on biases, norms, embeddings or the data-prior biases."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
+
+
+def make_optimizer(train_config):
+    """AdamW after global-norm clipping; learning rate: linear warmup, then cosine decay to the min.
+
+    Returns (optax transformation, learning-rate schedule of the step).
+    """
+    tc = train_config
+    if not 0 <= tc.warmup_steps < tc.num_steps:
+        raise ValueError(f"config.train.warmup_steps={tc.warmup_steps} must lie in "
+                         f"[0, num_steps={tc.num_steps}).")
+    learning_rate = optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=tc.learning_rate, warmup_steps=tc.warmup_steps,
+        decay_steps=tc.num_steps, end_value=tc.min_learning_rate)
+    tx = optax.chain(
+        optax.clip_by_global_norm(tc.grad_clip),
+        optax.adamw(learning_rate, weight_decay=tc.weight_decay, mask=_decay_mask))
+    return tx, learning_rate
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Every array a resume needs; the host-side rest (data position, scaler, ...) is in `host`."""
+
+    step: jax.Array  # () int32: updates done
+    params: Any
+    ema_params: Any  # exponential moving average of params, what sampling uses by default
+    opt_state: Any
+    rng: jax.Array  # (2,) uint32; step s draws its noise from fold_in(rng, s)
+
+
+def init_train_state(rng, *, model, tx, video_shape):
+    init_key, train_key = jax.random.split(rng)
+    params = model.init(init_key, jnp.zeros((1, *video_shape)), jnp.zeros((1,)))["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      ema_params=jax.tree.map(jnp.copy, params), opt_state=tx.init(params),
+                      rng=train_key)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sharding.
+# ------------------------------------------------------------------------------------------------
+def state_shardings(mesh, model, tx, video_shape, seed):
+    """(abstract state with its shardings, the init function): all leaves replicated over `data`."""
+    init_fn = functools.partial(init_train_state, model=model, tx=tx, video_shape=video_shape)
+    shapes = jax.eval_shape(init_fn, jax.random.PRNGKey(seed))
+    replicated = NamedSharding(mesh, P())
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                            shapes)
+    return abstract, init_fn
+
+
+def create_sharded_state(mesh, abstract, init_fn, seed):
+    """Parameters are born on their devices with their final sharding, never gathered on one."""
+    shardings = jax.tree.map(lambda a: a.sharding, abstract)
+    return jax.jit(init_fn, out_shardings=shardings)(jax.random.PRNGKey(seed))
+
+
+# ------------------------------------------------------------------------------------------------
+# Update step.
+# ------------------------------------------------------------------------------------------------
+def train_step(state, batch, *, apply_fn, tx, learning_rate, to_video, schedule, normalizer,
+               cov_weight, ema_decay):
+    """One AdamW update on a global batch of series (B, L, K) -> (new state, metrics).
+
+    Everything after `batch` is bound with functools.partial before jit. Metrics are device
+    scalars; the loop checks them on the host at its log points, so no step waits for the host.
+    """
+    rng = jax.random.fold_in(state.rng, state.step)
+    x0 = to_video(batch)  # (B, T, F, K, 3)
+
+    def loss_fn(params):
+        return diffusion.diffusion_loss(params, apply_fn, x0, rng, schedule, normalizer, cov_weight)
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema_params = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
+                              state.ema_params, params)
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads),
+                   learning_rate=learning_rate(state.step))
+    new_state = state.replace(step=state.step + 1, params=params, ema_params=ema_params,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+
+def compile_train_step(config, mesh, abstract, *, model, tx, learning_rate, normalizer):
+    """`train_step` with its settings bound, jitted over the mesh with the state donated."""
+    step = functools.partial(
+        train_step, apply_fn=apply_fn_of(model), tx=tx, learning_rate=learning_rate,
+        to_video=video_transform(config.video, normalizer), schedule=Schedule.from_config(
+            config.diffusion), normalizer=normalizer,
+        cov_weight=float(config.diffusion.cov_loss_weight), ema_decay=float(config.train.ema_decay))
+    state_sharding = jax.tree.map(lambda a: a.sharding, abstract)
+    return jax.jit(step, in_shardings=(state_sharding, NamedSharding(mesh, P(DATA_AXIS))),
+                   out_shardings=(state_sharding, NamedSharding(mesh, P())), donate_argnums=0)
+
+
+def check_finite(rows, first_step):
+    """Raises FloatingPointError naming the first step whose loss or gradient norm is not finite.
+
+    rows: host metric dicts of consecutive steps, the first being update number `first_step`.
+    """
+    for offset, row in enumerate(rows):
+        bad = {k: row[k] for k in ("loss", "grad_norm") if not np.isfinite(row[k])}
+        if bad:
+            raise FloatingPointError(
+                f"Training diverged: non-finite {bad} at step {first_step + offset}. Lower "
+                f"config.train.learning_rate, keep config.train.grad_clip > 0, and check the data; "
+                f"the last checkpoint before the step is still in the workdir.")
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation.
+# ------------------------------------------------------------------------------------------------
+def compile_eval_step(config, mesh, abstract, *, model, normalizer):
+    """Validation loss of one batch at fixed stratified times and noise (the key is per batch)."""
+
+    def eval_step(params, batch, key):
+        _, metrics = diffusion.validation_loss(
+            params, apply_fn_of(model), video_transform(config.video, normalizer)(batch),
+            Schedule.from_config(config.diffusion), key, normalizer,
+            float(config.diffusion.cov_loss_weight))
+        return metrics["loss"]
+
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(eval_step, in_shardings=(jax.tree.map(lambda a: a.sharding, abstract.params),
+                                            NamedSharding(mesh, P(DATA_AXIS)), replicated),
+                   out_shardings=replicated)
+
+
+def validation_loss(eval_step, params, val_batches, seed):
+    """Mean validation loss over the fixed batches; batch i always uses the noise of key i."""
+    key = jax.random.PRNGKey(seed)
+    losses = [eval_step(params, batch, jax.random.fold_in(key, i))
+              for i, batch in enumerate(val_batches)]
+    return float(np.mean(jax.device_get(losses)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpointing (the Orbax side is in checkpoint.py).
+# ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class HostState:
+    """What a resume needs besides the arrays: stored as the JSON item of every checkpoint."""
+
+    iterator: dict
+    best_val_loss: float | None  # None before the first evaluation
+    evals_since_best: int
+    num_windows: int  # of the whole data set: the default number of samples to generate
+    series_shape: tuple  # (L, K)
+    scaler: MinMaxScaler
+    normalizer: video.VideoNormalizer
+    stats: video.AttentionStats
+
+    def to_json(self):
+        d = dataclasses.asdict(self) | {"scaler": self.scaler.to_dict(),
+                                        "normalizer": self.normalizer.to_dict(),
+                                        "stats": self.stats.to_dict()}
+        return checkpoint.to_json(d)
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(iterator=d["iterator"], best_val_loss=d["best_val_loss"],
+                   evals_since_best=d["evals_since_best"], num_windows=d["num_windows"],
+                   series_shape=tuple(d["series_shape"]),
+                   scaler=MinMaxScaler.from_dict(d["scaler"]),
+                   normalizer=video.VideoNormalizer.from_dict(d["normalizer"]),
+                   stats=video.AttentionStats.from_dict(d["stats"]))
+
+
+def checkpoint_dir(workdir):
+    return pathlib.Path(workdir).resolve() / "checkpoints"
+
+
+# ------------------------------------------------------------------------------------------------
+# Loop.
+# ------------------------------------------------------------------------------------------------
+class Progress:
+    """Rate and ETA of a loop over `total` units, measured between successive reports."""
+
+    def __init__(self, total, done=0):
+        self.total, self._last = total, (done, time.perf_counter())
+
+    def report(self, done):
+        """(units per second since the last report, seconds left at that rate)."""
+        now = time.perf_counter()
+        rate = (done - self._last[0]) / max(now - self._last[1], 1e-9)
+        self._last = (done, now)
+        return rate, (self.total - done) / max(rate, 1e-9)
+
+
+def format_seconds(seconds):
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class MetricWriter:
+    """Appends one JSON object per line to workdir/metrics.jsonl (process 0 only)."""
+
+    def __init__(self, workdir):
+        self.path = pathlib.Path(workdir) / "metrics.jsonl"
+        self.enabled = jax.process_index() == 0
+
+    def write(self, step, **scalars):
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
+                        + "\n")
+
+
+def save_config(config, workdir):
+    """Writes the resolved config to workdir/config.json, warning about changes on a resume."""
+    path = pathlib.Path(workdir) / "config.json"
+    text = config.to_json_best_effort(indent=2, sort_keys=True)
+    if path.exists() and path.read_text() != text:
+        old, new = _flatten(json.loads(path.read_text())), _flatten(json.loads(text))
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        logging.warning("The config differs from the one saved in %s in %s.", path, changed)
+    if jax.process_index() == 0:
+        path.write_text(text)
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
+    """Trains the model of `config`, saving checkpoints, metrics and the config into `workdir`.
+
+    Resume order: the latest checkpoint in workdir/checkpoints (its arrays, data position, scaler,
+    normaliser and early-stopping record: the run continues exactly as if never interrupted); else
+    a fresh start. A finished or early-stopped run returns at once when called again.
+
+    Args:
+        config: a config of configs/ (e.g. `configs.sines.get_config("smoke")`).
+        workdir: directory of the run; created if missing.
+        dataset: a `stdiff_jax.data.Dataset` to use instead of loading `config.data.name`.
+        stop_at_step: stop (with a checkpoint) once this many updates are done, as a preempted run
+            would; a later call resumes. For notebooks that train in slices.
+
+    Returns:
+        dict with step, best_val_loss, stopped_early and the checkpoint directory.
+    """
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_config(config, workdir)
+    tc = config.train
+
+    tx, learning_rate = make_optimizer(tc)  # First: it checks the schedule before data loads.
+
+    # Mesh --------------------------------------------------------------------------------------
+    mesh = make_mesh()
+    check_divisible(tc.batch_size, mesh)
+    batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+
+    # Input -------------------------------------------------------------------------------------
+    if dataset is None:
+        dataset = load_dataset(config.data.name, config.data.seq_len, config.data.root)
+    train_windows, val_windows = split_windows(dataset.windows, config.data.val_fraction,
+                                               tc.batch_size, config.data.seed)
+    iterator = BatchIterator(len(train_windows), tc.batch_size, config.data.seed)
+    manager = checkpoint.create_manager(checkpoint_dir(workdir), tc.keep_checkpoints)
+    resume_step = manager.latest_step()
+    if resume_step is None:
+        normalizer, stats = video.fit_video_statistics(
+            train_windows, config.video.n_fft, config.video.hop, config.video.ema_alpha,
+            config.video.window)
+        host = HostState(iterator=iterator.state(), best_val_loss=None, evals_since_best=0,
+                         num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
+                         scaler=dataset.scaler, normalizer=normalizer, stats=stats)
+    else:
+        host = HostState.from_json(checkpoint.restore_host(manager, resume_step))
+        iterator.restore(host.iterator)
+    val_batches = [shard_batch(val_windows[i:i + tc.batch_size], batch_sharding)
+                   for i in range(0, len(val_windows), tc.batch_size)]
+
+    # Model and optimizer -----------------------------------------------------------------------
+    model, video_shape = build_model(config, host.series_shape, host.stats)
+
+    # Sharding ----------------------------------------------------------------------------------
+    abstract, init_fn = state_shardings(mesh, model, tx, video_shape, tc.seed)
+    if resume_step is None:
+        state = create_sharded_state(mesh, abstract, init_fn, tc.seed)
+    else:
+        state = checkpoint.restore_state(manager, resume_step, abstract)
+        logging.info("Resumed from %s at step %d.", checkpoint_dir(workdir), resume_step)
+    num_params = sum(x.size for x in jax.tree.leaves(state.params))
+    logging.info("%d devices, global batch %d (%d per device), %d training and %d validation "
+                 "windows, videos %s, %.2fM parameters.", mesh.size, tc.batch_size,
+                 tc.batch_size // mesh.size, len(train_windows), len(val_windows), video_shape,
+                 num_params / 1e6)
+
+    # Update step -------------------------------------------------------------------------------
+    update = compile_train_step(config, mesh, abstract, model=model, tx=tx,
+                                learning_rate=learning_rate, normalizer=host.normalizer)
+    eval_step = compile_eval_step(config, mesh, abstract, model=model, normalizer=host.normalizer)
+    eval_params = (lambda s: s.ema_params) if config.sample.use_ema else (lambda s: s.params)
+
+    # Loop --------------------------------------------------------------------------------------
+    writer = MetricWriter(workdir)
+    step = int(jax.device_get(state.step))
+    last_step = tc.num_steps if stop_at_step is None else min(stop_at_step, tc.num_steps)
+    stopped_early = tc.patience > 0 and host.evals_since_best >= tc.patience
+    pending, window = [], []  # device metrics not yet on the host; host metrics since the last log
+    progress = Progress(tc.num_steps, step)
+    saved_step = resume_step
+    while step < last_step and not stopped_early:
+        state, metrics = update(state, shard_batch(iterator.next_batch(train_windows),
+                                                   batch_sharding))
+        pending.append(metrics)
+        step += 1
+        is_log = step % tc.log_every == 0 or step == last_step
+        is_eval = step % tc.eval_every == 0 or step == tc.num_steps
+        is_save = step % tc.checkpoint_every == 0 or step == last_step
+        if not (is_log or is_eval or is_save):
+            continue
+        rows = jax.device_get(pending)  # the one host sync between log points
+        check_finite(rows, step - len(rows) + 1)
+        window += rows
+        pending = []
+        if is_log:
+            means = {k: np.mean([r[k] for r in window]) for k in window[0]}
+            rate, eta = progress.report(step)
+            writer.write(step, **means, steps_per_sec=rate, samples_per_sec=rate * tc.batch_size)
+            logging.info("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.2f steps/s "
+                         "(%.0f samples/s)  ETA %s", step, tc.num_steps, means["loss"],
+                         means["grad_norm"], means["learning_rate"], rate, rate * tc.batch_size,
+                         format_seconds(eta))
+            window = []
+        val_loss = None
+        if is_eval:
+            val_loss = validation_loss(eval_step, eval_params(state), val_batches, config.data.seed)
+            if not np.isfinite(val_loss):
+                raise FloatingPointError(f"Non-finite validation loss {val_loss} at step {step}.")
+            improved = host.best_val_loss is None or val_loss < host.best_val_loss
+            host.best_val_loss = val_loss if improved else host.best_val_loss
+            host.evals_since_best = 0 if improved else host.evals_since_best + 1
+            stopped_early = tc.patience > 0 and host.evals_since_best >= tc.patience
+            writer.write(step, val_loss=val_loss, best_val_loss=host.best_val_loss)
+            logging.info("step %d  validation loss %.5f  (best %.5f, %d evaluations without "
+                         "improvement)", step, val_loss, host.best_val_loss, host.evals_since_best)
+            is_save = is_save or improved or stopped_early
+        if is_save:
+            host.iterator = iterator.state()
+            checkpoint.save(manager, step, state, host.to_json(), val_loss)
+            saved_step = step
+    if stopped_early:
+        logging.info("Early stop at step %d: no validation improvement in %d evaluations.", step,
+                     tc.patience)
+    manager.wait_until_finished()
+    manager.close()
+    return {"step": step, "best_val_loss": host.best_val_loss, "stopped_early": stopped_early,
+            "last_checkpoint": saved_step, "checkpoint_dir": str(checkpoint_dir(workdir))}
