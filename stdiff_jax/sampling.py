@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from stdiff_jax.diffusion import standard_normal
 from stdiff_jax.schedule import Schedule, alpha_sigma
 
 METHODS = ("ddim", "ancestral", "dpmpp_2m")
@@ -46,11 +47,12 @@ def per_sample_keys(key, batch_size, first_index=0):
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(first_index + jnp.arange(batch_size))
 
 
-def _normal(keys, shape, step=None):
-    """(B, *shape) standard normals, row b from keys[b] (folded with `step` when given)."""
-    def draw(key):
-        return jax.random.normal(key if step is None else jax.random.fold_in(key, step), shape)
-    return jax.vmap(draw)(keys)
+def _normal(keys, shape, stream):
+    """(B, *shape) standard normals, row b from fold_in(keys[b], stream).
+
+    Stream 0 is the prior draw, stream i + 1 the fresh noise of step i.
+    """
+    return jax.vmap(lambda key: standard_normal(jax.random.fold_in(key, stream), shape))(keys)
 
 
 def _predict(denoise_fn, z, logsnr, clip_x0):
@@ -69,16 +71,16 @@ def _steps(logsnrs):
     return jnp.arange(logsnrs.shape[0] - 1), logsnrs[:-1], logsnrs[1:]
 
 
-def ddim_sample(denoise_fn, z, logsnrs, noise_keys=None, *, eta=0.0, clip_x0=None):
+def ddim_sample(denoise_fn, z, logsnrs, keys=None, *, eta=0.0, clip_x0=None):
     """DDIM from z (B, ...) at logsnrs[0] through the grid `logsnrs`; eta in [0, 1] (1: DDPM).
 
     With eta > 0 each step adds fresh noise of variance eta^2 sigma_t^2 (1 - SNR_s / SNR_t), the
-    DDPM posterior variance scaled by eta^2, drawn from `noise_keys` (B,).
+    DDPM posterior variance scaled by eta^2, drawn from the per-sample `keys` (B,).
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"DDIM eta must lie in [0, 1] (0: deterministic, 1: DDPM), got {eta}.")
-    if eta and noise_keys is None:
-        raise ValueError("DDIM with eta > 0 draws noise: pass noise_keys (one key per sample).")
+    if eta and keys is None:
+        raise ValueError("DDIM with eta > 0 draws noise: pass keys (one key per sample).")
 
     def step(z, inputs):
         i, logsnr_s, logsnr_t = inputs
@@ -87,14 +89,14 @@ def ddim_sample(denoise_fn, z, logsnrs, noise_keys=None, *, eta=0.0, clip_x0=Non
         var_eta = eta ** 2 * sigma_t ** 2 * -jnp.expm1(logsnr_s - logsnr_t)
         z = alpha_t * x0_hat + jnp.sqrt(sigma_t ** 2 - var_eta) * eps_hat
         if eta:
-            z = z + jnp.sqrt(var_eta) * _normal(noise_keys, z.shape[1:], i)
+            z = z + jnp.sqrt(var_eta) * _normal(keys, z.shape[1:], i + 1)
         return z, None
 
     z, _ = jax.lax.scan(step, z, _steps(logsnrs))
     return z
 
 
-def ancestral_sample(denoise_fn, z, logsnrs, noise_keys, *, clip_x0=None):
+def ancestral_sample(denoise_fn, z, logsnrs, keys, *, clip_x0=None):
     """Ancestral sampling: z_t ~ q(z_t | z_s, x = x0_hat) at every step (VDM's sampler).
 
     With c = 1 - SNR_s / SNR_t the posterior is N(alpha_t / alpha_s (z_s - c sigma_s eps_hat),
@@ -107,7 +109,7 @@ def ancestral_sample(denoise_fn, z, logsnrs, noise_keys, *, clip_x0=None):
         alpha_t, sigma_t = alpha_sigma(logsnr_t)
         c = -jnp.expm1(logsnr_s - logsnr_t)
         mean = alpha_t / alpha_s * (z - c * sigma_s * eps_hat)
-        return mean + jnp.sqrt(c) * sigma_t * _normal(noise_keys, z.shape[1:], i), None
+        return mean + jnp.sqrt(c) * sigma_t * _normal(keys, z.shape[1:], i + 1), None
 
     z, _ = jax.lax.scan(step, z, _steps(logsnrs))
     return z
@@ -153,14 +155,12 @@ def sample(denoise_fn, shape, key, *, method="ddim", num_steps=200, eta=0.0, sch
     if method not in METHODS:
         raise ValueError(f"Unknown sampler {method!r}; use one of {METHODS}.")
     keys = per_sample_keys(key, shape[0], first_index)  # (B,)
-    prior_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-    noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    z = _normal(prior_keys, tuple(shape[1:]))  # (B, ...) ~ N(0, I) at logsnr_min
+    z = _normal(keys, tuple(shape[1:]), 0)  # (B, ...) ~ N(0, I) at logsnr_min
     logsnrs = logsnr_grid(schedule, num_steps, grid)
     if method == "ddim":
-        return ddim_sample(denoise_fn, z, logsnrs, noise_keys, eta=eta, clip_x0=clip_x0)
+        return ddim_sample(denoise_fn, z, logsnrs, keys, eta=eta, clip_x0=clip_x0)
     if method == "ancestral":
-        return ancestral_sample(denoise_fn, z, logsnrs, noise_keys, clip_x0=clip_x0)
+        return ancestral_sample(denoise_fn, z, logsnrs, keys, clip_x0=clip_x0)
     return dpmpp_2m_sample(denoise_fn, z, logsnrs, clip_x0=clip_x0)
 
 

@@ -139,7 +139,7 @@ def test_validation_loss_is_deterministic_at_stratified_times():
     first, m1 = diffusion.validation_loss(params, linear_apply, x0, SCHEDULE, key)
     again, _ = diffusion.validation_loss(params, linear_apply, x0, SCHEDULE, key)
     assert first == again
-    eps = jax.random.normal(key, SHAPE)
+    eps = diffusion.standard_normal(key, SHAPE)
     expected, _ = diffusion.objective(params, linear_apply, x0, diffusion.stratified_times(16), eps,
                                       SCHEDULE)
     np.testing.assert_allclose(first, expected, rtol=1e-6)
