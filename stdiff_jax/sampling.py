@@ -185,37 +185,51 @@ def log_progress(p):
     logging.info("generated %d/%d samples (%.1f/s, %.0f s left)", p.done, p.total, p.rate, p.eta_s)
 
 
-def generate(denoise_fn, num_samples, sample_shape, key, chunk_size, *, method="ddim",
-             num_steps=200, eta=0.0, schedule=Schedule(), grid="logsnr", clip_x0=None, decode=None,
-             progress=log_progress, jit_fn=jax.jit):
-    """num_samples samples in chunks of chunk_size, decoded on the host, as one numpy array.
+def run_chunks(run_chunk, num_samples, chunk_size, *, fetch=np.asarray, progress=log_progress):
+    """The host loop of chunked generation: (num_samples, ...) numpy outputs, chunk by chunk.
 
-    The sampler is compiled once for (chunk_size, *sample_shape); the last chunk is padded to full
-    size and trimmed after decoding, so neither the sampler nor a jitted `decode` recompiles.
-    Sample n is the same whatever chunk_size (see `sample`). The next chunk is dispatched before the
-    current one is decoded, so host-side decoding overlaps device work.
-
-    decode: maps a chunk of videos (chunk_size, *sample_shape) to outputs with the same leading axis
-      (e.g. denormalise, video_to_series, unscale); None keeps the videos.
+    run_chunk(first_index) returns the chunk_size outputs first_index, first_index + 1, ... (a
+    compiled sampler, dispatched asynchronously); fetch brings one to the host as numpy (decoding it
+    on the way, if needed). The next chunk is dispatched before the current one is fetched, so the
+    host never idles the devices; the last chunk is a full one, trimmed, so nothing recompiles.
     progress: called with a `Progress` after every chunk (None: silent).
-    jit_fn: compiles the chunk sampler; pass e.g. functools.partial(jax.jit, out_shardings=...) to
-      place chunks on a device mesh.
     """
     if num_samples < 1 or chunk_size < 1:
-        raise ValueError(f"generate needs num_samples >= 1 and chunk_size >= 1, got {num_samples} "
+        raise ValueError(f"Generation needs num_samples >= 1 and chunk_size >= 1, got {num_samples} "
                          f"and {chunk_size}.")
-    run_chunk = jit_fn(functools.partial(
-        sample, denoise_fn, (chunk_size, *sample_shape), method=method, num_steps=num_steps,
-        eta=eta, schedule=schedule, grid=grid, clip_x0=clip_x0))
     starts = range(0, num_samples, chunk_size)
     outputs, start_time = [], time.perf_counter()
-    pending = run_chunk(key, first_index=starts[0])
+    pending = run_chunk(starts[0])
     for i, first in enumerate(starts):
-        videos = pending
+        current = pending
         if i + 1 < len(starts):
-            pending = run_chunk(key, first_index=starts[i + 1])
+            pending = run_chunk(starts[i + 1])
         keep = min(chunk_size, num_samples - first)
-        outputs.append(np.asarray(videos if decode is None else decode(videos))[:keep])
+        outputs.append(np.asarray(fetch(current))[:keep])
         if progress is not None:
             progress(Progress(first + keep, num_samples, time.perf_counter() - start_time))
     return np.concatenate(outputs)
+
+
+def generate(denoise_fn, num_samples, sample_shape, key, chunk_size, *, method="ddim",
+             num_steps=200, eta=0.0, schedule=Schedule(), grid="logsnr", clip_x0=None, decode=None,
+             progress=log_progress, jit_fn=jax.jit):
+    """num_samples samples of sample_shape in chunks of chunk_size, as one numpy array.
+
+    The sampler is compiled once, for (chunk_size, *sample_shape), and sample n is the same whatever
+    chunk_size (see `sample`). denoise_fn's closed-over parameters become constants of the compiled
+    sampler: right for tests and small models; for a trained network compile a sampler that takes
+    the parameters as an argument and hand it to `run_chunks`.
+
+    decode: maps a chunk of videos (chunk_size, *sample_shape) to outputs with the same leading axis
+      (e.g. denormalise, video_to_series, unscale), run on full chunks so a jitted decode compiles
+      once; None keeps the videos.
+    progress: called with a `Progress` after every chunk (None: silent).
+    jit_fn: compiles the chunk sampler `fn(key, first_index)`; e.g. functools.partial(jax.jit,
+      out_shardings=...) places chunks on a device mesh.
+    """
+    run_chunk = jit_fn(functools.partial(
+        sample, denoise_fn, (chunk_size, *sample_shape), method=method, num_steps=num_steps,
+        eta=eta, schedule=schedule, grid=grid, clip_x0=clip_x0))
+    return run_chunks(lambda first: run_chunk(key, first_index=first), num_samples, chunk_size,
+                      fetch=np.asarray if decode is None else decode, progress=progress)

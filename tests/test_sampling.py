@@ -101,7 +101,7 @@ def test_bad_options_fail_clearly():
         sampling.ddim_sample(gaussian_denoiser, jnp.zeros((2, *DIMS)), jnp.zeros(3), eta=2.0)
     with pytest.raises(ValueError, match="pass keys"):
         sampling.ddim_sample(gaussian_denoiser, jnp.zeros((2, *DIMS)), jnp.zeros(3), eta=0.5)
-    with pytest.raises(ValueError, match="chunk_size"):
+    with pytest.raises(ValueError, match="chunk_size >= 1"):
         sampling.generate(gaussian_denoiser, 10, DIMS, jax.random.key(0), 0)
 
 
@@ -130,3 +130,19 @@ def test_generate_pads_the_last_chunk_compiles_once_and_does_not_depend_on_chunk
     whole = sampling.generate(gaussian_denoiser, 10, DIMS, key, 10, method="ancestral",
                               num_steps=4, decode=decode, progress=None)
     np.testing.assert_allclose(out, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_run_chunks_dispatches_ahead_trims_and_keeps_order():
+    events = []
+
+    def run_chunk(first):
+        events.append(("run", first))
+        return np.arange(first, first + 4)
+
+    def fetch(chunk):
+        events.append(("fetch", int(chunk[0])))
+        return chunk
+
+    out = sampling.run_chunks(run_chunk, 10, 4, fetch=fetch, progress=None)
+    np.testing.assert_array_equal(out, np.arange(10))
+    assert events == [("run", 0), ("run", 4), ("fetch", 0), ("run", 8), ("fetch", 4), ("fetch", 8)]
