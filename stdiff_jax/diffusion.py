@@ -122,8 +122,11 @@ def objective(params, apply_fn, x0, t, eps, schedule, normalizer=None, cov_weigh
     metrics = {"mse": mse}
     loss = mse
     if cov_weight:
-        weights = (logsnr >= cov_logsnr_min).astype(jnp.float32)  # (B,)
-        cov = covariance_loss(predict_x0(z, eps_hat, logsnr), x0, weights, normalizer, cov_axes)
+        mask = logsnr >= cov_logsnr_min  # (B,)
+        # Masked samples take the clean video: their x0_hat (divided by a tiny alpha) never enters.
+        x0_hat = jnp.where(_per_sample(mask, x0.ndim), predict_x0(z, eps_hat, logsnr), x0)
+        weights = mask.astype(jnp.float32)
+        cov = covariance_loss(x0_hat, x0, weights, normalizer, cov_axes)
         loss = loss + cov_weight * cov
         metrics.update(cov=cov, cov_fraction=jnp.mean(weights))
     metrics["loss"] = loss
