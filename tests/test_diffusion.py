@@ -80,26 +80,34 @@ def test_weighted_correlation_matches_numpy_and_masks_samples():
     x = np.asarray(_videos(3)[..., 0])  # (B, T, F, K)
     weights = np.zeros(SHAPE[0], np.float32)
     weights[:5] = 1.0
+    correlation = jax.jit(diffusion.weighted_correlation, static_argnums=2)
     for axis in (2, 3):
-        corr = diffusion.weighted_correlation(jnp.asarray(x), jnp.asarray(weights), axis)
+        corr = correlation(jnp.asarray(x), jnp.asarray(weights), axis)
         rows = np.moveaxis(x[:5], axis, -1).reshape(-1, x.shape[axis])
         np.testing.assert_allclose(corr, np.corrcoef(rows, rowvar=False), atol=1e-5)
-    empty = diffusion.weighted_correlation(jnp.asarray(x), jnp.zeros(SHAPE[0]), 3)
+    empty = correlation(jnp.asarray(x), jnp.zeros(SHAPE[0]), 3)
     np.testing.assert_array_equal(empty, 0.0)
 
 
 def test_covariance_loss_zero_iff_correlations_agree():
+    normalizer = _normalizer()
+
+    @jax.jit
+    def losses(pred, clean, weights):  # covariate, frequency, both
+        return jnp.stack([diffusion.covariance_loss(pred, clean, weights, normalizer, axes)
+                          for axes in [("covariate",), ("frequency",), ("covariate", "frequency")]])
+
     x0 = _videos(4)
     weights = jnp.ones(SHAPE[0])
-    normalizer = _normalizer()
-    assert diffusion.covariance_loss(x0, x0, weights, normalizer) < 1e-10
+    assert jnp.all(losses(x0, x0, weights) < 1e-10)
     noisy = x0 + 0.5 * _videos(5)
-    for axes in [("covariate",), ("frequency",), ("covariate", "frequency")]:
-        assert diffusion.covariance_loss(noisy, x0, weights, normalizer, axes) > 1e-3
+    cov, freq, both = losses(noisy, x0, weights)
+    assert cov > 1e-3 and freq > 1e-3
+    np.testing.assert_allclose(both, cov + freq, rtol=1e-6)
     # Masked-out samples do not count: garbage there changes nothing.
     mask = jnp.arange(SHAPE[0]) < 8
     mixed = jnp.where(mask[:, None, None, None, None], x0, noisy)
-    assert diffusion.covariance_loss(mixed, x0, mask.astype(jnp.float32), normalizer) < 1e-10
+    assert jnp.all(losses(mixed, x0, mask.astype(jnp.float32)) < 1e-10)
     with pytest.raises(ValueError, match="Unknown cross-covariance axes"):
         diffusion.covariance_loss(x0, x0, weights, normalizer, ("time",))
 
