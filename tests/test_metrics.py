@@ -1,0 +1,225 @@
+"""Tests of the benchmark metrics on small synthetic window sets.
+
+All training metrics share one window count and iteration count so that each jitted trainer
+compiles once for the whole file.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from stdiff_jax import metrics
+from stdiff_jax.metrics import correlational, fid, scan_train, ts2vec
+
+L, K, N = 24, 4, 256
+FID_ITERS, DISC_ITERS, PRED_ITERS = 40, 300, 1000
+
+
+def waves(n, seed):
+    """Noisy phase-shifted sines: channels strongly correlated, last one predictable."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(L)
+    freq = rng.uniform(0.1, 0.3, (n, 1, 1))
+    phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
+    x = 0.9 * (np.sin(freq * t[None, :, None] + phase + 0.5 * np.arange(K)) + 1) / 2 + 0.05
+    return x + rng.uniform(-0.03, 0.03, x.shape)  # (n, L, K) in [0.02, 0.98]
+
+
+@pytest.fixture(scope="module")
+def sets():
+    real = waves(N, 1)
+    rng = np.random.default_rng(2)
+    shifted = real.copy()
+    shifted[..., -1] = np.clip(shifted[..., -1] + 0.3, 0, 1)
+    return {
+        "real": real,
+        "same": waves(N, 3),  # an independent draw of the same distribution
+        "noise": rng.uniform(size=real.shape),
+        "shifted": shifted,
+        # every channel shuffled across windows on its own: same marginals, no cross-correlation
+        "decorrelated": np.stack([real[rng.permutation(N), :, k] for k in range(K)], axis=-1),
+    }
+
+
+# ---- input validation ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("metric", sorted(metrics.METRICS))
+@pytest.mark.parametrize("fake, message", [
+    (np.full((8, L), 0.5), "shape"),
+    (np.full((8, L, K + 1), 0.5), "channel count"),
+    (np.full((8, L + 1, K), 0.5), "length"),
+    (np.where(np.arange(L)[None, :, None] == 3, np.nan, np.full((8, L, K), 0.5)), "NaN"),
+    (np.full((8, L, K), 1.5), "outside"),
+    (np.full((8, L, K), -0.5), "outside"),
+])
+def test_bad_inputs_raise_clear_errors(metric, fake, message):
+    with pytest.raises(ValueError, match=message):
+        metrics.METRICS[metric](np.full((8, L, K), 0.5), fake, 0)
+
+
+def test_evaluate_rejects_unknown_metric(sets):
+    with pytest.raises(ValueError, match="unknown metrics"):
+        metrics.evaluate(sets["real"], sets["same"], metrics=("fid",))
+
+
+# ---- correlational score -------------------------------------------------------------------
+
+def test_correlational_is_exactly_zero_for_identical_sets(sets):
+    assert correlational.correlational_score(sets["real"], sets["real"], resample=False) == 0.0
+
+
+def test_cross_correlation_matches_its_definition():
+    x = waves(64, 5)
+    z = (x - x.mean(axis=(0, 1))) / x.std(axis=(0, 1), ddof=1)
+    expected = [np.mean(z[..., i] * z[..., j]) for i in range(K) for j in range(i + 1)]
+    np.testing.assert_allclose(correlational.cross_correlation(x), expected, rtol=1e-12)
+
+
+def test_correlational_detects_decorrelation_and_noise(sets):
+    same = metrics.correlational_score(sets["real"], sets["same"], 0)
+    assert same < 0.05
+    for name in ("decorrelated", "noise"):
+        assert metrics.correlational_score(sets["real"], sets[name], 0) > 5 * same + 0.1, name
+
+
+# ---- Context-FID ---------------------------------------------------------------------------
+
+def test_frechet_distance_matches_closed_form():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 5))
+    sigma1 = a @ a.T + np.eye(5)
+    sigma2 = 4.0 * sigma1  # commuting: sqrt(sigma1 sigma2) = 2 sigma1
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1 + sigma2 - 4.0 * sigma1)
+    assert fid.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-9)
+    d1, d2 = rng.uniform(0.5, 2, 5), rng.uniform(0.5, 2, 5)  # diagonal: sum (sqrt d1 - sqrt d2)^2
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(d1) - np.sqrt(d2)) ** 2)
+    assert fid.frechet_distance(mu1, np.diag(d1), mu2, np.diag(d2)) == pytest.approx(expected)
+
+
+def test_cropped_encoder_equals_encoder_on_the_crop():
+    """The fixed-size crop buffers give the outputs PyTorch gives on the variable-length crop."""
+    model = ts2vec.TSEncoder()
+    x = jax.random.uniform(jax.random.key(0), (2, L, K))
+    params = ts2vec.init_params(np.random.default_rng(0), K)
+    start, stop = 5, 16
+    valid = ((jnp.arange(L) >= start) & (jnp.arange(L) < stop)).astype(x.dtype)
+    apply = jax.jit(model.apply)
+    buffered = apply(params, x, jnp.broadcast_to(valid[None, :, None], (2, L, 1)))
+    direct = apply(params, x[:, start:stop])
+    np.testing.assert_allclose(buffered[:, start:stop], direct, rtol=1e-5, atol=1e-5)
+
+
+def test_padded_hierarchical_loss_equals_loss_on_the_valid_part():
+    z1, z2 = jax.random.normal(jax.random.key(1), (2, 4, L, 8))
+    loss = jax.jit(ts2vec.hierarchical_contrastive_loss)
+    for length in (3, 13):
+        padded = loss(z1, z2, jnp.int32(length))
+        exact = loss(z1[:, :length], z2[:, :length], length)
+        assert float(padded) == pytest.approx(float(exact), rel=1e-5), length
+
+
+def test_context_fid_separates_same_distribution_from_noise_and_is_deterministic(sets):
+    same = metrics.context_fid(sets["real"], sets["same"], 0, iterations=FID_ITERS)
+    assert same == metrics.context_fid(sets["real"], sets["same"], 0, iterations=FID_ITERS)
+    noise = metrics.context_fid(sets["real"], sets["noise"], 0, iterations=FID_ITERS)
+    decorrelated = metrics.context_fid(sets["real"], sets["decorrelated"], 0,
+                                       iterations=FID_ITERS)
+    assert same < 0.1
+    assert noise > 10 * same and decorrelated > 10 * same
+
+
+def test_ts2vec_loss_decreases():
+    _, losses = ts2vec.fit(waves(N, 1), seed=0, iterations=FID_ITERS)
+    losses = np.asarray(losses)
+    assert np.all(np.isfinite(losses)) and losses[-10:].mean() < 0.8 * losses[:5].mean()
+
+
+# ---- discriminative and predictive scores --------------------------------------------------
+
+def test_discriminative_separates_same_distribution_from_fakes(sets):
+    def score(name):
+        return metrics.discriminative_score(sets["real"], sets[name], 0, iterations=DISC_ITERS)
+    same = score("same")
+    assert same == score("same")
+    assert same < 0.15
+    for name in ("noise", "shifted", "decorrelated"):
+        assert score(name) > 0.25, name
+
+
+def test_predictive_is_low_for_same_distribution_and_high_for_shifted_fakes(sets):
+    def score(name):
+        return metrics.predictive_score(sets["real"], sets[name], 0, iterations=PRED_ITERS)
+    same = score("same")
+    assert same == score("same")
+    trained_on_real = score("real")
+    assert same < 1.5 * trained_on_real + 0.01
+    for name in ("noise", "shifted"):
+        assert score(name) > 3 * same, name
+
+
+# ---- training loop and evaluate ------------------------------------------------------------
+
+def test_scan_train_average_is_the_mean_of_all_iterates():
+    """SGD on |w - target|^2 / 2: iterates are known, the average includes the initial one."""
+    target = jnp.array([1.0, -2.0])
+    params, averaged, losses = scan_train.scan_train(
+        lambda w, _: 0.5 * jnp.sum((w["w"] - target) ** 2), {"w": jnp.zeros(2)},
+        optax.sgd(0.5), jnp.zeros(3), average=True)
+    iterates = [target * (1 - 0.5 ** k) for k in range(4)]  # w_k = target (1 - 0.5^k)
+    np.testing.assert_allclose(params["w"], iterates[-1], rtol=1e-6)
+    np.testing.assert_allclose(averaged["w"], np.mean(iterates, axis=0), rtol=1e-6)
+    assert losses.shape == (3,)
+
+
+def test_epoch_batches_are_shuffled_epochs_without_the_ragged_tail():
+    idx = scan_train.epoch_batches(np.random.default_rng(0), 10, 3, 7)  # 3 batches per epoch
+    assert idx.shape == (7, 3)
+    for epoch in (idx[0:3], idx[3:6]):
+        assert len(set(epoch.ravel())) == 9  # no repeats inside an epoch, one row left out
+
+
+def test_evaluate_reports_mean_and_t_interval_as_json(sets):
+    seen = []
+    result = metrics.evaluate(
+        sets["real"], sets["same"], repeats=3, seed=0,
+        metrics=("correlational", "discriminative"),
+        options={"discriminative": {"iterations": DISC_ITERS}},
+        progress=lambda name, r, value: seen.append((name, r)))
+    json.dumps(result)
+    assert seen == [("correlational", r) for r in range(3)] + [("discriminative", r)
+                                                                for r in range(3)]
+    values = [metrics.correlational_score(sets["real"], sets["same"], r) for r in range(3)]
+    corr = result["correlational"]
+    assert corr["values"] == values
+    assert corr["mean"] == pytest.approx(np.mean(values))
+    # t.ppf(0.975, 2) = 4.302653; sem uses the unbiased std.
+    assert corr["ci95"] == pytest.approx(4.302653 * np.std(values, ddof=1) / np.sqrt(3), rel=1e-6)
+
+
+# ---- plots ---------------------------------------------------------------------------------
+
+def test_save_plots_writes_pngs(sets, tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    from stdiff_jax.metrics import plots
+    paths = plots.save_plots(sets["real"][:50], sets["noise"][:50], tmp_path,
+                             names=["a", "b", "c", "d"])
+    assert sorted(p.split("/")[-1] for p in paths) == ["acf.png", "kde.png", "psd.png", "tsne.png"]
+    for path in paths:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_autocorrelation_and_psd_of_a_pure_tone():
+    t = np.arange(L)
+    x = (np.cos(2 * np.pi * 3 * t / L)[None, :, None] + 1) / 2  # 3 cycles per window
+    from stdiff_jax.metrics import plots
+    psd = plots.mean_psd(x)[0]
+    assert np.argmax(psd) == 3 and psd[3] > 1e3 * np.delete(psd, 3).max()
+    acf = plots.autocorrelation(x)[0]
+    assert acf[0] == pytest.approx(1.0) and acf[4] < -0.5  # half a period later: anticorrelated
