@@ -43,20 +43,9 @@ def load_trained(config, workdir, mesh):
 
     Params are the EMA params when config.sample.use_ema, replicated over `mesh`.
     """
-    directory = train.checkpoint_dir(workdir)
-    manager = checkpoint.create_manager(directory, config.train.keep_checkpoints, async_saves=False)
-    step = checkpoint.best_or_latest_step(manager)
-    if step is None:
-        raise FileNotFoundError(f"No checkpoint in {directory}: train first (--mode=train or all) "
-                                f"with this --workdir.")
-    host = train.HostState.from_json(checkpoint.restore_host(manager, step))
-    model, video_shape = train.build_model(config, host.series_shape, host.stats)
-    tx, _ = train.make_optimizer(config.train)
-    abstract, _ = train.state_shardings(mesh, model, tx, video_shape, config.train.seed)
-    state = checkpoint.restore_state(manager, step, abstract)
-    manager.close()
+    state, host, model, step = train.restore_train_state(config, workdir, mesh)
     logging.info("Loaded the %s parameters of step %d from %s.",
-                 "EMA" if config.sample.use_ema else "raw", step, directory)
+                 "EMA" if config.sample.use_ema else "raw", step, train.checkpoint_dir(workdir))
     return model, state.ema_params if config.sample.use_ema else state.params, host, step
 
 

@@ -288,6 +288,26 @@ def checkpoint_dir(workdir):
     return pathlib.Path(workdir).resolve() / "checkpoints"
 
 
+def restore_train_state(config, workdir, mesh, step=None):
+    """(state, host state, model, step) of a checkpoint of workdir, laid out over `mesh`.
+
+    step: a step number, or None for the best by validation loss (else the latest).
+    """
+    directory = checkpoint_dir(workdir)
+    manager = checkpoint.create_manager(directory, config.train.keep_checkpoints, async_saves=False)
+    step = checkpoint.best_or_latest_step(manager) if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"No checkpoint in {directory}: train first (--mode=train or all) "
+                                f"with this --workdir.")
+    host = HostState.from_json(checkpoint.restore_host(manager, step))
+    model, video_shape = build_model(config, host.series_shape, host.stats)
+    tx, _ = make_optimizer(config.train)
+    abstract, _ = state_shardings(mesh, model, tx, video_shape, config.train.seed)
+    state = checkpoint.restore_state(manager, step, abstract)
+    manager.close()
+    return state, host, model, step
+
+
 # ------------------------------------------------------------------------------------------------
 # Loop.
 # ------------------------------------------------------------------------------------------------
