@@ -244,14 +244,14 @@ def _crop_loss(model, params, x, crop, key):
     return hierarchical_contrastive_loss(z1, z2, crop["length"])
 
 
-def init_params(rng, channels):
-    """Encoder parameters drawn on the host from the module's own (PyTorch default) initialisers.
+def init_params(rng, channels, model=TSEncoder()):
+    """`model`'s parameters drawn on the host from its own (PyTorch default) initialisers.
 
     Every layer's kernel and bias are U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in being the
     kernel's size without its output axis. Drawing them with numpy instead of `model.init` avoids
     compiling one XLA random op per tensor, which costs seconds on a CPU.
     """
-    shapes = jax.eval_shape(TSEncoder().init, jax.random.key(0),
+    shapes = jax.eval_shape(model.init, jax.random.key(0),
                             jax.ShapeDtypeStruct((1, 2, channels), jnp.float32))
 
     def draw(tree):
