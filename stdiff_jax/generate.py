@@ -8,8 +8,9 @@ same on 1 or 8 devices and for any chunk size. Parameters are an argument of the
 not constants folded into it.
 
 Decoding: normalised video -> denormalise -> `video_to_series` -> series in model space [-1, 1],
-kept unclipped -> (x + 1) / 2 in [0, 1] (`samples_unit.npy`, what the metrics score) -> the data
-scaler's inverse in original units (`samples.npy`).
+kept unclipped -> (x + 1) / 2 in [0, 1] (`samples_unit.npy`) -> the data scaler's inverse in
+original units (`samples.npy`). Only scoring clips to [0, 1], as the protocol requires; the saved
+samples keep whatever the model produced, so a drift out of range stays visible.
 """
 
 import functools
@@ -184,8 +185,8 @@ def sample_to_workdir(config, workdir):
 
 
 def evaluate_workdir(config, workdir, real_unit=None):
-    """Scores workdir/samples_unit.npy against the real [0, 1] windows; writes metrics.json (and
-    plots into workdir/plots when config.eval.plots). Returns the metrics dict."""
+    """Scores workdir/samples_unit.npy, clipped to [0, 1], against the real [0, 1] windows; writes
+    metrics.json (and plots into workdir/plots when config.eval.plots). Returns the metrics dict."""
     from stdiff_jax import metrics  # Only this mode needs the metrics' networks.
     from stdiff_jax.data import load_dataset
 
@@ -194,6 +195,10 @@ def evaluate_workdir(config, workdir, real_unit=None):
     if not path.exists():
         raise FileNotFoundError(f"No samples at {path}: run --mode=sample (or all) first.")
     fake = np.load(path)
+    outside = np.mean((fake < 0) | (fake > 1))
+    if outside:  # The protocol scores [0, 1] windows (Diffusion-TS clamps its samples too).
+        logging.info("Clipping %.3f%% of the sample values into [0, 1] for scoring.", 100 * outside)
+    fake = np.clip(fake, 0.0, 1.0)
     if real_unit is None:
         real_unit = load_dataset(config.data.name, config.data.seq_len,
                                  config.data.root).unit_windows

@@ -45,9 +45,11 @@ class _QuietOrbax(py_logging.Filter):
 
 
 def print_scores(scores):
-    rows = [(name, value) for name, value in scores.items()]
-    width = max(len(name) for name, _ in rows)
-    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    """metric  mean +- 95% interval  (repeats), one line each."""
+    width = max(map(len, scores))
+    for name, s in scores.items():
+        interval = "" if s["ci95"] is None else f" +- {s['ci95']:.4f}"
+        print(f"{name:<{width}}  {s['mean']:.4f}{interval}  ({len(s['values'])} repeats)")
 
 
 def main(argv):
@@ -57,8 +59,8 @@ def main(argv):
     if FLAGS.distributed or (FLAGS.distributed is None and launched_multi_process()):
         jax.distributed.initialize()
     config = FLAGS.config
-    workdir = FLAGS.workdir or os.path.join("workdirs", config.name)
-    logging.info("workdir: %s (mode %s, process %d of %d, %d devices)", os.path.abspath(workdir),
+    workdir = os.path.abspath(FLAGS.workdir or os.path.join("workdirs", config.name))
+    logging.info("workdir: %s (mode %s, process %d of %d, %d devices)", workdir,
                  FLAGS.mode, jax.process_index(), jax.process_count(), jax.device_count())
     if FLAGS.mode in ("train", "all"):
         train.train_and_evaluate(config, workdir)
