@@ -1,0 +1,155 @@
+"""Speed and memory of the ST-Diff network, one row per configuration.
+
+For each configuration: parameter count, compiled train-step time (an Adam step on the MSE to random
+targets, the cost of a real epsilon-prediction step without the data pipeline), samples/s, achieved
+GFLOP/s (XLA's flop count of the compiled step over its median time), time of one denoising step
+(a forward pass) for 256 series, XLA's memory analysis of the train step (temporaries + arguments)
+and the process's peak resident memory. Each row runs in its own subprocess so the peak RSS is that
+row's alone.
+
+    python benchmarks/model_step.py                   # every row (paper sizes are slow: use nice)
+    python benchmarks/model_step.py --only cpu,smoke --steps 20
+    python benchmarks/model_step.py --only fmri24_remat --steps 3
+
+Table-4 rows use K = 7 (ETTh); `fmri24*` is the L = 24 paper-size model on K = 50 covariates,
+whose memory with and without rematerialisation is the point of those two rows.
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+# name: (seq_len, covariates, size (None: the Table-4 row), batch, remat)
+ROWS = {
+    "L24": (24, 7, None, 64, False),
+    "L64": (64, 7, None, 64, False),
+    "L128": (128, 7, None, 64, False),
+    "L256": (256, 7, None, 64, False),
+    "fmri24_remat": (24, 50, None, 64, True),
+    "fmri24": (24, 50, None, 64, False),
+    "cpu": (24, 7, "cpu", 256, False),
+    "smoke": (24, 7, "smoke", 256, False),
+}
+COLUMNS = ["row", "video", "batch", "remat", "params", "step_ms", "samples_s", "gflop_s",
+           "sample_step_ms", "xla_temp_gib", "xla_args_gib", "max_rss_gib"]
+
+
+def median_time(fn, steps):
+    """Median wall time of `steps` calls of fn() (which blocks), after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def flops_of(compiled):
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def measure(name, steps, sample_batch, dtype):
+    """Measures one row in this process; returns its dict of COLUMNS."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from stdiff_jax import stft
+    from stdiff_jax.models import CPU_SIZES, create_model, stft_settings, table4_row
+
+    seq_len, k, size, batch, remat = ROWS[name]
+    n_fft, hop = stft_settings(seq_len)
+    cfg = {key: table4_row(seq_len)[key] for key in ("depth", "hidden", "heads", "mlp_ratio",
+                                                      "patch_freq")}
+    cfg.update(CPU_SIZES[size] if size else {}, remat=remat, dtype=dtype)
+    t, f = stft.num_frames(seq_len, n_fft, hop), stft.num_freqs(n_fft)
+    model = create_model(cfg, t, f, k)
+
+    rng = np.random.default_rng(0)
+    z = jnp.asarray(rng.normal(size=(batch, t, f, k, 3)), jnp.float32)
+    target = jnp.asarray(rng.normal(size=z.shape), jnp.float32)
+    logsnr = jnp.asarray(rng.uniform(-15, 15, size=(batch,)), jnp.float32)
+    params = jax.jit(model.init)(jax.random.key(0), z[:1], logsnr[:1])["params"]
+    optimizer = optax.adam(1e-4)
+    opt_state = optimizer.init(params)
+
+    def train_step(params, opt_state, z, logsnr, target):
+        def loss_fn(p):
+            return jnp.mean((model.apply({"params": p}, z, logsnr) - target) ** 2)
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    compiled = jax.jit(train_step, donate_argnums=(0, 1)).lower(
+        params, opt_state, z, logsnr, target).compile()
+    memory = compiled.memory_analysis()
+    state = [params, opt_state]
+
+    def one_step():
+        state[0], state[1], loss = compiled(state[0], state[1], z, logsnr, target)
+        loss.block_until_ready()
+
+    step_s = median_time(one_step, steps)
+
+    zs = jnp.asarray(rng.normal(size=(sample_batch, t, f, k, 3)), jnp.float32)
+    ls = jnp.zeros((sample_batch,), jnp.float32)
+    denoise = jax.jit(lambda p, z, l: model.apply({"params": p}, z, l))
+    sample_s = median_time(lambda: denoise(state[0], zs, ls).block_until_ready(), max(steps // 2, 2))
+
+    gib = 2.0 ** 30
+    return dict(
+        row=name, video=f"{t}x{f}x{k}", batch=batch, remat=remat,
+        params=sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)),
+        step_ms=1e3 * step_s, samples_s=batch / step_s, gflop_s=flops_of(compiled) / step_s / 1e9,
+        sample_step_ms=1e3 * sample_s,
+        xla_temp_gib=memory.temp_size_in_bytes / gib if memory else float("nan"),
+        xla_args_gib=memory.argument_size_in_bytes / gib if memory else float("nan"),
+        max_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib)
+
+
+def print_table(results):
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+    rows = [[fmt(r[c]) for c in COLUMNS] for r in results]
+    widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(COLUMNS)]
+    print("  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths)))
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows of {list(ROWS)}")
+    parser.add_argument("--steps", type=int, default=10, help="timed train steps (median reported)")
+    parser.add_argument("--sample-batch", type=int, default=256, help="series per denoising step")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row, print JSON
+    args = parser.parse_args()
+
+    if args.row:
+        print(json.dumps(measure(args.row, args.steps, args.sample_batch, args.dtype)))
+        return
+    names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(names) - set(ROWS))
+    if unknown:
+        sys.exit(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    results = []
+    for name in names:
+        cmd = [sys.executable, __file__, "--row", name, "--steps", str(args.steps),
+               "--sample-batch", str(args.sample_batch), "--dtype", args.dtype]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""The ST-Diff denoiser: a spectro-temporal video transformer (paper Section 4.3).
+
+Reads like DiT's models.py, top to bottom: initialisers, embedders, attention, block, final layer,
+model, then `create_model`, which builds the model from a config and the data statistics.
+
+A video is channels-last `(B, T, F, K, 3)`: T STFT frames, F frequency bins, K covariates, and the
+channels real, imaginary, trend. Each frame's F x K plane is cut into anisotropic (pf, 1) patches,
+so tokens are `(B, T, F', K, D)` with F' = ceil(F / pf): covariates are never mixed by patching.
+Each block attends along time, then frequency, then covariates, then applies an MLP, every sub-layer
+pre-norm with adaLN-Zero modulation from the diffusion conditioning.
+"""
+import math
+from typing import Any, Callable
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from stdiff_jax.models.rope import apply_rope, rope_angles
+
+# ------------------------------------------------------------------------------------------------
+# Initialisers: every initialisation of the network is chosen here (DiT's `initialize_weights`).
+# ------------------------------------------------------------------------------------------------
+DENSE_INIT = nn.initializers.xavier_uniform()  # all projections: patch embed, qkv, out, MLP
+EMBED_INIT = nn.initializers.normal(stddev=0.02)  # timestep MLP and the covariate embedding
+# adaLN-Zero: the modulation layers and the final projection start at exactly zero, so every
+# residual branch is gated off and the network's output is exactly zero at initialisation.
+ZERO_INIT = nn.initializers.zeros
+
+# The conditioning is the log-SNR (VDM style). A fixed affine map sends [LOGSNR_MIN, LOGSNR_MAX]
+# onto [1000, 0], the range of DDPM timesteps the sinusoidal frequencies were designed for; values
+# outside it still embed smoothly.
+LOGSNR_MIN, LOGSNR_MAX = -20.0, 20.0
+TIMESTEP_FREQ_DIM = 256
+
+
+class Dense(nn.Dense):
+    """nn.Dense on the tokens flattened to (N, D).
+
+    XLA:CPU computes the gradient of a dot with several batch axes ~2.5x slower than that of the
+    same dot on a 2-D matrix; the reshapes are free.
+    """
+
+    def __call__(self, x):  # (..., D_in) -> (..., features)
+        return super().__call__(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.features)
+
+
+def modulate(x, shift, scale):
+    """adaLN: x (B, T, F', K, D), shift and scale (B, D) broadcast over the token axes."""
+    return x * (1 + scale[:, None, None, None, :]) + shift[:, None, None, None, :]
+
+
+def symmetrize(a):
+    """(A + A^T) / 2: the attention biases are symmetric by construction, whatever A learns."""
+    return (a + a.T) / 2
+
+
+def attention_biases(params):
+    """The effective (B_C, B_F) biases, (K, K) and (F', F'), of a parameter tree."""
+    return symmetrize(params["cov_bias"]), symmetrize(params["freq_bias"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Embedders: patches, diffusion conditioning.
+# ------------------------------------------------------------------------------------------------
+def patchify(z, patch_freq):
+    """(B, T, F, K, C) -> (B, T, F', K, pf * C), zero-padding F up to F' * pf."""
+    b, t, f, k, c = z.shape
+    fp = -(-f // patch_freq)
+    z = jnp.pad(z, ((0, 0), (0, 0), (0, fp * patch_freq - f), (0, 0), (0, 0)))  # (B, T, F'pf, K, C)
+    z = z.reshape(b, t, fp, patch_freq, k, c).transpose(0, 1, 2, 4, 3, 5)  # (B, T, F', K, pf, C)
+    return z.reshape(b, t, fp, k, patch_freq * c)  # (B, T, F', K, pf*C)
+
+
+def unpatchify(x, patch_freq, num_freqs):
+    """(B, T, F', K, pf * C) -> (B, T, F, K, C), dropping the padded frequency rows."""
+    b, t, fp, k, pc = x.shape
+    c = pc // patch_freq
+    x = x.reshape(b, t, fp, k, patch_freq, c).transpose(0, 1, 2, 4, 3, 5)  # (B, T, F', pf, K, C)
+    return x.reshape(b, t, fp * patch_freq, k, c)[:, :, :num_freqs]  # (B, T, F, K, C)
+
+
+def timestep_embedding(t, dim, max_period=10000.0):
+    """DiT's sinusoidal embedding of a (B,) float timestep -> (B, dim)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)  # (dim/2,)
+    args = t[:, None].astype(jnp.float32) * freqs[None]  # (B, dim/2)
+    return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)  # (B, dim)
+
+
+class TimestepEmbedder(nn.Module):
+    """log-SNR -> fixed affine map to ~[0, 1000] -> sinusoids -> MLP -> conditioning vector c."""
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, logsnr):  # (B,)
+        t = (LOGSNR_MAX - logsnr) * (1000.0 / (LOGSNR_MAX - LOGSNR_MIN))  # (B,)
+        h = timestep_embedding(t, TIMESTEP_FREQ_DIM)  # (B, 256)
+        h = Dense(self.hidden, kernel_init=EMBED_INIT, name="mlp_in")(h)  # (B, D)
+        return Dense(self.hidden, kernel_init=EMBED_INIT, name="mlp_out")(nn.silu(h))  # (B, D)
+
+
+class AdaLNModulation(nn.Module):
+    """c (B, D) -> `num` modulation vectors (B, D) each (shifts, scales, gates), zero at init."""
+
+    num: int
+
+    @nn.compact
+    def __call__(self, c):
+        d = c.shape[-1]
+        mods = Dense(self.num * d, kernel_init=ZERO_INIT, bias_init=ZERO_INIT, name="linear")(nn.silu(c))
+        return jnp.split(mods, self.num, axis=-1)  # num x (B, D)
+
+
+# ------------------------------------------------------------------------------------------------
+# Factorized attention (scenic ViViT style): one axis at a time, the others act as batch.
+# ------------------------------------------------------------------------------------------------
+def attend_along(axis, q, k, v, bias=None, rope=False):
+    """Self-attention along one token axis of q, k, v (B, T, F', K, N, H).
+
+    Moves `axis` next to the head axes, folds the rest into the batch, applies RoPE along it if asked
+    (before the logits, so scores depend on relative position only), attends with the optional
+    (S, S) logit bias shared by all heads, and moves the axis back.
+    """
+    q, k, v = (jnp.moveaxis(a, axis, -3) for a in (q, k, v))  # (..., S, N, H)
+    lead, (s, n, h) = q.shape[:-3], q.shape[-3:]
+    q, k, v = (a.reshape(-1, s, n, h) for a in (q, k, v))  # (B', S, N, H)
+    if rope:
+        cos, sin = rope_angles(s, h)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    if bias is not None:
+        bias = bias.astype(q.dtype)[None, None]  # (1, 1, S, S)
+    out = jax.nn.dot_product_attention(q, k, v, bias=bias)  # (B', S, N, H)
+    return jnp.moveaxis(out.reshape(*lead, s, n, h), -3, axis)  # (B, T, F', K, N, H)
+
+
+class FactorizedAttention(nn.Module):
+    """Multi-head self-attention of tokens (B, T, F', K, D) along `axis` (1 time, 2 freq, 3 cov)."""
+
+    axis: int
+    heads: int
+    rope: bool
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, bias=None):  # (B, T, F', K, D)
+        d = x.shape[-1]
+        dense = lambda n, name: Dense(n, dtype=self.dtype, kernel_init=DENSE_INIT, name=name)
+        qkv = dense(3 * d, "qkv")(x)  # (B, T, F', K, 3D)
+        qkv = qkv.reshape(*x.shape[:-1], 3, self.heads, d // self.heads)  # (B, T, F', K, 3, N, H)
+        q, k, v = (qkv[..., i, :, :] for i in range(3))  # (B, T, F', K, N, H) each
+        out = attend_along(self.axis, q, k, v, bias=bias, rope=self.rope)  # (B, T, F', K, N, H)
+        return dense(d, "out")(out.reshape(x.shape))  # (B, T, F', K, D)
+
+
+class Mlp(nn.Module):
+    hidden: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):  # (B, T, F', K, D)
+        h = Dense(self.hidden, dtype=self.dtype, kernel_init=DENSE_INIT, name="fc1")(x)
+        h = nn.gelu(h, approximate=True)  # (B, T, F', K, rD)
+        return Dense(x.shape[-1], dtype=self.dtype, kernel_init=DENSE_INIT, name="fc2")(h)
+
+
+# ------------------------------------------------------------------------------------------------
+# The ST-Diff block and the final layer.
+# ------------------------------------------------------------------------------------------------
+def layer_norm(x, dtype):
+    """Pre-norm without affine parameters: adaLN supplies the shift and scale."""
+    return nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-6, dtype=dtype)(x)
+
+
+class STDiffBlock(nn.Module):
+    """Attention along time, frequency, covariates, then an MLP; each adaLN-Zero modulated.
+
+    Written as a scan body, `(x, c, biases) -> (x, None)`, so the model can `nn.scan` over depth.
+    """
+
+    heads: int
+    mlp_ratio: float
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, c, cov_bias, freq_bias):  # x (B, T, F', K, D), c (B, D)
+        d = x.shape[-1]
+        mods = AdaLNModulation(12, name="adaLN_modulation")(c)  # 12 x (B, D)
+        attend = lambda axis, rope, name: FactorizedAttention(
+            axis, self.heads, rope=rope, dtype=self.dtype, name=name)
+        sublayers = [
+            lambda h: attend(1, True, "attn_time")(h),  # RoPE over frames
+            lambda h: attend(2, True, "attn_freq")(h, freq_bias),  # RoPE over patches, + B_F
+            lambda h: attend(3, False, "attn_cov")(h, cov_bias),  # unordered set, + B_C
+            Mlp(int(d * self.mlp_ratio), dtype=self.dtype, name="mlp"),
+        ]
+        for i, sublayer in enumerate(sublayers):
+            shift, scale, gate = mods[3 * i: 3 * i + 3]
+            h = modulate(layer_norm(x, self.dtype), shift, scale)  # (B, T, F', K, D)
+            x = x + gate[:, None, None, None, :] * sublayer(h)  # (B, T, F', K, D), float32
+        return x, None
+
+
+class FinalLayer(nn.Module):
+    """adaLN (shift, scale) then a zero-initialised projection to the patch pixels."""
+
+    out_dim: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, c):  # (B, T, F', K, D), (B, D)
+        shift, scale = AdaLNModulation(2, name="adaLN_modulation")(c)
+        x = modulate(layer_norm(x, self.dtype), shift, scale)  # (B, T, F', K, D)
+        x = Dense(self.out_dim, dtype=self.dtype, kernel_init=ZERO_INIT, name="linear")(x)
+        return x.astype(jnp.float32)  # (B, T, F', K, pf*3)
+
+
+# ------------------------------------------------------------------------------------------------
+# The model.
+# ------------------------------------------------------------------------------------------------
+class STDiff(nn.Module):
+    """Predicts the noise of a video z (B, T, F, K, 3) at log-SNR (B,).
+
+    Attention biases. `cov_bias` (K x K, added to the covariate-attention logits) and `freq_bias`
+    (F' x F', frequency-attention logits) are each ONE matrix shared by all heads and all layers:
+    the paper writes a single B_C and B_F, they are a data prior (initialised from the data's
+    cross-correlation and pooled log-magnitude covariance) rather than per-layer features, and the
+    per-layer, per-head query-key logits already give each layer its own freedom; sharing also keeps
+    them outside the scanned blocks (K^2 + F'^2 parameters instead of depth * heads times that).
+    The stored parameters A are free; the biases used are (A + A^T) / 2, symmetric by construction.
+
+    Depth. The blocks are always an `nn.scan` with stacked parameters (leading axis `depth`), with
+    `remat` choosing whether each block is rematerialised; so the parameter tree, and checkpoints,
+    do not depend on `remat`. On XLA:CPU `nn.remat` in a Python loop saved no memory while scan over
+    remat blocks cut the L = 24, K = 50 step from 20.2 to 4.2 GB of temporaries (issue 3).
+    """
+
+    num_frames: int
+    num_freqs: int
+    num_covariates: int
+    depth: int
+    hidden: int
+    heads: int
+    mlp_ratio: float
+    patch_freq: int
+    remat: bool = False
+    dtype: Any = jnp.float32
+    cov_bias_init: Callable = ZERO_INIT
+    freq_bias_init: Callable = ZERO_INIT
+
+    @property
+    def num_freq_patches(self):
+        return -(-self.num_freqs // self.patch_freq)
+
+    @nn.compact
+    def __call__(self, z, logsnr):  # (B, T, F, K, 3), (B,)
+        self._check_inputs(z, logsnr)
+        d, k, fp, pf = self.hidden, self.num_covariates, self.num_freq_patches, self.patch_freq
+        c = TimestepEmbedder(d, name="t_embedder")(logsnr)  # (B, D)
+        x = patchify(z, pf)  # (B, T, F', K, 3pf)
+        x = Dense(d, kernel_init=DENSE_INIT, name="x_embedder")(x)  # (B, T, F', K, D)
+        x = x + self.param("cov_embed", EMBED_INIT, (k, d))  # (B, T, F', K, D)
+        cov_bias = symmetrize(self.param("cov_bias", self.cov_bias_init, (k, k)))  # (K, K)
+        freq_bias = symmetrize(self.param("freq_bias", self.freq_bias_init, (fp, fp)))  # (F', F')
+
+        block = nn.remat(STDiffBlock, prevent_cse=False) if self.remat else STDiffBlock
+        blocks = nn.scan(
+            block, variable_axes={"params": 0}, split_rngs={"params": True},
+            in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=self.depth)
+        x, _ = blocks(self.heads, self.mlp_ratio, self.dtype, name="blocks")(
+            x, c, cov_bias, freq_bias)  # (B, T, F', K, D)
+
+        x = FinalLayer(pf * 3, dtype=self.dtype, name="final_layer")(x, c)  # (B, T, F', K, 3pf)
+        return unpatchify(x, pf, self.num_freqs)  # (B, T, F, K, 3)
+
+    def _check_inputs(self, z, logsnr):
+        expected = (self.num_frames, self.num_freqs, self.num_covariates, 3)
+        if z.ndim != 5 or tuple(z.shape[1:]) != expected:
+            raise ValueError(
+                f"STDiff expects videos (B, T, F, K, 3) = (B, {', '.join(map(str, expected))}), got "
+                f"{tuple(z.shape)}; build the model with create_model(..., num_frames, num_freqs, "
+                "num_covariates) of this data.")
+        if logsnr.shape != (z.shape[0],):
+            raise ValueError(f"logsnr must have shape (B,) = ({z.shape[0]},), got {logsnr.shape}.")
+
+
+# ------------------------------------------------------------------------------------------------
+# Building a model from a config and the data statistics.
+# ------------------------------------------------------------------------------------------------
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def pool_freq_cov(freq_cov, patch_freq):
+    """(F, F) -> (F', F'): mean of the entries over each pair of frequency patches.
+
+    A patch's padded rows (when pf does not divide F) hold no data, so only real bins are averaged.
+    """
+    freq_cov = np.asarray(freq_cov, np.float64)
+    f = freq_cov.shape[0]
+    fp = -(-f // patch_freq)
+    pool = np.zeros((fp, f))  # (F', F) row-averaging matrix
+    for p in range(fp):
+        bins = slice(p * patch_freq, min((p + 1) * patch_freq, f))
+        pool[p, bins] = 1.0 / (bins.stop - bins.start)
+    return (pool @ freq_cov @ pool.T).astype(np.float32)  # (F', F')
+
+
+def constant_init(value):
+    """An initialiser returning `value` (a data statistic), checking the requested shape."""
+    value = np.asarray(value, np.float32)
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        if tuple(shape) != value.shape:
+            raise ValueError(f"statistic of shape {value.shape} cannot initialise a {shape} bias")
+        return jnp.asarray(value, dtype)
+
+    return init
+
+
+def _stat(stats, name):
+    value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
+    return None if value is None else np.asarray(value)
+
+
+def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None):
+    """STDiff for videos (B, num_frames, num_freqs, num_covariates, 3).
+
+    model_config: dict-like with depth, hidden, heads, mlp_ratio, patch_freq, and optionally remat
+    (default False) and dtype ('float32' or 'bfloat16' compute; parameters stay float32).
+    stats: optional dict or object with `cov_corr` (K, K) and `freq_cov` (F, F); they initialise
+    B_C and the patch-pooled B_F. Without them the biases start at zero.
+    """
+    cfg = {name: model_config[name] for name in ("depth", "hidden", "heads", "mlp_ratio", "patch_freq")}
+    remat, dtype = bool(model_config.get("remat", False)), model_config.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
+    if cfg["hidden"] % cfg["heads"] or (cfg["hidden"] // cfg["heads"]) % 2:
+        raise ValueError(
+            f"model.hidden ({cfg['hidden']}) must split into model.heads ({cfg['heads']}) heads of "
+            "even size (RoPE rotates feature pairs); change hidden or heads.")
+    if cfg["patch_freq"] < 1 or cfg["depth"] < 1:
+        raise ValueError(f"model.patch_freq and model.depth must be >= 1, got {cfg}.")
+
+    inits = {}
+    if stats is not None:
+        cov_corr, freq_cov = _stat(stats, "cov_corr"), _stat(stats, "freq_cov")
+        for name, value, shape in (("cov_corr", cov_corr, (num_covariates,) * 2),
+                                   ("freq_cov", freq_cov, (num_freqs,) * 2)):
+            if value is None or value.shape != shape or not np.all(np.isfinite(value)):
+                raise ValueError(
+                    f"stats.{name} must be a finite {shape} array for this data, got "
+                    f"{None if value is None else value.shape}; recompute the data statistics "
+                    "with the same video settings, or pass stats=None for zero biases.")
+        inits = dict(cov_bias_init=constant_init(cov_corr),
+                     freq_bias_init=constant_init(pool_freq_cov(freq_cov, cfg["patch_freq"])))
+    return STDiff(num_frames=num_frames, num_freqs=num_freqs, num_covariates=num_covariates,
+                  remat=remat, dtype=DTYPES[dtype], **cfg, **inits)

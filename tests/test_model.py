@@ -1,0 +1,200 @@
+"""The ST-Diff network: shapes, adaLN-Zero, RoPE, the data-initialised attention biases."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stdiff_jax import stft
+from stdiff_jax.models import (CPU_SIZES, TABLE4, attention_biases, create_model, pool_freq_cov,
+                               stft_settings)
+from stdiff_jax.models.rope import apply_rope, rope_angles
+from stdiff_jax.models.stdiff import patchify, unpatchify
+
+# A tiny network on a tiny video; F = 5 with patch_freq 2 exercises the frequency padding.
+TINY = dict(depth=2, hidden=16, heads=2, mlp_ratio=2.0, patch_freq=2)
+T, F, K = 4, 5, 3
+
+
+def random_stats(k, f, seed=0):
+    rng = np.random.default_rng(seed)
+    cov_corr = np.corrcoef(rng.normal(size=(k, 40)))
+    freq_cov = np.cov(rng.normal(size=(f, 40)) * np.linspace(0.5, 2.0, f)[:, None])
+    return dict(cov_corr=cov_corr.astype(np.float32), freq_cov=freq_cov.astype(np.float32))
+
+
+def inputs(b=2, t=T, f=F, k=K, seed=1):
+    rng = np.random.default_rng(seed)
+    z = jnp.asarray(rng.normal(size=(b, t, f, k, 3)), jnp.float32)
+    logsnr = jnp.asarray(rng.uniform(-10, 10, size=(b,)), jnp.float32)
+    return z, logsnr
+
+
+def perturbed(params, scale=0.3, seed=2):
+    """Random non-zero parameters, so that every branch the zero-init gates off contributes."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree.unflatten(treedef, [p + scale * jax.random.normal(key, p.shape)
+                                        for p, key in zip(leaves, keys)])
+
+
+@pytest.mark.parametrize("seq_len", sorted(TABLE4))
+def test_table4_shapes(seq_len):
+    """Every Table-4 configuration maps (B, T, F, K, 3) to itself (shapes only: eval_shape)."""
+    n_fft, hop = stft_settings(seq_len)
+    t, f, k = stft.num_frames(seq_len, n_fft, hop), stft.num_freqs(n_fft), 7
+    model = create_model(dict(TABLE4[seq_len], remat=True), t, f, k, random_stats(k, f))
+    z = jax.ShapeDtypeStruct((3, t, f, k, 3), jnp.float32)
+    logsnr = jax.ShapeDtypeStruct((3,), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), z, logsnr)
+    out = jax.eval_shape(model.apply, variables, z, logsnr)
+    assert out.shape == z.shape and out.dtype == jnp.float32
+    fp = -(-f // TABLE4[seq_len]["patch_freq"])
+    assert variables["params"]["freq_bias"].shape == (fp, fp)
+    assert variables["params"]["blocks"]["attn_time"]["qkv"]["kernel"].shape == (
+        TABLE4[seq_len]["depth"], TABLE4[seq_len]["hidden"], 3 * TABLE4[seq_len]["hidden"])
+
+
+@pytest.mark.parametrize("size", sorted(CPU_SIZES))
+def test_cpu_sizes_run_and_start_at_exactly_zero(size):
+    """The CPU sizes run on the L = 24, K = 7 video; adaLN-Zero makes the initial output exactly 0."""
+    n_fft, hop = stft_settings(24)
+    t, f, k = stft.num_frames(24, n_fft, hop), stft.num_freqs(n_fft), 7
+    cfg = {key: TABLE4[24][key] for key in ("patch_freq", "depth", "hidden", "heads", "mlp_ratio")}
+    model = create_model({**cfg, **CPU_SIZES[size]}, t, f, k, random_stats(k, f))
+    z, logsnr = inputs(b=3, t=t, f=f, k=k)
+
+    @jax.jit  # one compile: init and apply together
+    def init_and_apply(key, z, logsnr):
+        variables = model.init(key, z, logsnr)
+        return model.apply(variables, z, logsnr)
+
+    out = np.asarray(init_and_apply(jax.random.key(0), z, logsnr))
+    assert out.shape == z.shape and np.array_equal(out, np.zeros(z.shape, np.float32))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """One tiny model with data statistics, initialised once and shared: XLA:CPU compiles are the
+    cost of these tests, so every test below reuses the same compiled apply."""
+    stats = random_stats(K, F)
+    model = create_model(TINY, T, F, K, stats)
+    z, logsnr = inputs()
+    params = jax.jit(model.init)(jax.random.key(0), z, logsnr)["params"]
+    apply = jax.jit(lambda p, z, l: model.apply({"params": p}, z, l))
+    return model, stats, params, apply, mse_grad(model, z, logsnr)
+
+
+def mse_grad(model, z, logsnr):
+    """jit(value_and_grad) of the MSE of the prediction to 1 (a target other than the zero output)."""
+    loss = lambda p: jnp.mean((model.apply({"params": p}, z, logsnr) - 1.0) ** 2)
+    return jax.jit(jax.value_and_grad(loss))
+
+
+def test_remat_changes_neither_parameters_nor_function(tiny):
+    """remat only changes what is recomputed: same parameter tree, same loss and gradients."""
+    _, stats, params, _, grad = tiny
+    remat_model = create_model(dict(TINY, remat=True), T, F, K, stats)
+    z, logsnr = inputs()
+    shapes = jax.eval_shape(remat_model.init, jax.random.key(0), z, logsnr)["params"]
+    assert jax.tree.map(jnp.shape, shapes) == jax.tree.map(jnp.shape, params)
+    params = perturbed(params)
+    (loss0, grad0), (loss1, grad1) = grad(params), mse_grad(remat_model, z, logsnr)(params)
+    np.testing.assert_allclose(loss0, loss1, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grad0, grad1)
+
+
+def test_output_is_exactly_zero_at_init(tiny):
+    _, _, params, apply, _ = tiny
+    z, logsnr = inputs()
+    assert np.array_equal(np.asarray(apply(params, z, logsnr)), np.zeros(z.shape, np.float32))
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    """<rope(q, i), rope(k, j)> is a function of i - j, and not a constant one."""
+    s, h = 9, 8
+    rng = np.random.default_rng(0)
+    q = np.broadcast_to(rng.normal(size=(1, 1, h)), (s, 1, h)).astype(np.float32)  # (S, N, H)
+    k = np.broadcast_to(rng.normal(size=(1, 1, h)), (s, 1, h)).astype(np.float32)
+    cos, sin = rope_angles(s, h)
+    scores = np.einsum("inh,jnh->ij", apply_rope(jnp.asarray(q), cos, sin),
+                       apply_rope(jnp.asarray(k), cos, sin))  # (S, S)
+    for offset in range(-s + 1, s):
+        diagonal = np.diagonal(scores, offset)
+        np.testing.assert_allclose(diagonal, diagonal[0], rtol=1e-5, atol=1e-5)
+    assert np.ptp([np.diagonal(scores, o)[0] for o in range(-s + 1, s)]) > 0.1
+
+
+def test_rope_rejects_odd_head_dimension():
+    with pytest.raises(ValueError, match="even"):
+        create_model(dict(TINY, hidden=18, heads=2), T, F, K)
+
+
+def test_patchify_pads_and_unpatchify_inverts():
+    z, _ = inputs()
+    tokens = patchify(z, 2)  # F = 5 -> 3 patches, the last one half padding
+    assert tokens.shape == (2, T, 3, K, 6)
+    np.testing.assert_array_equal(np.asarray(tokens[:, :, 2, :, 3:]), 0.0)
+    np.testing.assert_array_equal(np.asarray(unpatchify(tokens, 2, F)), np.asarray(z))
+
+
+def test_pool_freq_cov_averages_real_bins_of_each_patch():
+    cov = np.arange(25, dtype=np.float64).reshape(5, 5)
+    cov = cov + cov.T
+    patches = [[0, 1], [2, 3], [4]]
+    expected = [[cov[np.ix_(p, q)].mean() for q in patches] for p in patches]
+    np.testing.assert_allclose(pool_freq_cov(cov, 2), expected, rtol=1e-6)
+
+
+def test_biases_start_at_the_data_statistics_and_stay_symmetric(tiny):
+    """B_C = cov_corr and B_F = pooled freq_cov at init; symmetric, also after a gradient step."""
+    _, stats, params, _, grad = tiny
+    cov_bias, freq_bias = attention_biases(params)
+    np.testing.assert_allclose(cov_bias, stats["cov_corr"], rtol=1e-6)
+    np.testing.assert_allclose(freq_bias, pool_freq_cov(stats["freq_cov"], 2), rtol=1e-6)
+
+    # At init the gates are zero, so the biases get no gradient; step from perturbed weights.
+    params = perturbed(params)
+    _, grads = grad(params)
+    for name in ("cov_bias", "freq_bias"):
+        assert np.abs(grads[name]).max() > 1e-6, f"{name} gets no gradient"
+    stepped = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)
+    for before, after in zip(attention_biases(params), attention_biases(stepped)):
+        np.testing.assert_array_equal(np.asarray(after), np.asarray(after).T)
+        assert not np.allclose(before, after)
+
+
+def test_without_stats_biases_start_at_zero():
+    model = create_model(TINY, T, F, K)
+    for init in (model.cov_bias_init, model.freq_bias_init):
+        np.testing.assert_array_equal(init(jax.random.key(0), (K, K)), 0.0)
+
+
+def test_permuting_covariates_permutes_the_output(tiny):
+    """The covariates are an unordered set: permuting them together with their embeddings and B_C
+    permutes the prediction the same way. (Permuting the statistics permutes the initial B_C, since
+    B_C starts equal to them.) Time and frequency are ordered and RoPE-encoded, so no such symmetry."""
+    _, _, params, apply, _ = tiny
+    perm = np.array([2, 0, 1])
+    params = perturbed(params)
+    params_perm = dict(params, cov_embed=params["cov_embed"][perm],
+                       cov_bias=params["cov_bias"][np.ix_(perm, perm)])
+    z, logsnr = inputs()
+    out = np.asarray(apply(params, z, logsnr))
+    out_perm = np.asarray(apply(params_perm, z[:, :, :, perm], logsnr))
+    assert np.abs(out).max() > 1e-3
+    np.testing.assert_allclose(out_perm, out[:, :, :, perm], rtol=1e-4, atol=1e-5)
+    shuffled = np.asarray(apply(params, z[:, :, :, perm], logsnr))  # embeddings not permuted
+    assert not np.allclose(shuffled, out[:, :, :, perm], atol=1e-3)
+
+
+def test_bad_inputs_give_clear_errors():
+    model = create_model(TINY, T, F, K)
+    z, logsnr = inputs()
+    with pytest.raises(ValueError, match="expects videos"):
+        model.init(jax.random.key(0), z[:, :, :4], logsnr)
+    with pytest.raises(ValueError, match="logsnr"):
+        model.init(jax.random.key(0), z, logsnr[:1])
+    with pytest.raises(ValueError, match="cov_corr"):
+        create_model(TINY, T, F, K, dict(random_stats(K + 1, F)))
+    with pytest.raises(ValueError, match="dtype"):
+        create_model(dict(TINY, dtype="float16"), T, F, K)
