@@ -1,0 +1,143 @@
+"""The notebooks run top to bottom in quick mode (nbclient), so they cannot rot unnoticed.
+
+quickstart.ipynb trains the `smoke` config in a temporary directory, generates and scores;
+from_checkpoint.ipynb then loads that run's checkpoint. A probe cell appended to the in-memory copy
+of each notebook prints the kernel's results as JSON, so the tests check what the notebooks
+computed, not only that no cell raised. The kernel is this interpreter (a kernelspec written to a
+temporary JUPYTER_PATH), importing this checkout of stdiff_jax and configs.
+"""
+
+import json
+import os
+import pathlib
+import sys
+
+import nbformat
+import numpy as np
+import pytest
+from ipykernel.kernelspec import write_kernel_spec
+from nbclient import NotebookClient
+
+from configs import sines
+from stdiff_jax import checkpoint, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+KERNEL = "python3"
+CELL_TIMEOUT_S = 600  # a guard against a hung kernel, far above a cell's few seconds
+QUICK_CONFIG = sines.get_config("smoke")  # what quick mode trains
+WORKDIR = pathlib.Path("workdirs") / QUICK_CONFIG.name  # both notebooks' default in quick mode
+
+QUICKSTART_PROBE = """
+import json
+print(json.dumps({
+    "step": result["step"],
+    "fake_shape": list(fake.shape),
+    "fake_finite": bool(np.isfinite(fake).all()),
+    "scores": {name: s["mean"] for name, s in scores.items()},
+    "plots": sorted(os.path.basename(p) for p in paths),
+}))
+"""
+FROM_CHECKPOINT_PROBE = """
+import json
+print(json.dumps({
+    "step": int(step),
+    "fake_shape": list(fake.shape),
+    "fake_finite": bool(np.isfinite(fake).all()),
+    "real_video_shape": list(real_video.shape),
+    "fake_video_shape": list(fake_video.shape),
+}))
+"""
+
+
+def run_notebook(name, cwd, env, probe):
+    """Executes notebooks/<name> in `cwd`; returns (executed notebook, the probe cell's JSON)."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(probe))
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL,
+                            resources={"metadata": {"path": str(cwd)}})
+    client.execute(env=env)
+    stdout = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    return nb, json.loads(stdout.strip().splitlines()[-1])
+
+
+def count_images(nb):
+    return sum("image/png" in o.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
+               for o in cell.outputs)
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory):
+    """Environment of the kernels; the kernelspec `python3` resolves to this interpreter."""
+    root = tmp_path_factory.mktemp("jupyter")
+    write_kernel_spec(root / "kernels" / KERNEL)
+    env = dict(os.environ, STDIFF_NOTEBOOK_QUICK="1", IPYTHONDIR=str(root / "ipython"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.pop("STDIFF_WORKDIR", None)
+    with pytest.MonkeyPatch.context() as mp:  # the kernelspec lookup runs in this process
+        mp.setenv("JUPYTER_PATH", str(root))
+        yield env
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory, kernel_env):
+    cwd = tmp_path_factory.mktemp("notebooks")
+    nb, probe = run_notebook("quickstart.ipynb", cwd, kernel_env, QUICKSTART_PROBE)
+    return cwd, nb, probe
+
+
+def test_notebooks_are_committed_clean():
+    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert {p.name for p in paths} >= {"quickstart.ipynb", "from_checkpoint.ipynb"}
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert nb.nbformat == 4 and nb.metadata.kernelspec.name == KERNEL, path
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, (
+                    f"{path.name}: clear the outputs before committing "
+                    f"(jupyter nbconvert --clear-output --inplace {path.name}).")
+
+
+def test_kernelspec_is_this_interpreter(kernel_env):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert KernelSpecManager().get_kernel_spec(KERNEL).argv[0] == sys.executable
+
+
+@pytest.mark.slow
+def test_quickstart_trains_generates_and_scores(quickstart_run):
+    cwd, nb, probe = quickstart_run
+    workdir = cwd / WORKDIR
+    assert probe["step"] == QUICK_CONFIG.train.num_steps
+    shape = [QUICK_CONFIG.sample.num_samples, QUICK_CONFIG.data.seq_len, 5]
+    assert probe["fake_shape"] == shape and probe["fake_finite"]
+    assert np.load(workdir / "samples_unit.npy").shape == tuple(shape)
+    assert set(probe["scores"]) == {"correlational", "discriminative"}
+    assert all(v == v and v >= 0 for v in probe["scores"].values()), probe["scores"]
+    assert probe["plots"] == ["acf.png", "kde.png", "psd.png", "tsne.png"]
+    # Loss curve, series, ACF/PSD, t-SNE and density.
+    assert count_images(nb) >= 5
+
+
+@pytest.mark.slow
+def test_from_checkpoint_loads_the_quickstart_run(quickstart_run, kernel_env):
+    cwd, _, _ = quickstart_run
+    directory = train.checkpoint_dir(cwd / WORKDIR)
+    manager = checkpoint.create_manager(directory, QUICK_CONFIG.train.keep_checkpoints,
+                                        async_saves=False)
+    steps_before, expected = manager.all_steps(), checkpoint.best_or_latest_step(manager)
+    manager.close()
+
+    nb, probe = run_notebook("from_checkpoint.ipynb", cwd, kernel_env, FROM_CHECKPOINT_PROBE)
+    assert probe["step"] == expected
+    assert sorted(p.name for p in directory.iterdir() if p.name.isdigit()) == sorted(
+        str(s) for s in steps_before), "the notebook trained instead of loading the run"
+    n, length, channels = 16, QUICK_CONFIG.data.seq_len, 5
+    assert probe["fake_shape"] == [n, length, channels] and probe["fake_finite"]
+    video_shape = probe["real_video_shape"]
+    assert video_shape == probe["fake_video_shape"]
+    assert video_shape[0] == n and video_shape[3:] == [channels, 3]
+    # One series' frames, the mean frames, the spectra comparison.
+    assert count_images(nb) >= 3
