@@ -70,20 +70,25 @@ def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_shar
     return decode(videos)  # (B, L, K)
 
 
+def series_decoder(video_config, normalizer, length):
+    """(B, T, F, K, 3) normalised videos -> (B, L, K) series in model space: the inverse of
+    `train.video_transform`, unclipped."""
+
+    def decode(videos):
+        return video.video_to_series(normalizer.denormalize(videos), video_config.n_fft,
+                                     video_config.hop, length, video_config.window)
+
+    return decode
+
+
 def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
     """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`."""
     train.check_divisible(chunk_size, mesh, "config.sample.chunk_size")
-    length = series_shape[0]
     _, video_shape = train.build_model(config, series_shape, None)
-    vc = config.video
-
-    def decode(videos):  # (B, T, F, K, 3) normalised -> (B, L, K) in [-1, 1]
-        return video.video_to_series(normalizer.denormalize(videos), vc.n_fft, vc.hop, length,
-                                     vc.window)
-
     data, replicated = NamedSharding(mesh, P(train.DATA_AXIS)), NamedSharding(mesh, P())
     fn = functools.partial(
-        sample_chunk, apply_fn=train.apply_fn_of(model), decode=decode,
+        sample_chunk, apply_fn=train.apply_fn_of(model),
+        decode=series_decoder(config.video, normalizer, series_shape[0]),
         shape=(chunk_size, *video_shape), data_sharding=data, sample_config=config.sample,
         schedule=Schedule.from_config(config.diffusion))
     return jax.jit(fn, in_shardings=(replicated, replicated, replicated), out_shardings=data)

@@ -268,6 +268,16 @@ class HostState:
     normalizer: video.VideoNormalizer
     stats: video.AttentionStats
 
+    def record_evaluation(self, val_loss, patience):
+        """Updates the early-stopping record -> (improved, stop: `patience` evaluations in a row
+        without improvement; never when patience is 0)."""
+        improved = self.best_val_loss is None or val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.evals_since_best = val_loss, 0
+        else:
+            self.evals_since_best += 1
+        return improved, patience > 0 and self.evals_since_best >= patience
+
     def to_json(self):
         d = dataclasses.asdict(self) | {"scaler": self.scaler.to_dict(),
                                         "normalizer": self.normalizer.to_dict(),
@@ -446,7 +456,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
     stopped_early = tc.patience > 0 and host.evals_since_best >= tc.patience
     pending, window = [], []  # device metrics not yet on the host; host metrics since the last log
     progress = Progress(tc.num_steps, step)
-    saved_step = resume_step
+    saved_step, compiled = resume_step, False
     while step < last_step and not stopped_early:
         state, metrics = update(state, shard_batch(iterator.next_batch(train_windows),
                                                    batch_sharding))
@@ -466,19 +476,17 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
             rate, eta = progress.report(step)
             writer.write(step, **means, steps_per_sec=rate, samples_per_sec=rate * tc.batch_size)
             logging.info("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.2f steps/s "
-                         "(%.0f samples/s)  ETA %s", step, tc.num_steps, means["loss"],
+                         "(%.0f samples/s)  ETA %s%s", step, tc.num_steps, means["loss"],
                          means["grad_norm"], means["learning_rate"], rate, rate * tc.batch_size,
-                         format_seconds(eta))
+                         format_seconds(eta), "" if compiled else "  (includes compilation)")
+            compiled = True
             window = []
         val_loss = None
         if is_eval:
             val_loss = validation_loss(eval_step, eval_params(state), val_batches, config.data.seed)
             if not np.isfinite(val_loss):
                 raise FloatingPointError(f"Non-finite validation loss {val_loss} at step {step}.")
-            improved = host.best_val_loss is None or val_loss < host.best_val_loss
-            host.best_val_loss = val_loss if improved else host.best_val_loss
-            host.evals_since_best = 0 if improved else host.evals_since_best + 1
-            stopped_early = tc.patience > 0 and host.evals_since_best >= tc.patience
+            improved, stopped_early = host.record_evaluation(val_loss, tc.patience)
             writer.write(step, val_loss=val_loss, best_val_loss=host.best_val_loss)
             logging.info("step %d  validation loss %.5f  (best %.5f, %d evaluations without "
                          "improvement)", step, val_loss, host.best_val_loss, host.evals_since_best)

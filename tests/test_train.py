@@ -259,6 +259,26 @@ def test_learning_rate_warms_up_then_decays_to_the_minimum():
     assert float(lr(tc.warmup_steps + 1)) < tc.learning_rate
 
 
+def test_early_stopping_counts_evaluations_without_improvement():
+    host = train.HostState(iterator={}, best_val_loss=None, evals_since_best=0, num_windows=1,
+                           series_shape=(24, 5), scaler=None, normalizer=None, stats=None)
+    outcomes = [host.record_evaluation(v, patience=2) for v in (1.0, 0.9, 0.95, 0.9, 0.8, 0.85,
+                                                                 0.81)]
+    assert outcomes == [(True, False), (True, False), (False, False), (False, True),
+                        (True, False), (False, False), (False, True)]
+    assert host.best_val_loss == 0.8
+    assert host.record_evaluation(5.0, patience=0) == (False, False)
+
+
+def test_sample_decoder_inverts_the_training_video_transform():
+    config = sines.get_config("smoke")
+    windows = (2 * sine_windows(num=64) - 1).astype(np.float32)  # (N, L, K) in [-1, 1]
+    normalizer, _ = train.video.fit_video_statistics(windows, config.video.n_fft, config.video.hop)
+    videos = train.video_transform(config.video, normalizer)(windows)
+    decoded = generate.series_decoder(config.video, normalizer, windows.shape[1])(videos)
+    np.testing.assert_allclose(decoded, windows, atol=1e-5)
+
+
 def test_weight_decay_only_on_kernels():
     params = {"blocks": {"mlp": {"kernel": np.ones((2, 3, 3)), "bias": np.ones((2, 3))}},
               "cov_bias": np.ones((3, 3)), "final_layer": {"linear": {"kernel": np.ones((3, 2))}}}
