@@ -137,3 +137,13 @@ def make_config(dataset, arg=None, default_seq_len=24):
 
 def get_config(arg=None):
     return make_config("sines", arg)
+
+
+def from_spec(spec):
+    """The config of a `--config` string such as 'configs/etth.py:seq_len=64,cpu' or 'etth:cpu'."""
+    import importlib
+    import pathlib
+
+    path, _, arg = spec.partition(":")
+    module = importlib.import_module(f"configs.{pathlib.Path(path).stem}")
+    return module.get_config(arg or None)

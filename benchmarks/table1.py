@@ -1,0 +1,138 @@
+"""Benchmark table in the layout of the paper's Table 1: our scores beside the paper's.
+
+    python benchmarks/table1.py --configs=configs/sines.py:cpu,configs/stocks.py:cpu,configs/etth.py:cpu
+
+Each config is trained (or resumed) in WORKDIR_ROOT/<config name>, then as many series as the data
+set has windows are generated and scored with the four metrics (5 repeats, mean +- 95% t-interval),
+exactly as `python -m stdiff_jax.main` does. Finished stages are reused: a workdir with samples is
+not resampled and one with metrics.json is not rescored unless --rescore. Prints the table and the
+time each stage took; --from_workdirs only reads existing workdirs.
+"""
+
+import json
+import pathlib
+import platform
+import time
+
+import jax
+from absl import app, flags
+
+from configs import base
+from stdiff_jax import generate, train
+
+flags.DEFINE_list("configs", ["configs/sines.py:cpu", "configs/stocks.py:cpu",
+                              "configs/etth.py:cpu"], "Config specs, comma-separated.")
+flags.DEFINE_string("workdir_root", "workdirs", "Parent of the runs' workdirs.")
+flags.DEFINE_bool("from_workdirs", False, "Only read existing workdirs' metrics.json.")
+flags.DEFINE_bool("rescore", False, "Score again even when metrics.json exists.")
+FLAGS = flags.FLAGS
+
+METRICS = ("context_fid", "correlational", "discriminative", "predictive")
+TITLES = {"context_fid": "Context-FID", "correlational": "Correlational",
+          "discriminative": "Discriminative", "predictive": "Predictive"}
+# The paper's Table 1 (L = 24) and Table 2 (ETTh, L = 64/128/256): (mean, 95% interval).
+PAPER = {
+    "ST-Diff": {
+        "sines_L24": dict(context_fid=(.004, .001), correlational=(.015, .005),
+                          discriminative=(.004, .005), predictive=(.186, .004)),
+        "stocks_L24": dict(context_fid=(.040, .008), correlational=(.003, .003),
+                           discriminative=(.015, .021), predictive=(.033, .000)),
+        "etth_L24": dict(context_fid=(.050, .008), correlational=(.047, .006),
+                         discriminative=(.005, .005), predictive=(.119, .002)),
+        "mujoco_L24": dict(context_fid=(.010, .001), correlational=(.199, .017),
+                           discriminative=(.007, .005), predictive=(.007, .000)),
+        "energy_L24": dict(context_fid=(.025, .002), correlational=(.592, .013),
+                           discriminative=(.009, .013), predictive=(.211, .000)),
+        "fmri_L24": dict(context_fid=(.099, .007), correlational=(1.661, .059),
+                         discriminative=(.021, .014), predictive=(.077, .000)),
+        "etth_L64": dict(context_fid=(.031, .010), correlational=(.055, .015),
+                         discriminative=(.030, .020), predictive=(.071, .000)),
+        "etth_L128": dict(context_fid=(.471, .003), correlational=(.036, .009),
+                          discriminative=(.032, .021), predictive=(.065, .000)),
+        "etth_L256": dict(context_fid=(.341, .045), correlational=(.044, .019),
+                          discriminative=(.029, .042), predictive=(.074, .001)),
+    },
+    "Diffusion-TS": {
+        "sines_L24": dict(context_fid=(.006, .000), correlational=(.015, .004),
+                          discriminative=(.006, .007), predictive=(.093, .000)),
+        "stocks_L24": dict(context_fid=(.147, .025), correlational=(.004, .001),
+                           discriminative=(.067, .015), predictive=(.036, .000)),
+        "etth_L24": dict(context_fid=(.116, .010), correlational=(.049, .008),
+                         discriminative=(.061, .009), predictive=(.119, .002)),
+        "mujoco_L24": dict(context_fid=(.013, .001), correlational=(.193, .027),
+                           discriminative=(.008, .002), predictive=(.007, .000)),
+        "energy_L24": dict(context_fid=(.089, .024), correlational=(.856, .147),
+                           discriminative=(.122, .003), predictive=(.250, .000)),
+        "fmri_L24": dict(context_fid=(.105, .006), correlational=(1.411, .042),
+                         discriminative=(.167, .023), predictive=(.099, .000)),
+        "etth_L64": dict(context_fid=(.631, .058), correlational=(.082, .005),
+                         discriminative=(.106, .048), predictive=(.116, .000)),
+        "etth_L128": dict(context_fid=(.787, .062), correlational=(.088, .005),
+                          discriminative=(.144, .060), predictive=(.110, .003)),
+        "etth_L256": dict(context_fid=(.423, .038), correlational=(.064, .007),
+                          discriminative=(.060, .030), predictive=(.341, .045)),
+    },
+}
+
+
+def run(config, workdir, rescore):
+    """Trains, samples and scores one config; returns (metrics dict, seconds per stage)."""
+    times = {}
+    start = time.perf_counter()
+    train.train_and_evaluate(config, workdir)
+    times["train"] = time.perf_counter() - start
+    if not (workdir / generate.SAMPLES_UNIT).exists():
+        start = time.perf_counter()
+        generate.sample_to_workdir(config, workdir)
+        times["sample"] = time.perf_counter() - start
+    if rescore or not (workdir / generate.METRICS).exists():
+        start = time.perf_counter()
+        generate.evaluate_workdir(config, workdir)
+        times["evaluate"] = time.perf_counter() - start
+    return json.loads((workdir / generate.METRICS).read_text()), times
+
+
+def cell(value):
+    mean, ci = value
+    return f"{mean:.3f}±{ci:.3f}"
+
+
+def table(results):
+    """Markdown table: one row per (metric, method), one column per run."""
+    names = list(results)
+    keys = ["_".join(name.split("_")[:2]) for name in names]  # etth_L24_cpu -> etth_L24
+    lines = ["| metric | method | " + " | ".join(names) + " |",
+             "| --- | --- |" + " --- |" * len(names)]
+    for metric in METRICS:
+        ours = [cell((results[n][metric]["mean"], results[n][metric]["ci95"]))
+                if metric in results[n] else "-" for n in names]
+        lines.append(f"| {TITLES[metric]} | stdiff_jax (ours) | " + " | ".join(ours) + " |")
+        for method, numbers in PAPER.items():
+            paper = [cell(numbers[k][metric]) if k in numbers else "-" for k in keys]
+            lines.append(f"| | {method} (paper) | " + " | ".join(paper) + " |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    root = pathlib.Path(FLAGS.workdir_root)
+    results, times = {}, {}
+    for spec in FLAGS.configs:
+        config = base.from_spec(spec)
+        workdir = root / config.name
+        if FLAGS.from_workdirs:
+            results[config.name] = json.loads((workdir / generate.METRICS).read_text())
+            continue
+        results[config.name], times[config.name] = run(config, workdir, FLAGS.rescore)
+        print(f"{config.name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in times[config.name].items()),
+              flush=True)
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s), jax {jax.__version__}.")
+    for name, stage_times in times.items():
+        print(f"{name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_times.items()))
+    print()
+    print(table(results))
+
+
+if __name__ == "__main__":
+    app.run(main)
