@@ -94,7 +94,7 @@ def run(config, workdir, rescore):
 
 def cell(value):
     mean, ci = value
-    return f"{mean:.3f}±{ci:.3f}"
+    return f"{mean:.3f}" if ci is None else f"{mean:.3f}±{ci:.3f}"
 
 
 def table(results):
