@@ -244,7 +244,7 @@ def compile_eval_step(config, mesh, abstract, *, model, normalizer):
                    out_shardings=replicated)
 
 
-def validation_loss(eval_step, params, val_batches, seed):
+def mean_validation_loss(eval_step, params, val_batches, seed):
     """Mean validation loss over the fixed batches; batch i always uses the noise of key i."""
     key = jax.random.PRNGKey(seed)
     losses = [eval_step(params, batch, jax.random.fold_in(key, i))
@@ -325,10 +325,12 @@ class Progress:
     """Rate and ETA of a loop over `total` units, measured between successive reports."""
 
     def __init__(self, total, done=0):
-        self.total, self._last = total, (done, time.perf_counter())
+        self.total, self.start, self.reports = total, done, 0
+        self._last = (done, time.perf_counter())
 
     def report(self, done):
         """(units per second since the last report, seconds left at that rate)."""
+        self.reports += 1
         now = time.perf_counter()
         rate = (done - self._last[0]) / max(now - self._last[1], 1e-9)
         self._last = (done, now)
@@ -392,7 +394,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
             would; a later call resumes. For notebooks that train in slices.
 
     Returns:
-        dict with step, best_val_loss, stopped_early and the checkpoint directory.
+        dict with step, best_val_loss, stopped_early and checkpoint_dir.
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -447,58 +449,64 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
     update = compile_train_step(config, mesh, abstract, model=model, tx=tx,
                                 learning_rate=learning_rate, normalizer=host.normalizer)
     eval_step = compile_eval_step(config, mesh, abstract, model=model, normalizer=host.normalizer)
-    eval_params = (lambda s: s.ema_params) if config.sample.use_ema else (lambda s: s.params)
 
     # Loop --------------------------------------------------------------------------------------
     writer = MetricWriter(workdir)
-    step = int(jax.device_get(state.step))
+    progress = Progress(tc.num_steps, int(jax.device_get(state.step)))
+
+    def log(step, rows):
+        means = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
+        rate, eta = progress.report(step)
+        writer.write(step, **means, steps_per_sec=rate, samples_per_sec=rate * tc.batch_size)
+        logging.info("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.2f steps/s (%.0f samples/s)"
+                     "  ETA %s%s", step, tc.num_steps, means["loss"], means["grad_norm"],
+                     means["learning_rate"], rate, rate * tc.batch_size, format_seconds(eta),
+                     "  (includes compilation)" if progress.reports == 1 else "")
+
+    def evaluate(step):
+        """Validation loss -> (loss, improved, stop early); the params sampled later are scored."""
+        params = state.ema_params if config.sample.use_ema else state.params
+        val_loss = mean_validation_loss(eval_step, params, val_batches, config.data.seed)
+        if not np.isfinite(val_loss):
+            raise FloatingPointError(f"Non-finite validation loss {val_loss} at step {step}.")
+        improved, stop = host.record_evaluation(val_loss, tc.patience)
+        writer.write(step, val_loss=val_loss, best_val_loss=host.best_val_loss)
+        logging.info("step %d  validation loss %.5f  (best %.5f, %d evaluations without "
+                     "improvement)", step, val_loss, host.best_val_loss, host.evals_since_best)
+        return val_loss, improved, stop
+
+    step = progress.start
     last_step = tc.num_steps if stop_at_step is None else min(stop_at_step, tc.num_steps)
     stopped_early = tc.patience > 0 and host.evals_since_best >= tc.patience
     pending, window = [], []  # device metrics not yet on the host; host metrics since the last log
-    progress = Progress(tc.num_steps, step)
-    saved_step, compiled = resume_step, False
-    while step < last_step and not stopped_early:
-        state, metrics = update(state, shard_batch(iterator.next_batch(train_windows),
-                                                   batch_sharding))
-        pending.append(metrics)
-        step += 1
-        is_log = step % tc.log_every == 0 or step == last_step
-        is_eval = step % tc.eval_every == 0 or step == tc.num_steps
-        is_save = step % tc.checkpoint_every == 0 or step == last_step
-        if not (is_log or is_eval or is_save):
-            continue
-        rows = jax.device_get(pending)  # the one host sync between log points
-        check_finite(rows, step - len(rows) + 1)
-        window += rows
-        pending = []
-        if is_log:
-            means = {k: np.mean([r[k] for r in window]) for k in window[0]}
-            rate, eta = progress.report(step)
-            writer.write(step, **means, steps_per_sec=rate, samples_per_sec=rate * tc.batch_size)
-            logging.info("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.2f steps/s "
-                         "(%.0f samples/s)  ETA %s%s", step, tc.num_steps, means["loss"],
-                         means["grad_norm"], means["learning_rate"], rate, rate * tc.batch_size,
-                         format_seconds(eta), "" if compiled else "  (includes compilation)")
-            compiled = True
-            window = []
-        val_loss = None
-        if is_eval:
-            val_loss = validation_loss(eval_step, eval_params(state), val_batches, config.data.seed)
-            if not np.isfinite(val_loss):
-                raise FloatingPointError(f"Non-finite validation loss {val_loss} at step {step}.")
-            improved, stopped_early = host.record_evaluation(val_loss, tc.patience)
-            writer.write(step, val_loss=val_loss, best_val_loss=host.best_val_loss)
-            logging.info("step %d  validation loss %.5f  (best %.5f, %d evaluations without "
-                         "improvement)", step, val_loss, host.best_val_loss, host.evals_since_best)
-            is_save = is_save or improved or stopped_early
-        if is_save:
-            host.iterator = iterator.state()
-            checkpoint.save(manager, step, state, host.to_json(), val_loss)
-            saved_step = step
-    if stopped_early:
-        logging.info("Early stop at step %d: no validation improvement in %d evaluations.", step,
-                     tc.patience)
-    manager.wait_until_finished()
-    manager.close()
+    try:  # On an error, the last good checkpoint still finishes writing.
+        while step < last_step and not stopped_early:
+            batch = shard_batch(iterator.next_batch(train_windows), batch_sharding)
+            state, metrics = update(state, batch)
+            pending.append(metrics)
+            step += 1
+            is_log = step % tc.log_every == 0 or step == last_step
+            is_eval = step % tc.eval_every == 0 or step == tc.num_steps
+            is_save = step % tc.checkpoint_every == 0 or step == last_step
+            if not (is_log or is_eval or is_save):
+                continue
+            rows = jax.device_get(pending)  # the one host sync between these points
+            check_finite(rows, step - len(rows) + 1)
+            window, pending = window + rows, []
+            if is_log:
+                log(step, window)
+                window = []
+            val_loss = None
+            if is_eval:
+                val_loss, improved, stopped_early = evaluate(step)
+                is_save = is_save or improved or stopped_early
+            if is_save:
+                host.iterator = iterator.state()
+                checkpoint.save(manager, step, state, host.to_json(), val_loss)
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+    logging.info("%s at step %d; best validation loss %s.",
+                 "Stopped early" if stopped_early else "Done", step, host.best_val_loss)
     return {"step": step, "best_val_loss": host.best_val_loss, "stopped_early": stopped_early,
-            "last_checkpoint": saved_step, "checkpoint_dir": str(checkpoint_dir(workdir))}
+            "checkpoint_dir": str(checkpoint_dir(workdir))}

@@ -129,8 +129,9 @@ def child_eight(out):
 
 
 def run_child(name, out, devices):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(out / "jax_cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", PYTHONPATH=str(REPO))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               PYTHONPATH=str(REPO))
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(out / "jax_cache"))  # conftest sets one
     env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} "
                         "--xla_backend_optimization_level=0")  # halves compile time
     proc = subprocess.run([sys.executable, __file__, name, str(out)], env=env, cwd=REPO,
