@@ -109,27 +109,34 @@ def available_bytes_per_device(device):
     return available / jax.local_device_count()
 
 
+def chunk_size_for(bytes_per_series, free_bytes_per_device, num_devices, num_samples):
+    """The largest chunk filling at most MEMORY_FRACTION of each device's free memory: a multiple
+    of the device count, at least one series and at most MAX_PER_DEVICE per device, and no larger
+    than the samples wanted (rounded up to the devices)."""
+    per_device = int(np.clip(MEMORY_FRACTION * free_bytes_per_device // bytes_per_series, 1,
+                             MAX_PER_DEVICE))
+    return min(per_device, -(-num_samples // num_devices)) * num_devices
+
+
 def auto_chunk_size(mesh, model, params, video_shape, num_samples):
-    """The chunk size that fills MEMORY_FRACTION of the free device memory, a multiple of the devices.
+    """`chunk_size_for` with the bytes per series measured, and the free memory of this machine.
 
     Bytes per series come from XLA's memory analysis of the network compiled for a probe batch
     (temporaries and output per series), plus the sampler's video-sized buffers.
     """
     data = NamedSharding(mesh, P(train.DATA_AXIS))
     probe = PROBE_PER_DEVICE * mesh.size
-    video_bytes = int(np.prod(video_shape)) * 4
     compiled = jax.jit(train.apply_fn_of(model)).lower(
         params, jax.ShapeDtypeStruct((probe, *video_shape), jnp.float32, sharding=data),
         jax.ShapeDtypeStruct((probe,), jnp.float32, sharding=data)).compile()
     analysis = compiled.memory_analysis()
     network = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes) / PROBE_PER_DEVICE
-    per_series = network + SAMPLER_BUFFERS * video_bytes
+    per_series = network + SAMPLER_BUFFERS * int(np.prod(video_shape)) * 4
     free = available_bytes_per_device(mesh.devices.flat[0])
-    per_device = int(np.clip(MEMORY_FRACTION * free // per_series, 1, MAX_PER_DEVICE))
-    per_device = min(per_device, -(-num_samples // mesh.size))
+    chunk_size = chunk_size_for(per_series, free, mesh.size, num_samples)
     logging.info("Chunk size %d (%d per device): %.1f KiB per series, %.1f GiB free per device.",
-                 per_device * mesh.size, per_device, per_series / 1024, free / 2 ** 30)
-    return per_device * mesh.size
+                 chunk_size, chunk_size // mesh.size, per_series / 1024, free / 2 ** 30)
+    return chunk_size
 
 
 def _to_host(x):

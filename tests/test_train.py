@@ -280,6 +280,15 @@ def test_sample_decoder_inverts_the_training_video_transform():
     np.testing.assert_allclose(decoded, windows, atol=1e-5)
 
 
+def test_chunk_size_fills_memory_in_multiples_of_the_devices():
+    fraction, cap = generate.MEMORY_FRACTION, generate.MAX_PER_DEVICE
+    per_series, num_devices = 1000, 8
+    assert generate.chunk_size_for(per_series, 40 * per_series / fraction, num_devices, 10**6) == 320
+    assert generate.chunk_size_for(per_series, 1e15, num_devices, 10**6) == cap * num_devices
+    assert generate.chunk_size_for(per_series, 1e15, num_devices, 100) == 104  # 13 per device
+    assert generate.chunk_size_for(per_series, 10, num_devices, 100) == num_devices  # at least 1
+
+
 def test_weight_decay_only_on_kernels():
     params = {"blocks": {"mlp": {"kernel": np.ones((2, 3, 3)), "bias": np.ones((2, 3))}},
               "cov_bias": np.ones((3, 3)), "final_layer": {"linear": {"kernel": np.ones((3, 2))}}}
