@@ -219,10 +219,10 @@ def evaluate_workdir(config, workdir, real_unit=None):
     if jax.process_index() == 0:
         (workdir / METRICS).write_text(json.dumps(checkpoint.to_json(scores), indent=2) + "\n")
         if config.eval.plots:
+            from stdiff_jax.metrics import plots
             try:
-                from stdiff_jax.metrics import plots
-            except ImportError as e:  # matplotlib is an optional extra
-                logging.warning("Skipping plots (%s); pip install matplotlib to get them.", e)
-            else:
-                plots.save_plots(real_unit, fake, workdir / "plots")
+                paths = plots.save_plots(real_unit, fake, workdir / "plots")
+                logging.info("Plots: %s", ", ".join(map(str, paths)))
+            except ImportError as e:  # matplotlib and scikit-learn are an optional extra
+                logging.warning("Skipping the plots: %s", e)
     return scores

@@ -344,11 +344,21 @@ def format_seconds(seconds):
 
 
 class MetricWriter:
-    """Appends one JSON object per line to workdir/metrics.jsonl (process 0 only)."""
+    """Appends one JSON object per line to workdir/metrics.jsonl (process 0 only).
 
-    def __init__(self, workdir):
+    Rows after `resume_step` (logged by an interrupted run after its last checkpoint, and about
+    to be logged again) are dropped first, so the log has each step once.
+    """
+
+    def __init__(self, workdir, resume_step):
         self.path = pathlib.Path(workdir) / "metrics.jsonl"
         self.enabled = jax.process_index() == 0
+        if self.enabled and self.path.exists():
+            rows = self.path.read_text().splitlines(keepends=True)
+            keep = [r for r in rows
+                    if resume_step is not None and json.loads(r)["step"] <= resume_step]
+            if len(keep) < len(rows):
+                self.path.write_text("".join(keep))
 
     def write(self, step, **scalars):
         if self.enabled:
@@ -451,7 +461,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
     eval_step = compile_eval_step(config, mesh, abstract, model=model, normalizer=host.normalizer)
 
     # Loop --------------------------------------------------------------------------------------
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, resume_step)
     progress = Progress(tc.num_steps, int(jax.device_get(state.step)))
 
     def log(step, rows):

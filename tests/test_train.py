@@ -289,6 +289,16 @@ def test_chunk_size_fills_memory_in_multiples_of_the_devices():
     assert generate.chunk_size_for(per_series, 10, num_devices, 100) == num_devices  # at least 1
 
 
+def test_metric_log_drops_rows_an_interrupted_run_logged_after_its_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3, 4)))
+    train.MetricWriter(tmp_path, resume_step=2).write(3, loss=0.5)
+    assert [json.loads(r) for r in path.read_text().splitlines()] == [
+        {"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}, {"step": 3, "loss": 0.5}]
+    train.MetricWriter(tmp_path, resume_step=None)  # a fresh start: nothing was saved
+    assert path.read_text() == ""
+
+
 def test_weight_decay_only_on_kernels():
     params = {"blocks": {"mlp": {"kernel": np.ones((2, 3, 3)), "bias": np.ones((2, 3))}},
               "cov_bias": np.ones((3, 3)), "final_layer": {"linear": {"kernel": np.ones((3, 2))}}}
