@@ -124,6 +124,8 @@ def attend_along(axis, q, k, v, bias=None, rope=False):
     (before the logits, so scores depend on relative position only), attends with the optional
     (S, S) logit bias shared by all heads, and moves the axis back.
     """
+    if q.shape[axis] == 1:
+        return v  # softmax over a single key is 1, whatever the logits (F' = 1 with wide patches)
     q, k, v = (jnp.moveaxis(a, axis, -3) for a in (q, k, v))  # (..., S, N, H)
     lead, (s, n, h) = q.shape[:-3], q.shape[-3:]
     q, k, v = (a.reshape(-1, s, n, h) for a in (q, k, v))  # (B', S, N, H)
@@ -169,9 +171,32 @@ class Mlp(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # The ST-Diff block and the final layer.
 # ------------------------------------------------------------------------------------------------
-def layer_norm(x, dtype):
-    """Pre-norm without affine parameters: adaLN supplies the shift and scale."""
-    return nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-6, dtype=dtype)(x)
+@jax.custom_vjp
+def layer_norm(x):
+    """Pre-norm over the feature axis without affine parameters (adaLN supplies shift and scale).
+
+    A hand-written gradient, dx = r (dy - mean(dy) - y mean(dy y)): two row reductions instead of
+    the several that autodiff of the forward pass leaves, about twice as fast on XLA:CPU.
+    """
+    return _layer_norm_fwd(x)[0]
+
+
+def _layer_norm_fwd(x):
+    xf = x.astype(jnp.float32)
+    centred = xf - xf.mean(-1, keepdims=True)
+    r = jax.lax.rsqrt((centred * centred).mean(-1, keepdims=True) + 1e-6)  # (..., 1)
+    y = centred * r
+    return y.astype(x.dtype), (y, r)
+
+
+def _layer_norm_bwd(residuals, dy):
+    y, r = residuals
+    g = dy.astype(jnp.float32)
+    dx = r * (g - g.mean(-1, keepdims=True) - y * (g * y).mean(-1, keepdims=True))
+    return (dx.astype(dy.dtype),)
+
+
+layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
 class STDiffBlock(nn.Module):
@@ -198,7 +223,7 @@ class STDiffBlock(nn.Module):
         ]
         for i, sublayer in enumerate(sublayers):
             shift, scale, gate = mods[3 * i: 3 * i + 3]
-            h = modulate(layer_norm(x, self.dtype), shift, scale)  # (B, T, F', K, D)
+            h = modulate(layer_norm(x), shift, scale)  # (B, T, F', K, D)
             x = x + gate[:, None, None, None, :] * sublayer(h)  # (B, T, F', K, D), float32
         return x, None
 
@@ -212,7 +237,7 @@ class FinalLayer(nn.Module):
     @nn.compact
     def __call__(self, x, c):  # (B, T, F', K, D), (B, D)
         shift, scale = AdaLNModulation(2, name="adaLN_modulation")(c)
-        x = modulate(layer_norm(x, self.dtype), shift, scale)  # (B, T, F', K, D)
+        x = modulate(layer_norm(x), shift, scale)  # (B, T, F', K, D)
         x = Dense(self.out_dim, dtype=self.dtype, kernel_init=ZERO_INIT, name="linear")(x)
         return x.astype(jnp.float32)  # (B, T, F', K, pf*3)
 
@@ -246,6 +271,7 @@ class STDiff(nn.Module):
     mlp_ratio: float
     patch_freq: int
     remat: bool = False
+    unroll: bool = False  # Unroll the scan (same parameters): XLA's flop count then sees every block.
     dtype: Any = jnp.float32
     cov_bias_init: Callable = ZERO_INIT
     freq_bias_init: Callable = ZERO_INIT
@@ -268,7 +294,8 @@ class STDiff(nn.Module):
         block = nn.remat(STDiffBlock, prevent_cse=False) if self.remat else STDiffBlock
         blocks = nn.scan(
             block, variable_axes={"params": 0}, split_rngs={"params": True},
-            in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=self.depth)
+            in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=self.depth,
+            unroll=self.depth if self.unroll else 1)
         x, _ = blocks(self.heads, self.mlp_ratio, self.dtype, name="blocks")(
             x, c, cov_bias, freq_bias)  # (B, T, F', K, D)
 
