@@ -8,6 +8,7 @@ temporary JUPYTER_PATH), importing this checkout of stdiff_jax and configs.
 """
 
 import json
+import math
 import os
 import pathlib
 import sys
@@ -59,6 +60,15 @@ def run_notebook(name, cwd, env, probe):
     client.execute(env=env)
     stdout = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     return nb, json.loads(stdout.strip().splitlines()[-1])
+
+
+def saved_steps(workdir):
+    """(every checkpoint step of workdir, the step generation loads: best, else latest)."""
+    manager = checkpoint.create_manager(train.checkpoint_dir(workdir),
+                                        QUICK_CONFIG.train.keep_checkpoints, async_saves=False)
+    steps, best = list(manager.all_steps()), checkpoint.best_or_latest_step(manager)
+    manager.close()
+    return steps, best
 
 
 def count_images(nb):
@@ -114,8 +124,8 @@ def test_quickstart_trains_generates_and_scores(quickstart_run):
     shape = [QUICK_CONFIG.sample.num_samples, QUICK_CONFIG.data.seq_len, 5]
     assert probe["fake_shape"] == shape and probe["fake_finite"]
     assert np.load(workdir / "samples_unit.npy").shape == tuple(shape)
-    assert set(probe["scores"]) == {"correlational", "discriminative"}
-    assert all(v == v and v >= 0 for v in probe["scores"].values()), probe["scores"]
+    assert set(probe["scores"]) == {"correlational"}
+    assert all(math.isfinite(v) and v >= 0 for v in probe["scores"].values()), probe["scores"]
     assert probe["plots"] == ["acf.png", "kde.png", "psd.png", "tsne.png"]
     # Loss curve, series, ACF/PSD, t-SNE and density.
     assert count_images(nb) >= 5
@@ -124,16 +134,11 @@ def test_quickstart_trains_generates_and_scores(quickstart_run):
 @pytest.mark.slow
 def test_from_checkpoint_loads_the_quickstart_run(quickstart_run, kernel_env):
     cwd, _, _ = quickstart_run
-    directory = train.checkpoint_dir(cwd / WORKDIR)
-    manager = checkpoint.create_manager(directory, QUICK_CONFIG.train.keep_checkpoints,
-                                        async_saves=False)
-    steps_before, expected = manager.all_steps(), checkpoint.best_or_latest_step(manager)
-    manager.close()
+    steps_before, expected = saved_steps(cwd / WORKDIR)
 
     nb, probe = run_notebook("from_checkpoint.ipynb", cwd, kernel_env, FROM_CHECKPOINT_PROBE)
     assert probe["step"] == expected
-    assert sorted(p.name for p in directory.iterdir() if p.name.isdigit()) == sorted(
-        str(s) for s in steps_before), "the notebook trained instead of loading the run"
+    assert saved_steps(cwd / WORKDIR)[0] == steps_before, "the notebook trained instead of loading"
     n, length, channels = 16, QUICK_CONFIG.data.seq_len, 5
     assert probe["fake_shape"] == [n, length, channels] and probe["fake_finite"]
     video_shape = probe["real_video_shape"]
