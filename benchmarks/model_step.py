@@ -4,8 +4,9 @@ For each configuration: parameter count, compiled train-step time (an Adam step 
 targets, the cost of a real epsilon-prediction step without the data pipeline), samples/s, achieved
 GFLOP/s (XLA's flop count of the compiled step over its median time), time of one denoising step
 (a forward pass) for 256 series, XLA's memory analysis of the train step (temporaries + arguments)
-and the process's peak resident memory. Each row runs in its own subprocess so the peak RSS is that
-row's alone.
+and the process's peak resident memory after the training steps (before sampling). Each row runs in
+its own subprocess so the peak RSS is that row's alone. A row whose XLA estimate exceeds --max-gib
+is compiled but not run (its times read nan), so a shared machine is not pushed out of memory.
 
     python benchmarks/model_step.py                   # every row (paper sizes are slow: use nice)
     python benchmarks/model_step.py --only cpu,smoke --steps 20
@@ -41,7 +42,7 @@ ROWS = {
     "smoke": (24, 7, "smoke", 256, False),
 }
 COLUMNS = ["row", "video", "batch", "remat", "params", "step_ms", "samples_s", "gflop_s",
-           "sample_step_ms", "xla_temp_gib", "xla_args_gib", "max_rss_gib"]
+           "sample_step_ms", "xla_temp_gib", "xla_args_gib", "train_rss_gib"]
 
 
 def median_time(fn, steps):
@@ -73,9 +74,8 @@ def make_train_step(model, optimizer):
     return train_step
 
 
-def measure(name, steps, sample_batch, dtype):
+def measure(name, steps, sample_batch, dtype, max_gib):
     """Measures one row in this process; returns its dict of COLUMNS."""
-
     seq_len, k, size, batch, remat = ROWS[name]
     n_fft, hop = stft_settings(seq_len)
     cfg = {key: table4_row(seq_len)[key] for key in ("depth", "hidden", "heads", "mlp_ratio",
@@ -93,11 +93,22 @@ def measure(name, steps, sample_batch, dtype):
     opt_state = optimizer.init(params)
 
     args = (params, opt_state, z, logsnr, target)
-    compiled = jax.jit(make_train_step(model, optimizer), donate_argnums=(0, 1)).lower(*args).compile()
+    step_fn = jax.jit(make_train_step(model, optimizer), donate_argnums=(0, 1))
+    compiled = step_fn.lower(*args).compile()
     # XLA counts a scan's body once; the unrolled twin (same parameters) is counted in full. Only
     # lowered, never compiled or run.
     flops = flops_of(jax.jit(make_train_step(model.clone(unroll=True), optimizer)).lower(*args))
     memory = compiled.memory_analysis()
+    gib = 2.0 ** 30
+    row = dict(row=name, video=f"{t}x{f}x{k}", batch=batch, remat=remat,
+               params=sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)),
+               xla_temp_gib=memory.temp_size_in_bytes / gib,
+               xla_args_gib=memory.argument_size_in_bytes / gib)
+    if (memory.temp_size_in_bytes + memory.argument_size_in_bytes) / gib > max_gib:
+        # Running it could push a shared machine into swapping or the OOM killer: report XLA's
+        # estimate only.
+        return dict(row, step_ms=float("nan"), samples_s=float("nan"), gflop_s=float("nan"),
+                    sample_step_ms=float("nan"), train_rss_gib=float("nan"))
     state = [params, opt_state]
 
     def one_step():
@@ -105,21 +116,17 @@ def measure(name, steps, sample_batch, dtype):
         loss.block_until_ready()
 
     step_s = median_time(one_step, steps)
+    # Peak resident memory of the process so far: training only, before sampling.
+    train_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib
 
     zs = jnp.asarray(rng.normal(size=(sample_batch, t, f, k, 3)), jnp.float32)
     ls = jnp.zeros((sample_batch,), jnp.float32)
     denoise = jax.jit(lambda p, z, l: model.apply({"params": p}, z, l))
-    sample_s = median_time(lambda: denoise(state[0], zs, ls).block_until_ready(), max(steps // 2, 2))
+    sample_s = median_time(lambda: denoise(state[0], zs, ls).block_until_ready(),
+                           max(steps // 2, 2))
 
-    gib = 2.0 ** 30
-    return dict(
-        row=name, video=f"{t}x{f}x{k}", batch=batch, remat=remat,
-        params=sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)),
-        step_ms=1e3 * step_s, samples_s=batch / step_s, gflop_s=flops / step_s / 1e9,
-        sample_step_ms=1e3 * sample_s,
-        xla_temp_gib=memory.temp_size_in_bytes / gib if memory else float("nan"),
-        xla_args_gib=memory.argument_size_in_bytes / gib if memory else float("nan"),
-        max_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib)
+    return dict(row, step_ms=1e3 * step_s, samples_s=batch / step_s, gflop_s=flops / step_s / 1e9,
+                sample_step_ms=1e3 * sample_s, train_rss_gib=train_rss_gib)
 
 
 def print_table(results):
@@ -133,15 +140,19 @@ def print_table(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows of {list(ROWS)}")
+    parser.add_argument("--only", default=",".join(ROWS),
+                        help=f"comma-separated rows of {list(ROWS)}")
     parser.add_argument("--steps", type=int, default=10, help="timed train steps (median reported)")
     parser.add_argument("--sample-batch", type=int, default=256, help="series per denoising step")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--max-gib", type=float, default=12.0,
+                        help="skip running a row whose XLA temporaries + arguments exceed this")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row, print JSON
     args = parser.parse_args()
 
     if args.row:
-        print(json.dumps(measure(args.row, args.steps, args.sample_batch, args.dtype)))
+        row = measure(args.row, args.steps, args.sample_batch, args.dtype, args.max_gib)
+        print(json.dumps(row))
         return
     names = [n for n in args.only.split(",") if n]
     unknown = sorted(set(names) - set(ROWS))
@@ -150,7 +161,8 @@ def main():
     results = []
     for name in names:
         cmd = [sys.executable, __file__, "--row", name, "--steps", str(args.steps),
-               "--sample-batch", str(args.sample_batch), "--dtype", args.dtype]
+               "--sample-batch", str(args.sample_batch), "--dtype", args.dtype,
+               "--max-gib", str(args.max_gib)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)

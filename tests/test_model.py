@@ -56,7 +56,7 @@ def test_table4_shapes(seq_len):
 
 @pytest.mark.parametrize("size", sorted(CPU_SIZES))
 def test_cpu_sizes_run_and_start_at_exactly_zero(size):
-    """The CPU sizes run on the L = 24, K = 7 video; adaLN-Zero makes the initial output exactly 0."""
+    """The CPU sizes run on the L = 24, K = 7 video; adaLN-Zero makes the first output exactly 0."""
     n_fft, hop = stft_settings(24)
     t, f, k = stft.num_frames(24, n_fft, hop), stft.num_freqs(n_fft), 7
     cfg = {key: TABLE4[24][key] for key in ("patch_freq", "depth", "hidden", "heads", "mlp_ratio")}
@@ -85,7 +85,7 @@ def tiny():
 
 
 def mse_grad(model, z, logsnr):
-    """jit(value_and_grad) of the MSE of the prediction to 1 (a target other than the zero output)."""
+    """jit(value_and_grad) of the MSE of the prediction to 1 (a target other than the output 0)."""
     loss = lambda p: jnp.mean((model.apply({"params": p}, z, logsnr) - 1.0) ** 2)
     return jax.jit(jax.value_and_grad(loss))
 
@@ -172,7 +172,7 @@ def test_without_stats_biases_start_at_zero():
 def test_permuting_covariates_permutes_the_output(tiny):
     """The covariates are an unordered set: permuting them together with their embeddings and B_C
     permutes the prediction the same way. (Permuting the statistics permutes the initial B_C, since
-    B_C starts equal to them.) Time and frequency are ordered and RoPE-encoded, so no such symmetry."""
+    B_C starts equal to them.) Time and frequency are ordered (RoPE): no such symmetry there."""
     _, _, params, apply, _ = tiny
     perm = np.array([2, 0, 1])
     params = perturbed(params)

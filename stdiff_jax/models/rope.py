@@ -15,14 +15,15 @@ def rope_angles(length, head_dim, base=10000.0):
     Computed in numpy: they depend only on static shapes, so under jit they are constants.
     """
     if head_dim % 2:
-        raise ValueError(f"RoPE needs an even head dimension, got {head_dim}: pick hidden/heads even.")
+        raise ValueError(
+            f"RoPE needs an even head dimension, got {head_dim}: pick hidden / heads even.")
     inv_freq = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)  # (H/2,)
     angles = np.arange(length, dtype=np.float64)[:, None] * inv_freq[None, :]  # (S, H/2)
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
 def apply_rope(x, cos, sin):
-    """Rotates x (..., S, N, H) by the angles of its position along S (the split-half convention)."""
+    """Rotates x (..., S, N, H) by the angles of its position along S (split-half convention)."""
     cos = jnp.asarray(cos, x.dtype)[:, None, :]  # (S, 1, H/2)
     sin = jnp.asarray(sin, x.dtype)[:, None, :]  # (S, 1, H/2)
     x1, x2 = jnp.split(x, 2, axis=-1)  # (..., S, N, H/2) each

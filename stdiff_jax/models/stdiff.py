@@ -110,7 +110,8 @@ class AdaLNModulation(nn.Module):
     @nn.compact
     def __call__(self, c):
         d = c.shape[-1]
-        mods = Dense(self.num * d, kernel_init=ZERO_INIT, bias_init=ZERO_INIT, name="linear")(nn.silu(c))
+        linear = Dense(self.num * d, kernel_init=ZERO_INIT, bias_init=ZERO_INIT, name="linear")
+        mods = linear(nn.silu(c))  # (B, num * D)
         return jnp.split(mods, self.num, axis=-1)  # num x (B, D)
 
 
@@ -120,9 +121,9 @@ class AdaLNModulation(nn.Module):
 def attend_along(axis, q, k, v, bias=None, rope=False):
     """Self-attention along one token axis of q, k, v (B, T, F', K, N, H).
 
-    Moves `axis` next to the head axes, folds the rest into the batch, applies RoPE along it if asked
-    (before the logits, so scores depend on relative position only), attends with the optional
-    (S, S) logit bias shared by all heads, and moves the axis back.
+    Moves `axis` next to the head axes, folds the rest into the batch, applies RoPE along it if
+    asked (before the logits, so scores depend on relative position only), attends with the
+    optional (S, S) logit bias shared by all heads, and moves the axis back.
     """
     if q.shape[axis] == 1:
         return v  # softmax over a single key is 1, whatever the logits (F' = 1 with wide patches)
@@ -158,6 +159,8 @@ class FactorizedAttention(nn.Module):
 
 
 class Mlp(nn.Module):
+    """Token-wise D -> hidden -> D with tanh-approximated GELU, as DiT."""
+
     hidden: int
     dtype: Any = jnp.float32
 
@@ -271,7 +274,7 @@ class STDiff(nn.Module):
     mlp_ratio: float
     patch_freq: int
     remat: bool = False
-    unroll: bool = False  # Unroll the scan (same parameters): XLA's flop count then sees every block.
+    unroll: bool = False  # Unrolled scan, same parameters: XLA's flop count sees every block.
     dtype: Any = jnp.float32
     cov_bias_init: Callable = ZERO_INIT
     freq_bias_init: Callable = ZERO_INIT
@@ -306,8 +309,8 @@ class STDiff(nn.Module):
         expected = (self.num_frames, self.num_freqs, self.num_covariates, 3)
         if z.ndim != 5 or tuple(z.shape[1:]) != expected:
             raise ValueError(
-                f"STDiff expects videos (B, T, F, K, 3) = (B, {', '.join(map(str, expected))}), got "
-                f"{tuple(z.shape)}; build the model with create_model(..., num_frames, num_freqs, "
+                f"STDiff expects videos (B, T, F, K, 3) = (B, {', '.join(map(str, expected))}), "
+                f"got {tuple(z.shape)}; build the model with create_model(..., num_frames, num_freqs, "
                 "num_covariates) of this data.")
         if logsnr.shape != (z.shape[0],):
             raise ValueError(f"logsnr must have shape (B,) = ({z.shape[0]},), got {logsnr.shape}.")
@@ -360,7 +363,8 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
     stats: optional dict or object with `cov_corr` (K, K) and `freq_cov` (F, F); they initialise
     B_C and the patch-pooled B_F. Without them the biases start at zero.
     """
-    cfg = {name: model_config[name] for name in ("depth", "hidden", "heads", "mlp_ratio", "patch_freq")}
+    cfg = {name: model_config[name]
+           for name in ("depth", "hidden", "heads", "mlp_ratio", "patch_freq")}
     remat, dtype = bool(model_config.get("remat", False)), model_config.get("dtype", "float32")
     if dtype not in DTYPES:
         raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
