@@ -68,6 +68,7 @@ def base_config():
     c.sample.num_steps = 200
     c.sample.eta = 0.0
     c.sample.grid = "logsnr"  # Time grid of the sampler: "logsnr" (uniform in log-SNR) or "time".
+    c.sample.clip_x0 = 5.0  # Clip predicted clean videos to +-this many normaliser stds; 0: off.
     c.sample.num_samples = 0  # 0: as many as the data set has windows (the protocol).
     c.sample.chunk_size = 0  # 0: chosen from available memory.
     c.sample.use_ema = True
