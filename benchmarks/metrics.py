@@ -4,7 +4,8 @@
 generator would score), then the same `real` against uniform noise of the same shape. Each
 metric's seconds include its jit compilations.
 
-    nice python benchmarks/metrics.py                      # protocol settings, 5 repeats
+    nice python benchmarks/metrics.py        # protocol settings, 5 repeats (from the repo root:
+                                             # pip install -e . or PYTHONPATH=.)
     python benchmarks/metrics.py --repeats 2 --metrics correlational,discriminative
 """
 import argparse
@@ -54,7 +55,13 @@ def main():
     out = {}
     for title, other in (("real vs held-out real", fake), ("real vs uniform noise", noise)):
         start = time.perf_counter()
-        out[title] = evaluate(real, other, repeats=args.repeats, seed=args.seed, metrics=names)
+
+        def progress(name, repeat, value, start=start):
+            print(f"  {title}: {name} repeat {repeat + 1}: {value:.4f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+        out[title] = evaluate(real, other, repeats=args.repeats, seed=args.seed, metrics=names,
+                              progress=progress)
         print(table(f"\n{title}: {time.perf_counter() - start:.1f} s", out[title]), flush=True)
     if args.json:
         with open(args.json, "w") as f:

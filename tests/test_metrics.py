@@ -127,6 +127,7 @@ def test_padded_hierarchical_loss_equals_loss_on_the_valid_part():
         assert float(padded) == pytest.approx(float(exact), rel=1e-5), length
 
 
+@pytest.mark.slow
 def test_context_fid_separates_same_distribution_from_noise_and_is_deterministic(sets):
     same = metrics.context_fid(sets["real"], sets["same"], 0, iterations=FID_ITERS)
     assert same == metrics.context_fid(sets["real"], sets["same"], 0, iterations=FID_ITERS)
@@ -137,6 +138,12 @@ def test_context_fid_separates_same_distribution_from_noise_and_is_deterministic
     assert noise > 10 * same and decorrelated > 10 * same
 
 
+def test_ts2vec_iterations_follow_the_data_size_rule():
+    assert ts2vec.default_iterations(100_000) == 200
+    assert ts2vec.default_iterations(100_001) == 600
+    assert ts2vec.default_iterations(17_397 * 24 * 7) == 600  # ETTh at L = 24
+
+
 def test_ts2vec_loss_decreases():
     _, losses = ts2vec.fit(waves(N, 1), seed=0, iterations=FID_ITERS)
     losses = np.asarray(losses)
@@ -145,6 +152,7 @@ def test_ts2vec_loss_decreases():
 
 # ---- discriminative and predictive scores --------------------------------------------------
 
+@pytest.mark.slow
 def test_discriminative_separates_same_distribution_from_fakes(sets):
     def score(name):
         return metrics.discriminative_score(sets["real"], sets[name], 0, iterations=DISC_ITERS)
@@ -155,6 +163,7 @@ def test_discriminative_separates_same_distribution_from_fakes(sets):
         assert score(name) > 0.25, name
 
 
+@pytest.mark.slow
 def test_predictive_is_low_for_same_distribution_and_high_for_shifted_fakes(sets):
     def score(name):
         return metrics.predictive_score(sets["real"], sets[name], 0, iterations=PRED_ITERS)
@@ -164,6 +173,16 @@ def test_predictive_is_low_for_same_distribution_and_high_for_shifted_fakes(sets
     assert same < 1.5 * trained_on_real + 0.01
     for name in ("noise", "shifted"):
         assert score(name) > 3 * same, name
+
+
+def test_gru_host_init_matches_the_module_parameters():
+    from stdiff_jax.metrics import gru
+    for per_step, features in ((False, K), (True, K - 1)):
+        module = gru.PostHocGRU(2, per_step)
+        expected = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, L, features)))
+        drawn = gru.init_params(np.random.default_rng(0), features, 2)
+        assert jax.tree.map(lambda e: (e.shape, e.dtype), expected) == jax.tree.map(
+            lambda d: (d.shape, d.dtype), drawn)
 
 
 # ---- training loop and evaluate ------------------------------------------------------------
@@ -207,6 +226,7 @@ def test_evaluate_reports_mean_and_t_interval_as_json(sets):
 
 # ---- plots ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_save_plots_writes_pngs(sets, tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("sklearn")

@@ -61,7 +61,7 @@ class PostHocGRU(nn.Module):
 
         state0 = jnp.zeros((x.shape[0], h), x.dtype)
         last, states = jax.lax.scan(cell, state0, (gates_x, cand_x))  # states: (T, B, H)
-        head = nn.Dense(1, kernel_init=glorot, bias_init=nn.initializers.zeros)
+        head = nn.Dense(1, kernel_init=glorot, bias_init=nn.initializers.zeros, name="head")
         if self.per_step:
             return head(jnp.swapaxes(states, 0, 1))  # (B, T, 1)
         return head(last)  # (B, 1)
@@ -82,7 +82,7 @@ def init_params(rng, features, hidden):
         "gate_bias": np.ones(2 * hidden, np.float32),
         "candidate_kernel": glorot(features + hidden, hidden),
         "candidate_bias": np.zeros(hidden, np.float32),
-        "Dense_0": {"kernel": glorot(hidden, 1), "bias": np.zeros(1, np.float32)},
+        "head": {"kernel": glorot(hidden, 1), "bias": np.zeros(1, np.float32)},
     }}
 
 

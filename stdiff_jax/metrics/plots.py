@@ -60,11 +60,11 @@ def _channel_grid(figure_cls, channels):
     return fig, axes
 
 
-def _per_channel_plot(figure_cls, real_curves, fake_curves, names, xlabel, ylabel, log=False):
+def _per_channel_plot(figure_cls, x, real_curves, fake_curves, names, xlabel, ylabel, log=False):
     fig, axes = _channel_grid(figure_cls, len(real_curves))
     for ax, name, r, f in zip(axes, names, real_curves, fake_curves):
-        ax.plot(r, **REAL_STYLE)
-        ax.plot(f, linestyle="--", **FAKE_STYLE)
+        ax.plot(x, r, **REAL_STYLE)
+        ax.plot(x, f, linestyle="--", **FAKE_STYLE)
         ax.set_title(name)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -98,11 +98,13 @@ def save_plots(real, fake, outdir, names=None, max_points=1000, seed=0):
     if len(names) != channels:
         raise ValueError(f"got {len(names)} channel names for {channels} channels.")
     os.makedirs(outdir, exist_ok=True)
+    length = real.shape[1]
+    bins = np.arange(1, length // 2 + 1)  # bin 0 is the removed window mean
     figures = {
-        "acf.png": _per_channel_plot(figure_cls, autocorrelation(real), autocorrelation(fake),
-                                     names, "lag", "autocorrelation"),
-        "psd.png": _per_channel_plot(figure_cls, mean_psd(real), mean_psd(fake), names,
-                                     "frequency bin", "power", log=True),
+        "acf.png": _per_channel_plot(figure_cls, np.arange(length), autocorrelation(real),
+                                     autocorrelation(fake), names, "lag", "autocorrelation"),
+        "psd.png": _per_channel_plot(figure_cls, bins, mean_psd(real)[:, 1:], mean_psd(fake)[:, 1:],
+                                     names, "frequency (cycles per window)", "power", log=True),
     }
 
     rng = np.random.default_rng(seed)

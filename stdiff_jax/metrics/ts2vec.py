@@ -24,6 +24,7 @@ so the loss equals PyTorch's for the same crops, masks and weights. Convolution 
 dilation reaches past the window only ever read zero padding and are skipped.
 """
 
+import functools
 import math
 
 import flax.linen as nn
@@ -59,11 +60,15 @@ def _torch_kernel_init():
 
 def _torch_bias_init(fan_in):
     bound = 1.0 / math.sqrt(fan_in)
-    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
 
 
 def _shift(x, offset):
-    """`y[:, t] = x[:, t + offset]`, zero where `t + offset` leaves the sequence."""  # x: (B, T, C)
+    """`y[:, t] = x[:, t + offset]` for x (B, T, C), zero where `t + offset` leaves [0, T)."""
     if offset == 0:
         return x
     pad = jnp.zeros_like(x[:, : abs(offset)])
@@ -103,11 +108,12 @@ class ConvBlock(nn.Module):
     @nn.compact
     def __call__(self, h, valid):  # h: (B, T, C_in); valid: (B, T, 1) or None
         keep = (lambda y: y) if valid is None else (lambda y: y * valid)
+        gelu = functools.partial(nn.gelu, approximate=False)  # PyTorch's F.gelu: exact erf form
         residual = h
         if h.shape[-1] != self.features or self.final:
             residual = keep(Conv1d(self.features, 1, name="projector")(h))
-        h = keep(Conv1d(self.features, 3, self.dilation, name="conv1")(nn.gelu(h, approximate=False)))
-        h = keep(Conv1d(self.features, 3, self.dilation, name="conv2")(nn.gelu(h, approximate=False)))
+        h = keep(Conv1d(self.features, 3, self.dilation, name="conv1")(gelu(h)))
+        h = keep(Conv1d(self.features, 3, self.dilation, name="conv2")(gelu(h)))
         return h + residual  # (B, T, features)
 
 
@@ -218,7 +224,8 @@ def sample_crops(rng, seq_len, batch, iterations):
     right = left + length
     eleft = rng.integers(0, left + 1)
     eright = rng.integers(right, seq_len + 1)
-    offset = rng.integers(-eleft[:, None], (seq_len - eright + 1)[:, None], size=(iterations, batch))
+    offset = rng.integers(-eleft[:, None], (seq_len - eright + 1)[:, None],
+                          size=(iterations, batch))
     crops = dict(length=length, left=left, eleft=eleft, eright=eright, offset=offset)
     return jax.tree.map(lambda a: a.astype(np.int32), crops)
 
@@ -235,8 +242,9 @@ def _crop_loss(model, params, x, crop, key):
     valid2 = (pos >= crop["left"]) & (pos < crop["eright"])
     valid = jnp.concatenate([jnp.broadcast_to(valid1, (b, t)), jnp.broadcast_to(valid2, (b, t))])
     mask_key, dropout_key = jax.random.split(key)
-    out = model.apply(params, jnp.concatenate([shifted, shifted]), valid[..., None].astype(x.dtype),
-                      train=True, rngs={"mask": mask_key, "dropout": dropout_key})  # (2B, T, C)
+    views = jnp.concatenate([shifted, shifted])  # (2B, T, K): view 1 rows, then view 2 rows
+    out = model.apply(params, views, valid[..., None].astype(x.dtype), train=True,
+                      rngs={"mask": mask_key, "dropout": dropout_key})  # (2B, T, C)
     # Move the overlap to the front of both views (a 0/1 matmul: its gradient needs no scatter).
     to_front = (pos[None, :] == crop["left"] + pos[:, None]).astype(out.dtype)  # (T, T)
     z1 = jnp.einsum("st,btc->bsc", to_front, out[:b])  # (B, T, C)
