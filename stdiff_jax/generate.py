@@ -10,7 +10,9 @@ not constants folded into it.
 Decoding: normalised video -> denormalise -> `video_to_series` -> series in model space [-1, 1],
 kept unclipped -> (x + 1) / 2 in [0, 1] (`samples_unit.npy`) -> the data scaler's inverse in
 original units (`samples.npy`). Only scoring clips to [0, 1], as the protocol requires; the saved
-samples keep whatever the model produced, so a drift out of range stays visible.
+samples keep whatever the model produced, so a drift out of range stays visible. (The samplers
+themselves clip their clean-video predictions at config.sample.clip_x0 normaliser stds: without
+it, eps-prediction error at logsnr_min is amplified by sigma / alpha ~ e^7.5 and samples diverge.)
 """
 
 import functools
@@ -66,7 +68,8 @@ def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_shar
 
     videos = sampling.sample(denoise, shape, key, method=sample_config.method,
                              num_steps=sample_config.num_steps, eta=sample_config.eta,
-                             schedule=schedule, grid=sample_config.grid, first_index=first_index)
+                             schedule=schedule, grid=sample_config.grid,
+                             clip_x0=sample_config.get("clip_x0") or None, first_index=first_index)
     return decode(videos)  # (B, L, K)
 
 
