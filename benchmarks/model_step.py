@@ -1,7 +1,8 @@
 """Speed and memory of the ST-Diff network, one row per configuration.
 
 For each configuration: parameter count, compiled train-step time (an Adam step on the MSE to random
-targets, the cost of a real epsilon-prediction step without the data pipeline), samples/s, achieved
+targets, the cost of a real epsilon-prediction step without the data pipeline), samples/s, the
+step's process CPU time (and batch / CPU time, a load-robust lower bound on samples/s), achieved
 GFLOP/s (XLA's flop count of the compiled step over its median time), time of one denoising step
 (a forward pass) for 256 series, XLA's memory analysis of the train step (temporaries + arguments)
 and the process's peak resident memory after the training steps (before sampling). Each row runs in
@@ -41,19 +42,31 @@ ROWS = {
     "cpu": (24, 7, "cpu", 256, False),
     "smoke": (24, 7, "smoke", 256, False),
 }
-COLUMNS = ["row", "video", "batch", "remat", "params", "step_ms", "samples_s", "gflop_s",
+COLUMNS = ["row", "video", "batch", "remat", "params", "step_ms", "samples_s", "step_cpu_ms",
+           "samples_s_idle_min", "gflop_s",
            "sample_step_ms", "xla_temp_gib", "xla_args_gib", "train_rss_gib"]
 
 
+def process_cpu_s():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def median_time(fn, steps):
-    """Median wall time of `steps` calls of fn() (which blocks), after one warm-up call."""
+    """Median wall and process-CPU seconds of `steps` calls of fn() (which blocks), after a warm-up.
+
+    On a shared machine the wall time depends on the load; the CPU time much less. Since some
+    thread of the process is busy throughout a step, the wall time on an idle machine is at most
+    the CPU time, so batch / cpu time is a load-robust lower bound on the idle samples/s.
+    """
     fn()
-    times = []
+    walls, cpus = [], []
     for _ in range(steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), process_cpu_s()
         fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        walls.append(time.perf_counter() - start)
+        cpus.append(process_cpu_s() - start_cpu)
+    return float(np.median(walls)), float(np.median(cpus))
 
 
 def flops_of(lowered):
@@ -107,7 +120,8 @@ def measure(name, steps, sample_batch, dtype, max_gib):
     if (memory.temp_size_in_bytes + memory.argument_size_in_bytes) / gib > max_gib:
         # Running it could push a shared machine into swapping or the OOM killer: report XLA's
         # estimate only.
-        return dict(row, step_ms=float("nan"), samples_s=float("nan"), gflop_s=float("nan"),
+        return dict(row, step_ms=float("nan"), samples_s=float("nan"), step_cpu_ms=float("nan"),
+                    samples_s_idle_min=float("nan"), gflop_s=float("nan"),
                     sample_step_ms=float("nan"), train_rss_gib=float("nan"))
     state = [params, opt_state]
 
@@ -115,17 +129,18 @@ def measure(name, steps, sample_batch, dtype, max_gib):
         state[0], state[1], loss = compiled(state[0], state[1], z, logsnr, target)
         loss.block_until_ready()
 
-    step_s = median_time(one_step, steps)
+    step_s, step_cpu_s = median_time(one_step, steps)
     # Peak resident memory of the process so far: training only, before sampling.
     train_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib
 
     zs = jnp.asarray(rng.normal(size=(sample_batch, t, f, k, 3)), jnp.float32)
     ls = jnp.zeros((sample_batch,), jnp.float32)
     denoise = jax.jit(lambda p, z, l: model.apply({"params": p}, z, l))
-    sample_s = median_time(lambda: denoise(state[0], zs, ls).block_until_ready(),
+    sample_s, _ = median_time(lambda: denoise(state[0], zs, ls).block_until_ready(),
                            max(steps // 2, 2))
 
-    return dict(row, step_ms=1e3 * step_s, samples_s=batch / step_s, gflop_s=flops / step_s / 1e9,
+    return dict(row, step_ms=1e3 * step_s, samples_s=batch / step_s, step_cpu_ms=1e3 * step_cpu_s,
+                samples_s_idle_min=batch / step_cpu_s, gflop_s=flops / step_s / 1e9,
                 sample_step_ms=1e3 * sample_s, train_rss_gib=train_rss_gib)
 
 
