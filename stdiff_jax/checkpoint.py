@@ -12,12 +12,11 @@ Saves are asynchronous: `save` returns once the arrays are copied off the device
 written in a background thread while training goes on (so the donated state may be overwritten).
 Orbax writes each step into `<step>.orbax-checkpoint-tmp*` and renames it to `<step>` only once every
 item is complete; steps are listed from finished directories only, so a crash mid-save leaves a
-temporary directory that a resume ignores (and that the next manager deletes), never a half
-checkpoint.
+temporary directory that a resume ignores, never a half checkpoint (tests/test_train.py checks it).
 
-Every process writes from its own replica 0 (Orbax's replica-parallel writing is off): the state is
-small and replicated, and splitting each array over replicas costs one compiled slice per array
-and device (20 s for the first save of the smoke model on 8 CPU devices).
+Replica 0 writes each array (Orbax's replica-parallel writing is off): the state is small and
+replicated, and splitting every array over the replicas costs one compiled slice per array and
+device (20 s for the first save of the smoke model on 8 CPU devices).
 
 Retention: the last `keep` checkpoints, plus the one with the best validation loss (a checkpoint
 carries a validation loss only when it was saved right after an evaluation).
