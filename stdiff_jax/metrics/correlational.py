@@ -15,7 +15,11 @@ SUBSETS = 5  # the notebook's `size = int(len(real) / iterations)` with 5 iterat
 
 
 def cross_correlation(x):
-    """Lag-0 cross-correlations (K (K + 1) / 2,) of windows `x` (N, L, K), lower triangle."""
+    """Lag-0 cross-correlations (K (K + 1) / 2,) of windows `x` (N, L, K), lower triangle.
+
+    A channel that is constant over the whole set has no correlation: its entries are NaN, as in
+    the reference code, so a collapsed generator shows up as a NaN score rather than a number.
+    """
     x = np.asarray(x, np.float64)
     x = (x - x.mean(axis=(0, 1))) / x.std(axis=(0, 1), ddof=1)
     rows, cols = np.tril_indices(x.shape[-1])
