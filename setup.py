@@ -14,7 +14,8 @@ CORE = [
     "absl-py==2.5.1",
 ]
 EXTRAS = {
-    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
+    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "nbclient==0.11.0", "nbformat==5.11.1",
+             "ipykernel==7.4.0", "jupyter-client==8.10.0"],
     "plots": ["matplotlib==3.11.2", "scikit-learn==1.9.1"],
     # dm_control 1.0.50 breaks with mujoco 4 ('MjModel' has no 'flex_vertedge'): pin both.
     "mujoco": ["dm-control==1.0.50", "mujoco==3.17.0"],
