@@ -44,7 +44,7 @@ ROWS = {
 }
 COLUMNS = ["row", "video", "batch", "remat", "params", "step_ms", "samples_s", "step_cpu_ms",
            "samples_s_idle_min", "gflop_s",
-           "sample_step_ms", "xla_temp_gib", "xla_args_gib", "train_rss_gib"]
+           "sample_batch", "sample_step_ms", "xla_temp_gib", "xla_args_gib", "train_rss_gib"]
 
 
 def process_cpu_s():
@@ -87,9 +87,10 @@ def make_train_step(model, optimizer):
     return train_step
 
 
-def measure(name, steps, sample_batch, dtype, max_gib):
+def measure(name, steps, sample_batch, dtype, max_gib, batch=None):
     """Measures one row in this process; returns its dict of COLUMNS."""
-    seq_len, k, size, batch, remat = ROWS[name]
+    seq_len, k, size, row_batch, remat = ROWS[name]
+    batch = batch or row_batch
     n_fft, hop = stft_settings(seq_len)
     cfg = {key: table4_row(seq_len)[key] for key in ("depth", "hidden", "heads", "mlp_ratio",
                                                       "patch_freq")}
@@ -113,7 +114,7 @@ def measure(name, steps, sample_batch, dtype, max_gib):
     flops = flops_of(jax.jit(make_train_step(model.clone(unroll=True), optimizer)).lower(*args))
     memory = compiled.memory_analysis()
     gib = 2.0 ** 30
-    row = dict(row=name, video=f"{t}x{f}x{k}", batch=batch, remat=remat,
+    row = dict(row=name, video=f"{t}x{f}x{k}", batch=batch, sample_batch=sample_batch, remat=remat,
                params=sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)),
                xla_temp_gib=memory.temp_size_in_bytes / gib,
                xla_args_gib=memory.argument_size_in_bytes / gib)
@@ -158,6 +159,8 @@ def main():
     parser.add_argument("--only", default=",".join(ROWS),
                         help=f"comma-separated rows of {list(ROWS)}")
     parser.add_argument("--steps", type=int, default=10, help="timed train steps (median reported)")
+    parser.add_argument("--batch", type=int, default=0, help="training batch of every row "
+                        "(0: the row's own, 64 for paper sizes and 256 for CPU sizes)")
     parser.add_argument("--sample-batch", type=int, default=256, help="series per denoising step")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--max-gib", type=float, default=12.0,
@@ -166,7 +169,8 @@ def main():
     args = parser.parse_args()
 
     if args.row:
-        row = measure(args.row, args.steps, args.sample_batch, args.dtype, args.max_gib)
+        row = measure(args.row, args.steps, args.sample_batch, args.dtype, args.max_gib,
+                      args.batch)
         print(json.dumps(row))
         return
     names = [n for n in args.only.split(",") if n]
@@ -177,6 +181,7 @@ def main():
     for name in names:
         cmd = [sys.executable, __file__, "--row", name, "--steps", str(args.steps),
                "--sample-batch", str(args.sample_batch), "--dtype", args.dtype,
+               "--batch", str(args.batch),
                "--max-gib", str(args.max_gib)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
