@@ -394,7 +394,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
 
     Resume order: the latest checkpoint in workdir/checkpoints (its arrays, data position, scaler,
     normaliser and early-stopping record: the run continues exactly as if never interrupted); else
-    a fresh start. A finished or early-stopped run returns at once when called again.
+    a fresh start. A finished or early-stopped run returns at once when called again. On a
+    multi-host runtime's preemption notice every host saves at the same step and returns.
 
     Args:
         config: a config of configs/ (e.g. `configs.sines.get_config("smoke")`).
@@ -488,16 +489,18 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
     step = progress.start
     last_step = tc.num_steps if stop_at_step is None else min(stop_at_step, tc.num_steps)
     stopped_early = tc.patience > 0 and host.evals_since_best >= tc.patience
+    preempted = False  # a multi-host runtime's preemption notice (SIGTERM), agreed on all hosts
     pending, window = [], []  # device metrics not yet on the host; host metrics since the last log
     try:  # On an error, the last good checkpoint still finishes writing.
-        while step < last_step and not stopped_early:
+        while step < last_step and not (stopped_early or preempted):
             batch = shard_batch(iterator.next_batch(train_windows), batch_sharding)
             state, metrics = update(state, batch)
             pending.append(metrics)
             step += 1
             is_log = step % tc.log_every == 0 or step == last_step
             is_eval = step % tc.eval_every == 0 or step == tc.num_steps
-            is_save = step % tc.checkpoint_every == 0 or step == last_step
+            preempted = manager.reached_preemption(step)
+            is_save = step % tc.checkpoint_every == 0 or step == last_step or preempted
             if not (is_log or is_eval or is_save):
                 continue
             rows = jax.device_get(pending)  # the one host sync between these points
@@ -516,7 +519,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
     finally:
         manager.wait_until_finished()
         manager.close()
-    logging.info("%s at step %d; best validation loss %s.",
-                 "Stopped early" if stopped_early else "Done", step, host.best_val_loss)
+    outcome = "Preempted" if preempted else "Stopped early" if stopped_early else "Done"
+    logging.info("%s at step %d; best validation loss %s.", outcome, step, host.best_val_loss)
     return {"step": step, "best_val_loss": host.best_val_loss, "stopped_early": stopped_early,
             "checkpoint_dir": str(checkpoint_dir(workdir))}
