@@ -8,7 +8,8 @@ jitted over a mesh of every visible device, on batches of the config's data set:
         python benchmarks/train_step.py --config=configs/sines.py:cpu
     python benchmarks/train_step.py --config=configs/sines.py:cpu --smoke  # + the smoke run
 
-Reports compile time, steps/s and samples/s (median over timed blocks of steps), the checkpoint
+Reports compile time, steps/s and samples/s (median over timed blocks of steps), the process CPU
+time per step (which other processes on a shared machine do not inflate), the checkpoint
 save time (blocking part, and until written) and restore time (medians of --repeats), and with
 --smoke the wall time of `python -m stdiff_jax.main --config=configs/sines.py:smoke`.
 """
@@ -40,7 +41,7 @@ STATS_WINDOWS = 4096  # Windows the normaliser is fitted on: enough for its shap
 
 
 def time_training(config, mesh, dataset):
-    """(compile seconds, steps/s, state, abstract state) of the train step on this mesh."""
+    """(compile seconds, steps/s, process CPU seconds per step, state, abstract state)."""
     tc = config.train
     train.check_divisible(tc.batch_size, mesh)
     normalizer, stats = video.fit_video_statistics(
@@ -63,14 +64,15 @@ def time_training(config, mesh, dataset):
     compile_s = time.perf_counter() - start
     state, metrics = compiled(state, batch())  # warm-up
     jax.block_until_ready(metrics)
-    rates = []
+    rates, cpu = [], []
     for _ in range(FLAGS.blocks):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(FLAGS.steps):
             state, metrics = compiled(state, batch())
         jax.block_until_ready((state, metrics))
         rates.append(FLAGS.steps / (time.perf_counter() - start))
-    return compile_s, float(np.median(rates)), state, abstract
+        cpu.append((time.process_time() - cpu_start) / FLAGS.steps)
+    return compile_s, float(np.median(rates)), float(np.median(cpu)), state, abstract
 
 
 def time_checkpoints(state, abstract, directory):
@@ -102,7 +104,7 @@ def main(argv):
     config = FLAGS.config
     mesh = train.make_mesh()
     dataset = load_dataset(config.data.name, config.data.seq_len, config.data.root)
-    compile_s, steps_s, state, abstract = time_training(config, mesh, dataset)
+    compile_s, steps_s, cpu_s, state, abstract = time_training(config, mesh, dataset)
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     state_mib = sum(x.nbytes for x in jax.tree.leaves(state)) / 2 ** 20
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,6 +118,7 @@ def main(argv):
         ("compile", f"{compile_s:.1f} s"),
         ("train steps/s", f"{steps_s:.2f}"),
         ("train samples/s", f"{steps_s * config.train.batch_size:.0f}"),
+        ("process CPU / step", f"{cpu_s * 1e3:.0f} ms (all threads; wall time is load-dependent)"),
         ("checkpoint size", f"{state_mib:.2f} MiB (params, EMA, AdamW moments)"),
         ("save, blocking", f"{save_s * 1e3:.0f} ms"),
         ("save, until written", f"{written_s * 1e3:.0f} ms"),
