@@ -16,11 +16,12 @@ TABLE4 = {
 # Transformer sizes that replace the Table-4 ones for CPU work; the STFT settings stay those of L.
 # `cpu` must train at >= 900 samples/s at L = 24, K = 7 on a 2-core CPU (the budget of Diffusion-TS,
 # the system CPU users run instead; benchmarks/model_step.py measures it). On XLA:CPU the cost is
-# per token and tiny widths do not amortise it, so the lever is the token count: patch_freq 6 makes
-# one patch of all F = 6 bins at L = 24 (8 frames x 7 covariates = 56 tokens instead of 168), and
-# a single block of width 32. Longer L keep more frequency patches (F' = ceil(F / 6)).
+# per token and small widths do not amortise it, so the lever is the token count: patch_freq 6 makes
+# one patch of all F = 6 bins at L = 24 (8 frames x 7 covariates = 56 tokens instead of 168), with
+# one block of width 48: ~1,290 samples/s on the idle 2-core machine (width 64 or two blocks of
+# width 32: ~960, too close). Longer L keep more frequency patches (F' = ceil(F / 6)).
 CPU_SIZES = {
-    "cpu": dict(depth=1, hidden=32, heads=2, mlp_ratio=2.0, patch_freq=6),
+    "cpu": dict(depth=1, hidden=48, heads=4, mlp_ratio=2.0, patch_freq=6),
     "smoke": dict(depth=1, hidden=32, heads=2, mlp_ratio=2.0),
 }
 
