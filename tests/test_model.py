@@ -90,6 +90,7 @@ def mse_grad(model, z, logsnr):
     return jax.jit(jax.value_and_grad(loss))
 
 
+@pytest.mark.slow  # two compiled gradients of the network (~20 s on 2 cores)
 def test_remat_changes_neither_parameters_nor_function(tiny):
     """remat only changes what is recomputed: same parameter tree, same loss and gradients."""
     _, stats, params, _, grad = tiny
