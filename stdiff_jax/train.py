@@ -106,8 +106,12 @@ def build_model(config, series_shape, stats):
 
 
 def apply_fn_of(model):
-    """apply_fn(params, z, logsnr) -> eps_hat, the form the loss and the samplers call."""
-    return lambda params, z, logsnr: model.apply({"params": params}, z, logsnr)
+    """apply_fn(params, z, logsnr) -> eps_hat, the form the loss and the samplers call.
+
+    The network predicts the velocity; `diffusion.eps_from_velocity` says why.
+    """
+    return lambda params, z, logsnr: diffusion.eps_from_velocity(
+        z, model.apply({"params": params}, z, logsnr), logsnr)
 
 
 def _decay_mask(params):
