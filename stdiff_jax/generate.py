@@ -150,23 +150,10 @@ def _to_host(x):
 
 
 def generate_series(sampler, params, num_samples, chunk_size, key, progress=sampling.log_progress):
-    """(num_samples, L, K) series in model space from a `compile_sampler` sampler, chunk by chunk.
-
-    The next chunk is dispatched before the current one is fetched, so the host never idles the
-    devices; the last chunk is a full one, trimmed.
-    """
-    starts = list(range(0, num_samples, chunk_size))
-    outputs, start_time = [], time.perf_counter()
-    pending = sampler(params, key, starts[0])
-    for i, first in enumerate(starts):
-        current = pending
-        if i + 1 < len(starts):
-            pending = sampler(params, key, starts[i + 1])
-        keep = min(chunk_size, num_samples - first)
-        outputs.append(_to_host(current)[:keep])
-        if progress is not None:
-            progress(sampling.Progress(first + keep, num_samples, time.perf_counter() - start_time))
-    return np.concatenate(outputs)
+    """(num_samples, L, K) series in model space from a `compile_sampler` sampler, chunk by chunk
+    (`sampling.run_chunks`: the next chunk is dispatched before the current one is fetched)."""
+    return sampling.run_chunks(lambda first: sampler(params, key, first), num_samples, chunk_size,
+                               fetch=_to_host, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------
