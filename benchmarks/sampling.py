@@ -15,7 +15,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs import base
-from stdiff_jax import generate, metrics, train
+from stdiff_jax import checkpoint, generate, metrics, train
 from stdiff_jax.data import load_dataset
 
 flags.DEFINE_string("config", None, "Config spec of the trained run, e.g. configs/etth.py:cpu.")
@@ -47,6 +47,7 @@ def time_setting(config, method, steps, mesh, model, params, host, num_samples, 
 
 def main(argv):
     del argv
+    logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
     config = base.from_spec(FLAGS.config)
     workdir = FLAGS.workdir or f"workdirs/{config.name}"
     mesh = train.make_mesh()

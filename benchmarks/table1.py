@@ -15,10 +15,10 @@ import platform
 import time
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 
 from configs import base
-from stdiff_jax import generate, train
+from stdiff_jax import checkpoint, generate, train
 
 flags.DEFINE_list("configs", ["configs/sines.py:cpu", "configs/stocks.py:cpu",
                               "configs/etth.py:cpu"], "Config specs, comma-separated.")
@@ -115,6 +115,7 @@ def table(results):
 
 def main(argv):
     del argv
+    logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
     root = pathlib.Path(FLAGS.workdir_root)
     results, times = {}, {}
     for spec in FLAGS.configs:

@@ -22,6 +22,8 @@ Retention: the last `keep` checkpoints, plus the one with the best validation lo
 carries a validation loss only when it was saved right after an evaluation).
 """
 
+import logging
+
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -29,6 +31,16 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 STATE, HOST = "state", "host"
 VAL_LOSS = "val_loss"
+
+
+class QuietOrbax(logging.Filter):
+    """A log filter: Orbax logs every save at INFO; keep its warnings and everything else.
+
+    `absl.logging.get_absl_handler().addFilter(QuietOrbax())`, as the command line does.
+    """
+
+    def filter(self, record):
+        return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
 
 
 def _val_loss(metrics):

@@ -11,14 +11,13 @@ runs the same command; `jax.distributed.initialize()` is called when the environ
 Repeat runs start faster with a persistent compilation cache: JAX_COMPILATION_CACHE_DIR=DIR.
 """
 
-import logging as py_logging
 import os
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from stdiff_jax import generate, train
+from stdiff_jax import checkpoint, generate, train
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:smoke.",
                                 lock_config=True)
@@ -37,13 +36,6 @@ def launched_multi_process():
         int(env.get(name, "1")) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
 
 
-class _QuietOrbax(py_logging.Filter):
-    """Orbax logs every save at INFO; keep its warnings and the trainer's own progress."""
-
-    def filter(self, record):
-        return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
-
-
 def print_scores(scores):
     """metric  mean +- 95% interval  (repeats), one line each."""
     width = max(map(len, scores))
@@ -55,7 +47,7 @@ def print_scores(scores):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
-    logging.get_absl_handler().addFilter(_QuietOrbax())
+    logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
     if FLAGS.distributed or (FLAGS.distributed is None and launched_multi_process()):
         jax.distributed.initialize()
     config = FLAGS.config
