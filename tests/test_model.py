@@ -101,7 +101,10 @@ def test_remat_changes_neither_parameters_nor_function(tiny):
     params = perturbed(params)
     (loss0, grad0), (loss1, grad1) = grad(params), mse_grad(remat_model, z, logsnr)(params)
     np.testing.assert_allclose(loss0, loss1, rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grad0, grad1)
+    # Recomputation reorders float32 sums: entries near zero differ by rounding of the leaf's scale
+    # (seen: 2e-6 on a leaf reaching 1.7), so the absolute tolerance follows each leaf's magnitude.
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(
+        a, b, rtol=1e-4, atol=1e-5 * float(np.abs(b).max())), grad0, grad1)
 
 
 def test_output_is_exactly_zero_at_init(tiny):
