@@ -11,8 +11,10 @@ Decoding: normalised video -> denormalise -> `video_to_series` -> series in mode
 kept unclipped -> (x + 1) / 2 in [0, 1] (`samples_unit.npy`) -> the data scaler's inverse in
 original units (`samples.npy`). Only scoring clips to [0, 1], as the protocol requires; the saved
 samples keep whatever the model produced, so a drift out of range stays visible. (The samplers
-themselves clip their clean-video predictions at config.sample.clip_x0 normaliser stds: without
-it, eps-prediction error at logsnr_min is amplified by sigma / alpha ~ e^7.5 and samples diverge.)
+clip their clean-video predictions at config.sample.clip_x0 normaliser stds, a guard from the time
+the network predicted eps, whose error at logsnr_min was amplified by sigma / alpha ~ e^7.5. With
+the velocity output x0_hat stays bounded and the guard rarely engages: on the trained `cpu` models
+at 50 DDIM steps it moved the [0, 1] samples by 1e-5 to 2e-4 on average, at most 0.04-0.21.)
 """
 
 import functools
