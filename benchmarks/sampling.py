@@ -15,7 +15,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs import base
-from stdiff_jax import checkpoint, generate, metrics, train
+from stdiff_jax import checkpoint, generate, metrics, trained
+from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import load_dataset
 
 flags.DEFINE_string("config", None, "Config spec of the trained run, e.g. configs/etth.py:cpu.")
@@ -50,13 +51,13 @@ def main(argv):
     logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
     config = base.from_spec(FLAGS.config)
     workdir = FLAGS.workdir or f"workdirs/{config.name}"
-    mesh = train.make_mesh()
-    model, params, host, step = generate.load_trained(config, workdir, mesh)
+    mesh = mesh_lib.make_mesh()
+    tm = trained.load(config, workdir, mesh)
+    model, params, host, step = tm.model, tm.params, tm.host, tm.step
     real = load_dataset(config.data.name, config.data.seq_len, config.data.root).unit_windows
     num_samples = FLAGS.num_samples or host.num_windows
-    _, video_shape = train.build_model(config, host.series_shape, None)
     chunk_size = config.sample.chunk_size or generate.auto_chunk_size(mesh, model, params,
-                                                                      video_shape, num_samples)
+                                                                      tm.video_shape, num_samples)
     settings = [("ddim", int(s)) for s in FLAGS.ddim_steps] + [
         ("dpmpp_2m", int(s)) for s in FLAGS.dpm_steps]
     rows = []

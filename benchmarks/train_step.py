@@ -26,7 +26,8 @@ from absl import app, flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
-from stdiff_jax import checkpoint, train, video
+from stdiff_jax import checkpoint, train, trained, video
+from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import BatchIterator, load_dataset
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:cpu.")
@@ -43,21 +44,21 @@ STATS_WINDOWS = 4096  # Windows the normaliser is fitted on: enough for its shap
 def time_training(config, mesh, dataset):
     """(compile seconds, steps/s, process CPU seconds per step, state, abstract state)."""
     tc = config.train
-    train.check_divisible(tc.batch_size, mesh)
+    mesh_lib.check_divisible(tc.batch_size, mesh)
     normalizer, stats = video.fit_video_statistics(
         dataset.windows[:STATS_WINDOWS], config.video.n_fft, config.video.hop,
         config.video.ema_alpha, config.video.window)
-    model, video_shape = train.build_model(config, dataset.windows.shape[1:], stats)
+    model, video_shape = trained.build_model(config, dataset.windows.shape[1:], stats)
     tx, learning_rate = train.make_optimizer(tc)
     abstract, init_fn = train.state_shardings(mesh, model, tx, video_shape, tc.seed)
     state = train.create_sharded_state(mesh, abstract, init_fn, tc.seed)
     update = train.compile_train_step(config, mesh, abstract, model=model, tx=tx,
                                       learning_rate=learning_rate, normalizer=normalizer)
     batches = BatchIterator(len(dataset.windows), tc.batch_size, tc.seed)
-    sharding = NamedSharding(mesh, P(train.DATA_AXIS))
+    sharding = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
 
     def batch():
-        return train.shard_batch(batches.next_batch(dataset.windows), sharding)
+        return mesh_lib.shard_batch(batches.next_batch(dataset.windows), sharding)
 
     start = time.perf_counter()
     compiled = update.lower(state, batch()).compile()
@@ -102,7 +103,7 @@ def time_smoke_run(workdir):
 def main(argv):
     del argv
     config = FLAGS.config
-    mesh = train.make_mesh()
+    mesh = mesh_lib.make_mesh()
     dataset = load_dataset(config.data.name, config.data.seq_len, config.data.root)
     compile_s, steps_s, cpu_s, state, abstract = time_training(config, mesh, dataset)
     num_params = sum(x.size for x in jax.tree.leaves(state.params))

@@ -90,6 +90,16 @@ def restore_state(manager, step, abstract_state):
     return restored[STATE]
 
 
+def restore_subtree(manager, step, key, abstract_subtree):
+    """One top-level entry of a step's state (e.g. "ema_params"), laid out as `abstract_subtree`
+    says; the rest of the state (optimizer moments, ...) is not read."""
+    item = {key: abstract_subtree}
+    restore_args = ocp.checkpoint_utils.construct_restore_args(item)
+    restored = manager.restore(int(step), args=ocp.args.Composite(**{
+        STATE: ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)}))
+    return restored[STATE][key]
+
+
 def best_or_latest_step(manager):
     """The step with the lowest validation loss, or the latest when none carries one; None if empty."""
     best = manager.best_step()  # None when no step carries a validation loss

@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, sampling, train, video
+from stdiff_jax import checkpoint, sampling, trained
+from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.schedule import Schedule
 
 SAMPLES_UNIT, SAMPLES_RAW, METRICS = "samples_unit.npy", "samples.npy", "metrics.json"
@@ -38,20 +38,6 @@ PROBE_PER_DEVICE = 8  # Batch per device at which the network's memory is measur
 MEMORY_FRACTION = 0.25  # Share of the free memory a chunk may fill (the rest: headroom, others).
 MAX_PER_DEVICE = 1024  # Larger chunks gain little speed but report progress less often.
 SAMPLER_BUFFERS = 4  # Video-sized arrays the samplers carry besides the network (z, x0, eps, noise).
-
-
-# ------------------------------------------------------------------------------------------------
-# Loading a trained model.
-# ------------------------------------------------------------------------------------------------
-def load_trained(config, workdir, mesh):
-    """(model, params, host state, step) of the best checkpoint (else the latest) in workdir.
-
-    Params are the EMA params when config.sample.use_ema, replicated over `mesh`.
-    """
-    state, host, model, step = train.restore_train_state(config, workdir, mesh)
-    logging.info("Loaded the %s parameters of step %d from %s.",
-                 "EMA" if config.sample.use_ema else "raw", step, train.checkpoint_dir(workdir))
-    return model, state.ema_params if config.sample.use_ema else state.params, host, step
 
 
 # ------------------------------------------------------------------------------------------------
@@ -75,25 +61,14 @@ def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_shar
     return decode(videos)  # (B, L, K)
 
 
-def series_decoder(video_config, normalizer, length):
-    """(B, T, F, K, 3) normalised videos -> (B, L, K) series in model space: the inverse of
-    `train.video_transform`, unclipped."""
-
-    def decode(videos):
-        return video.video_to_series(normalizer.denormalize(videos), video_config.n_fft,
-                                     video_config.hop, length, video_config.window)
-
-    return decode
-
-
 def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
     """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`."""
-    train.check_divisible(chunk_size, mesh, "config.sample.chunk_size")
-    _, video_shape = train.build_model(config, series_shape, None)
-    data, replicated = NamedSharding(mesh, P(train.DATA_AXIS)), NamedSharding(mesh, P())
+    mesh_lib.check_divisible(chunk_size, mesh, "config.sample.chunk_size")
+    video_shape = trained.video_shape_of(config.video, series_shape)
+    data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
     fn = functools.partial(
-        sample_chunk, apply_fn=train.apply_fn_of(model),
-        decode=series_decoder(config.video, normalizer, series_shape[0]),
+        sample_chunk, apply_fn=trained.apply_fn_of(model),
+        decode=trained.series_decoder(config.video, normalizer, series_shape[0]),
         shape=(chunk_size, *video_shape), data_sharding=data, sample_config=config.sample,
         schedule=Schedule.from_config(config.diffusion))
     return jax.jit(fn, in_shardings=(replicated, replicated, replicated), out_shardings=data)
@@ -129,9 +104,9 @@ def auto_chunk_size(mesh, model, params, video_shape, num_samples):
     Bytes per series come from XLA's memory analysis of the network compiled for a probe batch
     (temporaries and output per series), plus the sampler's video-sized buffers.
     """
-    data = NamedSharding(mesh, P(train.DATA_AXIS))
+    data = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
     probe = PROBE_PER_DEVICE * mesh.size
-    compiled = jax.jit(train.apply_fn_of(model)).lower(
+    compiled = jax.jit(trained.apply_fn_of(model)).lower(
         params, jax.ShapeDtypeStruct((probe, *video_shape), jnp.float32, sharding=data),
         jax.ShapeDtypeStruct((probe,), jnp.float32, sharding=data)).compile()
     analysis = compiled.memory_analysis()
@@ -144,18 +119,11 @@ def auto_chunk_size(mesh, model, params, video_shape, num_samples):
     return chunk_size
 
 
-def _to_host(x):
-    """A global array as one numpy array on every process."""
-    if jax.process_count() == 1:
-        return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
 def generate_series(sampler, params, num_samples, chunk_size, key, progress=sampling.log_progress):
     """(num_samples, L, K) series in model space from a `compile_sampler` sampler, chunk by chunk
     (`sampling.run_chunks`: the next chunk is dispatched before the current one is fetched)."""
     return sampling.run_chunks(lambda first: sampler(params, key, first), num_samples, chunk_size,
-                               fetch=_to_host, progress=progress)
+                               fetch=mesh_lib.to_host, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -166,11 +134,11 @@ def sample_to_workdir(config, workdir):
     trained model of workdir and saves them as samples_unit.npy ([0, 1]) and samples.npy (original
     units). Returns the [0, 1] samples."""
     workdir = pathlib.Path(workdir)
-    mesh = train.make_mesh()
-    model, params, host, _ = load_trained(config, workdir, mesh)
+    mesh = mesh_lib.make_mesh()
+    tm = trained.load(config, workdir, mesh)
+    model, params, host = tm.model, tm.params, tm.host
     num_samples = config.sample.num_samples or host.num_windows
-    _, video_shape = train.build_model(config, host.series_shape, None)
-    chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, video_shape,
+    chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, tm.video_shape,
                                                              num_samples)
     sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)
     logging.info("Generating %d series with %s, %d steps, in chunks of %d on %d devices.",

@@ -1,7 +1,7 @@
 """Training: `train_and_evaluate(config, workdir)`, importable from a notebook, and `train_step`.
 
-The trainer reads top to bottom in sections: mesh, input, model and optimizer, sharding, update step,
-evaluation, checkpointing, loop. Data parallelism is `jax.jit` over a one-axis `Mesh` of every
+The trainer reads top to bottom in sections: input, model and optimizer, sharding, update step,
+evaluation, checkpointing, loop; the mesh is mesh.py's and the model side trained.py's. Data parallelism is `jax.jit` over a one-axis `Mesh` of every
 device (all hosts): the global batch of series is split along the `data` axis, the state is
 replicated, and XLA inserts the gradient all-reduce.
 
@@ -10,7 +10,6 @@ indices of each global batch, and the series (B, L, K) go to the devices; the vi
 its normalisation run inside the jitted step, where they cost little next to the network.
 """
 
-import dataclasses
 import functools
 import json
 import pathlib
@@ -26,29 +25,14 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from stdiff_jax import checkpoint, diffusion, video
-from stdiff_jax.data import BatchIterator, MinMaxScaler, load_dataset
-from stdiff_jax.models import create_model
+from stdiff_jax.data import BatchIterator, load_dataset
+from stdiff_jax.mesh import DATA_AXIS, check_divisible, make_mesh, shard_batch
 from stdiff_jax.schedule import Schedule
+from stdiff_jax.trained import (HostState, apply_fn_of, build_model, checkpoint_dir,
+                                video_transform)
 
-DATA_AXIS = "data"
 VAL_SUBSET_FRACTION = 0.05  # Size of the fixed training subset scored when val_fraction is 0.
 SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order drawn from data.seed.
-
-
-# ------------------------------------------------------------------------------------------------
-# Mesh.
-# ------------------------------------------------------------------------------------------------
-def make_mesh():
-    """A one-axis mesh `data` over every device of every process."""
-    return jax.sharding.Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
-
-
-def check_divisible(batch_size, mesh, what="config.train.batch_size"):
-    """A batch split along `data` needs the same number of rows on every device."""
-    n = mesh.size
-    if batch_size % n:
-        raise ValueError(f"{what}={batch_size} does not split evenly over the {n} devices of the "
-                         f"mesh: use a multiple of {n}, e.g. --{what}={n * max(1, batch_size // n)}.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -72,48 +56,9 @@ def split_windows(windows, val_fraction, batch_size, seed):
     return windows[np.sort(order[num_val:])], windows[np.sort(order[:num_val])]
 
 
-def shard_batch(batch, sharding):
-    """A host batch (B, ...), identical on every process, as a global array split along `data`.
-
-    Each process hands over only the rows its own devices hold, so this works unchanged on a pod.
-    """
-    batch = np.asarray(batch)
-    return jax.make_array_from_callback(batch.shape, sharding, lambda index: batch[index])
-
-
 # ------------------------------------------------------------------------------------------------
 # Model and optimizer.
 # ------------------------------------------------------------------------------------------------
-def video_transform(video_config, normalizer):
-    """(B, L, K) series in [-1, 1] -> (B, T, F, K, 3) normalised video: what the model sees."""
-
-    def to_video(series):
-        v = video.series_to_video(series, video_config.n_fft, video_config.hop,
-                                  video_config.ema_alpha, video_config.window)
-        return normalizer.normalize(v)
-
-    return to_video
-
-
-def build_model(config, series_shape, stats):
-    """The network for series (L, K) and the shape (T, F, K, 3) of its videos."""
-    length, num_k = series_shape
-    video_shape = jax.eval_shape(video_transform(config.video, video.VideoNormalizer(0.0, 1.0)),
-                                 jax.ShapeDtypeStruct((1, length, num_k), jnp.float32)).shape[1:]
-    model = create_model(config.model, *video_shape[:3],
-                         stats=stats if config.model.data_biases else None)
-    return model, video_shape
-
-
-def apply_fn_of(model):
-    """apply_fn(params, z, logsnr) -> eps_hat, the form the loss and the samplers call.
-
-    The network predicts the velocity; `diffusion.eps_from_velocity` says why.
-    """
-    return lambda params, z, logsnr: diffusion.eps_from_velocity(
-        z, model.apply({"params": params}, z, logsnr), logsnr)
-
-
 def _decay_mask(params):
     """Weight decay on dense kernels only: not on biases, norms, embeddings or the data-prior biases."""
     return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
@@ -259,49 +204,6 @@ def mean_validation_loss(eval_step, params, val_batches, seed):
 # ------------------------------------------------------------------------------------------------
 # Checkpointing (the Orbax side is in checkpoint.py).
 # ------------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class HostState:
-    """What a resume needs besides the arrays: stored as the JSON item of every checkpoint."""
-
-    iterator: dict
-    best_val_loss: float | None  # None before the first evaluation
-    evals_since_best: int
-    num_windows: int  # of the whole data set: the default number of samples to generate
-    series_shape: tuple  # (L, K)
-    scaler: MinMaxScaler
-    normalizer: video.VideoNormalizer
-    stats: video.AttentionStats
-
-    def record_evaluation(self, val_loss, patience):
-        """Updates the early-stopping record -> (improved, stop: `patience` evaluations in a row
-        without improvement; never when patience is 0)."""
-        improved = self.best_val_loss is None or val_loss < self.best_val_loss
-        if improved:
-            self.best_val_loss, self.evals_since_best = val_loss, 0
-        else:
-            self.evals_since_best += 1
-        return improved, patience > 0 and self.evals_since_best >= patience
-
-    def to_json(self):
-        d = dataclasses.asdict(self) | {"scaler": self.scaler.to_dict(),
-                                        "normalizer": self.normalizer.to_dict(),
-                                        "stats": self.stats.to_dict()}
-        return checkpoint.to_json(d)
-
-    @classmethod
-    def from_json(cls, d):
-        return cls(iterator=d["iterator"], best_val_loss=d["best_val_loss"],
-                   evals_since_best=d["evals_since_best"], num_windows=d["num_windows"],
-                   series_shape=tuple(d["series_shape"]),
-                   scaler=MinMaxScaler.from_dict(d["scaler"]),
-                   normalizer=video.VideoNormalizer.from_dict(d["normalizer"]),
-                   stats=video.AttentionStats.from_dict(d["stats"]))
-
-
-def checkpoint_dir(workdir):
-    return pathlib.Path(workdir).resolve() / "checkpoints"
-
-
 def restore_train_state(config, workdir, mesh, step=None):
     """(state, host state, model, step) of a checkpoint of workdir, laid out over `mesh`.
 

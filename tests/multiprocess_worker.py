@@ -19,7 +19,7 @@ def main(process_id, num_processes, port, workdir, out):
         jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
                                    num_processes=num_processes, process_id=process_id)
     from configs import sines
-    from stdiff_jax import data, train
+    from stdiff_jax import data, mesh, train
 
     config = sines.get_config("smoke")
     config.train.num_steps = 6
@@ -29,7 +29,7 @@ def main(process_id, num_processes, port, workdir, out):
     full = data.load_dataset("sines", 24)
     dataset = data.Dataset(full.name, full.windows[:256], full.scaler, full.column_names)
     train.train_and_evaluate(config, workdir, dataset=dataset)
-    state, _, _, step = train.restore_train_state(config, workdir, train.make_mesh(), step=6)
+    state, _, _, step = train.restore_train_state(config, workdir, mesh.make_mesh(), step=6)
     if jax.process_index() == 0:
         leaves = jax.tree_util.tree_leaves_with_path(state.params)
         np.savez(out, **{jax.tree_util.keystr(path): np.asarray(leaf.addressable_data(0))

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from configs import sines
-from stdiff_jax import checkpoint, generate, train
+from stdiff_jax import checkpoint, generate, mesh as mesh_lib, train, trained, video
 from stdiff_jax.data import Dataset, load_dataset
 from stdiff_jax.data.synthetic import sine_windows
 
@@ -53,10 +53,10 @@ def flat_state(state):
 
 
 def restore_latest(config, workdir):
-    manager = checkpoint.create_manager(train.checkpoint_dir(workdir), 3, async_saves=False)
+    manager = checkpoint.create_manager(trained.checkpoint_dir(workdir), 3, async_saves=False)
     step = manager.latest_step()
     manager.close()
-    return train.restore_train_state(config, workdir, train.make_mesh(), step)[0]
+    return train.restore_train_state(config, workdir, mesh_lib.make_mesh(), step)[0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -71,8 +71,9 @@ def guarded(module, name, results, key):
 
 
 def sample_from(config, workdir, out_path, results, key):
-    mesh = train.make_mesh()
-    model, params, host, _ = generate.load_trained(config, workdir, mesh)
+    mesh = mesh_lib.make_mesh()
+    tm = trained.load(config, workdir, mesh)
+    model, params, host = tm.model, tm.params, tm.host
     original = guarded(generate, "sample_chunk", results, key)
     try:
         sampler = generate.compile_sampler(config, mesh, model, host.normalizer,
@@ -203,7 +204,7 @@ def test_samples_match_on_one_and_eight_devices(runs):
 def test_non_finite_loss_stops_with_the_step_named(runs):
     message = results(runs, "one")["nan_error"]
     assert f"step {STOP_AT + 1}" in message and "non-finite" in message
-    manager = checkpoint.create_manager(train.checkpoint_dir(runs / "nan"), 3, async_saves=False)
+    manager = checkpoint.create_manager(trained.checkpoint_dir(runs / "nan"), 3, async_saves=False)
     assert manager.latest_step() == STOP_AT  # the diverged state was never saved
     manager.close()
 
@@ -216,9 +217,9 @@ def test_indivisible_batch_is_a_clear_error(runs):
 def test_unfinished_save_is_ignored_on_resume(runs, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(runs / "one", workdir)
-    partial = train.checkpoint_dir(workdir) / f"{NUM_STEPS + 3}.orbax-checkpoint-tmp-1234"
+    partial = trained.checkpoint_dir(workdir) / f"{NUM_STEPS + 3}.orbax-checkpoint-tmp-1234"
     (partial / "state").mkdir(parents=True)
-    manager = checkpoint.create_manager(train.checkpoint_dir(workdir), 3, async_saves=False)
+    manager = checkpoint.create_manager(trained.checkpoint_dir(workdir), 3, async_saves=False)
     assert manager.latest_step() == NUM_STEPS
     manager.close()
 
@@ -261,7 +262,7 @@ def test_learning_rate_warms_up_then_decays_to_the_minimum():
 
 
 def test_early_stopping_counts_evaluations_without_improvement():
-    host = train.HostState(iterator={}, best_val_loss=None, evals_since_best=0, num_windows=1,
+    host = trained.HostState(iterator={}, best_val_loss=None, evals_since_best=0, num_windows=1,
                            series_shape=(24, 5), scaler=None, normalizer=None, stats=None)
     outcomes = [host.record_evaluation(v, patience=2) for v in (1.0, 0.9, 0.95, 0.9, 0.8, 0.85,
                                                                  0.81)]
@@ -274,9 +275,9 @@ def test_early_stopping_counts_evaluations_without_improvement():
 def test_sample_decoder_inverts_the_training_video_transform():
     config = sines.get_config("smoke")
     windows = (2 * sine_windows(num=64) - 1).astype(np.float32)  # (N, L, K) in [-1, 1]
-    normalizer, _ = train.video.fit_video_statistics(windows, config.video.n_fft, config.video.hop)
-    videos = train.video_transform(config.video, normalizer)(windows)
-    decoded = generate.series_decoder(config.video, normalizer, windows.shape[1])(videos)
+    normalizer, _ = video.fit_video_statistics(windows, config.video.n_fft, config.video.hop)
+    videos = trained.video_transform(config.video, normalizer)(windows)
+    decoded = trained.series_decoder(config.video, normalizer, windows.shape[1])(videos)
     np.testing.assert_allclose(decoded, windows, atol=1e-5)
 
 

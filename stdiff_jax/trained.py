@@ -1,0 +1,194 @@
+"""The trained-model side that training, generation and conditional sampling share.
+
+- `video_transform` and `series_decoder`: series in model space [-1, 1] (B, L, K) to normalised
+  videos (B, T, F, K, 3), what the network sees, and back;
+- `build_model` and `apply_fn_of`: the network for a data shape, and the eps-predicting function
+  the loss and the samplers call;
+- `HostState`: the JSON item of every checkpoint (data scaler, video normaliser, attention
+  statistics, data shape, and the trainer's position);
+- `load_config` and `load`: a run's config, and a `TrainedModel`, the parameters of a workdir's checkpoint with everything needed to
+  sample from them.
+"""
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from stdiff_jax import checkpoint, diffusion, video
+from stdiff_jax.data import MinMaxScaler
+from stdiff_jax.mesh import make_mesh
+from stdiff_jax.models import create_model
+
+
+def video_transform(video_config, normalizer):
+    """(B, L, K) series in [-1, 1] -> (B, T, F, K, 3) normalised video: what the model sees."""
+
+    def to_video(series):
+        v = video.series_to_video(series, video_config.n_fft, video_config.hop,
+                                  video_config.ema_alpha, video_config.window)
+        return normalizer.normalize(v)
+
+    return to_video
+
+
+def series_decoder(video_config, normalizer, length):
+    """(B, T, F, K, 3) normalised videos -> (B, L, K) series in model space: the inverse of
+    `video_transform`, unclipped."""
+
+    def decode(videos):
+        return video.video_to_series(normalizer.denormalize(videos), video_config.n_fft,
+                                     video_config.hop, length, video_config.window)
+
+    return decode
+
+
+def video_shape_of(video_config, series_shape):
+    """(T, F, K, 3) of the videos of series (L, K)."""
+    identity = video.VideoNormalizer(0.0, 1.0)
+    return jax.eval_shape(video_transform(video_config, identity),
+                          jax.ShapeDtypeStruct((1, *series_shape), jnp.float32)).shape[1:]
+
+
+def build_model(config, series_shape, stats):
+    """The network for series (L, K) and the shape (T, F, K, 3) of its videos."""
+    video_shape = video_shape_of(config.video, series_shape)
+    model = create_model(config.model, *video_shape[:3],
+                         stats=stats if config.model.data_biases else None)
+    return model, video_shape
+
+
+def apply_fn_of(model):
+    """apply_fn(params, z, logsnr) -> eps_hat, the form the loss and the samplers call.
+
+    The network predicts the velocity; `diffusion.eps_from_velocity` says why.
+    """
+    return lambda params, z, logsnr: diffusion.eps_from_velocity(
+        z, model.apply({"params": params}, z, logsnr), logsnr)
+
+
+def abstract_params(model, video_shape, mesh):
+    """The parameter tree's shapes, replicated over `mesh`, without initialising anything."""
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *video_shape)),
+                                               jnp.zeros((1,)))["params"])
+    replicated = NamedSharding(mesh, P())
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                        shapes)
+
+
+@dataclasses.dataclass
+class HostState:
+    """What a checkpoint holds besides the arrays: stored as the JSON item of every checkpoint."""
+
+    iterator: dict
+    best_val_loss: float | None  # None before the first evaluation
+    evals_since_best: int
+    num_windows: int  # of the whole data set: the default number of samples to generate
+    series_shape: tuple  # (L, K)
+    scaler: MinMaxScaler
+    normalizer: video.VideoNormalizer
+    stats: video.AttentionStats
+
+    def record_evaluation(self, val_loss, patience):
+        """Updates the early-stopping record -> (improved, stop: `patience` evaluations in a row
+        without improvement; never when patience is 0)."""
+        improved = self.best_val_loss is None or val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.evals_since_best = val_loss, 0
+        else:
+            self.evals_since_best += 1
+        return improved, patience > 0 and self.evals_since_best >= patience
+
+    def to_json(self):
+        d = dataclasses.asdict(self) | {"scaler": self.scaler.to_dict(),
+                                        "normalizer": self.normalizer.to_dict(),
+                                        "stats": self.stats.to_dict()}
+        return checkpoint.to_json(d)
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(iterator=d["iterator"], best_val_loss=d["best_val_loss"],
+                   evals_since_best=d["evals_since_best"], num_windows=d["num_windows"],
+                   series_shape=tuple(d["series_shape"]),
+                   scaler=MinMaxScaler.from_dict(d["scaler"]),
+                   normalizer=video.VideoNormalizer.from_dict(d["normalizer"]),
+                   stats=video.AttentionStats.from_dict(d["stats"]))
+
+
+def checkpoint_dir(workdir):
+    return pathlib.Path(workdir).resolve() / "checkpoints"
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A network with the parameters of one checkpoint and the transforms of its data."""
+
+    config: Any  # the run's config (video, model, sample and diffusion settings are read)
+    model: Any  # the STDiff module
+    params: Any  # replicated over the mesh it was loaded on
+    host: HostState
+    step: int
+    video_shape: tuple  # (T, F, K, 3)
+
+    @property
+    def series_shape(self):
+        return self.host.series_shape  # (L, K)
+
+    @property
+    def apply_fn(self):
+        return apply_fn_of(self.model)
+
+    def to_video(self, series):
+        """(B, L, K) series in [-1, 1] -> (B, T, F, K, 3) normalised videos."""
+        return video_transform(self.config.video, self.host.normalizer)(series)
+
+    def decode(self, videos):
+        """(B, T, F, K, 3) normalised videos -> (B, L, K) series in [-1, 1], unclipped."""
+        return series_decoder(self.config.video, self.host.normalizer,
+                              self.series_shape[0])(videos)
+
+
+def load_config(workdir):
+    """The config a run was trained with (workdir/config.json, written by the trainer), locked."""
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"No config.json in {pathlib.Path(workdir).resolve()}: not a "
+                                f"workdir of a training run (train one with --mode=train first).")
+    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    config.lock()
+    return config
+
+
+def load(config, workdir, mesh=None, step=None):
+    """The `TrainedModel` of a checkpoint of workdir, its parameters replicated over `mesh`.
+
+    config: the run's config (`load_config(workdir)`, or the config it was trained with).
+
+    step: a step number, or None for the best by validation loss (else the latest). Only the
+    parameters sampling uses are read: the EMA ones when config.sample.use_ema, else the raw ones.
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    directory = checkpoint_dir(workdir)
+    manager = checkpoint.create_manager(directory, config.train.keep_checkpoints, async_saves=False)
+    try:
+        step = checkpoint.best_or_latest_step(manager) if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"No checkpoint in {directory}: train first (--mode=train or "
+                                    f"all) with this --workdir.")
+        host = HostState.from_json(checkpoint.restore_host(manager, step))
+        model, video_shape = build_model(config, host.series_shape, host.stats)
+        which = "ema_params" if config.sample.use_ema else "params"
+        params = checkpoint.restore_subtree(manager, step, which,
+                                            abstract_params(model, video_shape, mesh))
+    finally:
+        manager.close()
+    logging.info("Loaded the %s parameters of step %d from %s.",
+                 "EMA" if config.sample.use_ema else "raw", step, directory)
+    return TrainedModel(config=config, model=model, params=params, host=host, step=int(step),
+                        video_shape=tuple(video_shape))
