@@ -7,6 +7,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from stdiff_jax.errors import UserError
+
 DATA_AXIS = "data"
 
 
@@ -19,8 +21,8 @@ def check_divisible(batch_size, mesh, what="config.train.batch_size"):
     """A batch split along `data` needs the same number of rows on every device."""
     n = mesh.size
     if batch_size % n:
-        raise ValueError(f"{what}={batch_size} does not split evenly over the {n} devices of the "
-                         f"mesh: use a multiple of {n}, e.g. --{what}={n * max(1, batch_size // n)}.")
+        raise UserError(f"{what}={batch_size} does not split evenly over the {n} devices of the "
+                        f"mesh: use a multiple of {n}, e.g. --{what}={n * max(1, batch_size // n)}.")
 
 
 def shard_batch(batch, sharding):

@@ -16,6 +16,7 @@ import pytest
 import scipy.io
 
 from stdiff_jax.data import Dataset, MinMaxScaler, download, load_dataset, mujoco, synthetic, tables
+from stdiff_jax import errors
 from stdiff_jax.data.sources import SOURCES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -260,6 +261,23 @@ def test_custom_csv_and_npy(tmp_path):
     np.testing.assert_allclose(pre.windows, ds.windows, atol=1e-7)
     with pytest.raises(ValueError, match="windows of length 24, but seq_len=12"):
         load_dataset(f"npy:{tmp_path / 'windows.npy'}", 12)
+
+
+def test_windows_csv_reads_back_exactly(tmp_path):
+    windows = (np.random.default_rng(0).standard_normal((3, 4, 2)) * 1e3).astype(np.float32)
+    tables.write_windows_csv(tmp_path / "samples.csv", windows, ["HUFL", "load, total"])
+    table, names = tables.read_csv(tmp_path / "samples.csv")
+    assert names == ["window", "t", "HUFL", "load, total"]
+    np.testing.assert_array_equal(table[:, 0], np.repeat(np.arange(3), 4))
+    np.testing.assert_array_equal(table[:, 1], np.tile(np.arange(4), 3))
+    np.testing.assert_array_equal(table[:, 2:].astype(np.float32).reshape(3, 4, 2), windows)
+
+
+def test_data_errors_are_user_errors(tmp_path):
+    with pytest.raises(errors.MissingFileError, match="No data file at"):
+        load_dataset(f"csv:{tmp_path / 'nope.csv'}", 24)
+    with pytest.raises(errors.UserError, match="Unknown data set 'etth2'"):
+        load_dataset("etth2", 24)
 
 
 @pytest.mark.parametrize("value,match", [

@@ -17,16 +17,18 @@ import urllib.request
 
 import numpy as np
 
+from stdiff_jax.errors import MissingFileError, UserError
+
 ENV_VAR = "STDIFF_DATA_DIR"
 DOWNLOAD_TIMEOUT_S = 60
 FILE_MODE = 0o644  # mkstemp creates 0o600; data files are meant to be shared.
 
 
-class DataUnavailableError(FileNotFoundError):
+class DataUnavailableError(MissingFileError):
     """A data file is missing and could not be downloaded (offline, or the directory is read-only)."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(UserError):
     """A data file's sha256 differs from the known or recorded one."""
 
 

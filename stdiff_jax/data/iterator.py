@@ -8,6 +8,8 @@ The last partial batch of each epoch is dropped, so every batch has the same sha
 
 import numpy as np
 
+from stdiff_jax.errors import UserError
+
 
 class BatchIterator:
     """Infinite iterator over index batches `(batch_size,)` int64, epoch after epoch.
@@ -18,13 +20,13 @@ class BatchIterator:
 
     def __init__(self, num_examples, batch_size, seed):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+            raise UserError(f"batch_size must be positive, got {batch_size}.")
         if batch_size > num_examples:
-            raise ValueError(f"batch_size {batch_size} is larger than the {num_examples} examples, "
-                             f"and partial batches are dropped, so no batch could be formed. "
-                             f"Use a batch size of at most {num_examples}.")
+            raise UserError(f"batch_size {batch_size} is larger than the {num_examples} examples, "
+                            f"and partial batches are dropped, so no batch could be formed. "
+                            f"Use a batch size of at most {num_examples}.")
         if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}.")
+            raise UserError(f"seed must be non-negative, got {seed}.")
         self.num_examples = int(num_examples)
         self.batch_size = int(batch_size)
         self.seed = int(seed)

@@ -14,6 +14,7 @@ from stdiff_jax.data import mujoco, synthetic, tables
 from stdiff_jax.data.download import ensure_file
 from stdiff_jax.data.scaling import MinMaxScaler
 from stdiff_jax.data.sources import SOURCES
+from stdiff_jax.errors import MissingFileError, UserError
 
 NAMES = ("sines", "stocks", "etth", "energy", "fmri", "mujoco")
 
@@ -56,7 +57,7 @@ class Dataset:
 
 
 def validate_raw(raw, names, seq_len, where):
-    """Raises a ValueError naming the problem and the fix for data that cannot be windowed and scaled.
+    """Raises a UserError naming the problem and the fix for data that cannot be windowed and scaled.
 
     Args:
         raw: (rows, K) series or (N, L, K) windows, float64.
@@ -65,25 +66,25 @@ def validate_raw(raw, names, seq_len, where):
         where: what the data is (a path or a data set name), for the messages.
     """
     if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}.")
+        raise UserError(f"seq_len must be a positive integer, got {seq_len!r}.")
     bad = np.argwhere(~np.isfinite(raw))
     if bad.size:
         *pos, col = bad[0]
         at = (f"data row {pos[0]} (0-based, header excluded)" if raw.ndim == 2
               else f"window {pos[0]}, step {pos[1]}")
         count = len(bad)
-        raise ValueError(f"{where}: column {names[col]!r} has a NaN, inf or missing value at {at} "
-                         f"(first of {count} such values). Fill or drop those rows first.")
+        raise UserError(f"{where}: column {names[col]!r} has a NaN, inf or missing value at {at} "
+                        f"(first of {count} such values). Fill or drop those rows first.")
     if raw.ndim == 2 and raw.shape[0] < seq_len:
-        raise ValueError(f"{where} has {raw.shape[0]} rows, fewer than seq_len={seq_len}: a window "
-                         f"needs at least seq_len rows. Use a shorter seq_len or more data.")
+        raise UserError(f"{where} has {raw.shape[0]} rows, fewer than seq_len={seq_len}: a window "
+                        f"needs at least seq_len rows. Use a shorter seq_len or more data.")
     if raw.ndim == 3 and raw.shape[1] != seq_len:
-        raise ValueError(f"{where} holds windows of length {raw.shape[1]}, but seq_len={seq_len}.")
+        raise UserError(f"{where} holds windows of length {raw.shape[1]}, but seq_len={seq_len}.")
     flat = raw.reshape(-1, raw.shape[-1])
     constant = [names[k] for k in np.flatnonzero(flat.min(axis=0) == flat.max(axis=0))]
     if constant:
-        raise ValueError(f"{where}: column(s) {constant} are constant (min == max), so they carry no "
-                         f"information and cannot be min-max scaled. Drop them from the data.")
+        raise UserError(f"{where}: column(s) {constant} are constant (min == max), so they carry no "
+                        f"information and cannot be min-max scaled. Drop them from the data.")
 
 
 def make_dataset(name, raw, names, seq_len, scaler=None):
@@ -109,19 +110,25 @@ def _check_download(source, read):
     def check(path):
         raw, names = read(path)
         if source.shape is not None and raw.shape != source.shape:
-            raise ValueError(f"The download of {source.url} parses to shape {raw.shape}, expected "
-                             f"{source.shape}; nothing was written.")
+            raise UserError(f"The download of {source.url} parses to shape {raw.shape}, expected "
+                            f"{source.shape}; nothing was written.")
         if source.header is not None and (names[0], names[-1]) != source.header:
-            raise ValueError(f"The download of {source.url} has columns {names[0]}..{names[-1]}, "
-                             f"expected {source.header[0]}..{source.header[1]}; nothing was written.")
+            raise UserError(f"The download of {source.url} has columns {names[0]}..{names[-1]}, "
+                            f"expected {source.header[0]}..{source.header[1]}; nothing was written.")
 
     return check
+
+
+def custom_file(name):
+    """The file of a `csv:PATH` or `npy:PATH` data set name (~ expanded); None for a named set."""
+    kind, sep, path = name.partition(":")
+    return pathlib.Path(path).expanduser() if sep and kind in ("csv", "npy") else None
 
 
 def _custom_path(spec):
     path = pathlib.Path(spec).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"No data file at {path} (resolved from {spec!r}).")
+        raise MissingFileError(f"No data file at {path} (resolved from {spec!r}).")
     return path
 
 
@@ -155,6 +162,6 @@ def load_dataset(name, seq_len, data_dir=None):
         read = tables.read_mat if name == "fmri" else tables.read_csv
         raw, names = read(ensure_file(source, data_dir, check=_check_download(source, read)))
     else:
-        raise ValueError(f"Unknown data set {name!r}: use one of {', '.join(NAMES)}, "
-                         f"or csv:PATH / npy:PATH for your own data.")
+        raise UserError(f"Unknown data set {name!r}: use one of {', '.join(NAMES)}, "
+                        f"or csv:PATH / npy:PATH for your own data.")
     return make_dataset(name, raw, names, seq_len)

@@ -2,12 +2,15 @@
 
 Each reader returns `(raw, column_names)`: raw float64 `(rows, K)` (or `(N, L, K)` windows for an
 .npy that holds them) and one name per column. Values are not checked for NaN/inf or constant
-columns here: that is `loaders.validate_raw`, shared by every source.
+columns here: that is `loaders.validate_raw`, shared by every source. `write_windows_csv` writes
+windows (generated series) as a CSV that `read_csv` reads back.
 """
 
 import csv
 
 import numpy as np
+
+from stdiff_jax.errors import UserError
 
 DATE_HEADERS = ("date", "time", "datetime", "timestamp")
 
@@ -41,7 +44,7 @@ def read_csv(path):
     with open(path, newline="") as f:
         rows = [row for _, row in zip(range(2), csv.reader(f))]
     if len(rows) < 2:
-        raise ValueError(f"{path} needs a header row and at least one data row; it has {len(rows)} rows.")
+        raise UserError(f"{path} needs a header row and at least one data row; it has {len(rows)} rows.")
     header = [name.strip() for name in rows[0]]
     first = rows[1][0].strip() if rows[1] else ""
     drop_date = not _parses_as_float(first) and _is_date_like(header[0], [first])
@@ -54,6 +57,21 @@ def read_csv(path):
     return raw, [header[j] for j in usecols]
 
 
+def write_windows_csv(path, windows, names):
+    """(N, L, K) windows -> a CSV with the header `window,t,<K names>` and one row per time step:
+    the window's index, the time index within it, then the K values (float32 values written with
+    9 significant digits, so they read back exactly). `read_csv` reads it as (N * L, 2 + K)."""
+    windows = np.asarray(windows, np.float32)
+    n, length, k = windows.shape
+    if len(names) != k:
+        raise ValueError(f"got {len(names)} column names for {k} columns.")
+    window, t = np.divmod(np.arange(n * length), length)
+    table = np.column_stack([window, t, windows.reshape(n * length, k)])  # (N * L, 2 + K)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerow(["window", "t", *names])
+        np.savetxt(f, table, fmt=["%d", "%d"] + ["%.9g"] * k, delimiter=",")
+
+
 def _read_csv_diagnosing(path):
     """The cell-by-cell reading of `read_csv`: empty cells become NaN (reported later with their
     row); ragged rows and non-numeric columns raise an error naming them."""
@@ -62,8 +80,8 @@ def _read_csv_diagnosing(path):
     header, body = [name.strip() for name in rows[0]], rows[1:]
     for line, row in enumerate(body, start=2):
         if len(row) != len(header):
-            raise ValueError(f"{path}, line {line}: {len(row)} fields, but the header has "
-                             f"{len(header)} ({', '.join(header)}).")
+            raise UserError(f"{path}, line {line}: {len(row)} fields, but the header has "
+                            f"{len(header)} ({', '.join(header)}).")
     table = np.char.strip(np.array(body, dtype=str))  # (rows, columns) strings
     table = np.where(table == "", "nan", table)  # np.where widens the dtype to fit "nan"
     columns, names, bad = [], [], []
@@ -77,10 +95,10 @@ def _read_csv_diagnosing(path):
             row = next(i for i, v in enumerate(table[:, j]) if not _parses_as_float(v))
             bad.append(f"{name!r} (data row {row}, file line {row + 2}: {str(table[row, j])!r})")
     if bad:
-        raise ValueError(f"{path} has non-numeric columns: {'; '.join(bad)}. Only a date-like first "
-                         f"column is dropped; remove or encode the others as numbers.")
+        raise UserError(f"{path} has non-numeric columns: {'; '.join(bad)}. Only a date-like first "
+                        f"column is dropped; remove or encode the others as numbers.")
     if not columns:
-        raise ValueError(f"{path} has no numeric column.")
+        raise UserError(f"{path} has no numeric column.")
     return np.stack(columns, axis=1), names
 
 
@@ -91,10 +109,10 @@ def read_mat(path, key="ts"):
     contents = scipy.io.loadmat(path)
     if key not in contents:
         keys = sorted(k for k in contents if not k.startswith("__"))
-        raise ValueError(f"{path} has no variable {key!r}; it holds {keys}.")
+        raise UserError(f"{path} has no variable {key!r}; it holds {keys}.")
     raw = np.asarray(contents[key], np.float64)
     if raw.ndim != 2:
-        raise ValueError(f"{path}: {key!r} has shape {raw.shape}, expected (rows, columns).")
+        raise UserError(f"{path}: {key!r} has shape {raw.shape}, expected (rows, columns).")
     return raw, [f"node_{k}" for k in range(raw.shape[1])]
 
 
@@ -102,8 +120,8 @@ def read_npy(path):
     """An .npy of a raw series (rows, K) or of windows (N, L, K) -> (raw float64, names c0..)."""
     raw = np.load(path, allow_pickle=False)
     if raw.ndim not in (2, 3):
-        raise ValueError(f"{path} holds an array of shape {raw.shape}: expected a series "
-                         f"(rows, columns) or windows (N, L, columns).")
+        raise UserError(f"{path} holds an array of shape {raw.shape}: expected a series "
+                        f"(rows, columns) or windows (N, L, columns).")
     if not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool):
-        raise ValueError(f"{path} holds dtype {raw.dtype}: expected numbers.")
+        raise UserError(f"{path} holds dtype {raw.dtype}: expected numbers.")
     return raw.astype(np.float64), [f"c{k}" for k in range(raw.shape[-1])]
