@@ -20,17 +20,45 @@ device (20 s for the first save of the smoke model on 8 CPU devices).
 
 Retention: the last `keep` checkpoints, plus the one with the best validation loss (a checkpoint
 carries a validation loss only when it was saved right after an evaluation).
+
+Damage: every restore goes through `restore_first_intact`. A step that fails to read (a truncated
+array file, an overwritten host item) is reported in one line, moved into
+`<workdir>/damaged_checkpoints/` (outside the directory Orbax lists steps from; nothing is deleted)
+and the next step is tried. Only a failure inside Orbax's reading counts (`UnreadableCheckpoint`):
+a checkpoint of another network (`CheckpointMismatch`), a config error or a bug stops the run and
+the checkpoint stays where it is.
 """
 
+import datetime
 import logging
+import pathlib
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from stdiff_jax.errors import MissingFileError, UserError
+
 STATE, HOST = "state", "host"
 VAL_LOSS = "val_loss"
+DAMAGED_DIR = "damaged_checkpoints"  # beside the checkpoint directory
+REASON_CHARS = 300  # Orbax's errors embed TensorStore specs; the cause's first line suffices.
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointMismatch(UserError):
+    """A checkpoint holds arrays of other shapes than the network being restored."""
+
+
+class NoIntactCheckpoint(UserError):
+    """Every checkpoint of a directory failed to read."""
+
+
+class UnreadableCheckpoint(Exception):
+    """A step's files failed to read (truncated, overwritten, missing): damage. The message is the
+    underlying reason in one line."""
 
 
 class QuietOrbax(logging.Filter):
@@ -50,7 +78,7 @@ def _val_loss(metrics):
 def create_manager(directory, keep, async_saves=True):
     """A CheckpointManager over `directory` keeping the last `keep` steps plus the best one."""
     if keep < 1:
-        raise ValueError(f"config.train.keep_checkpoints must be at least 1, got {keep}.")
+        raise UserError(f"config.train.keep_checkpoints must be at least 1, got {keep}.")
     preservation = policies.AnyPreservationPolicy([
         policies.LatestN(n=keep),
         # BestN keeps the last n after sorting; reverse=True sorts descending, so the lowest loss.
@@ -77,15 +105,25 @@ def save(manager, step, state, host, val_loss=None):
         force=True)
 
 
+def _read(what, read, *args, **kwargs):
+    """read(*args, **kwargs), with any failure raised as UnreadableCheckpoint naming `what`."""
+    try:
+        return read(*args, **kwargs)
+    except Exception as e:  # Orbax and TensorStore raise plain Exception and ValueError.
+        raise UnreadableCheckpoint(f"{what}: {read_error_reason(e)}") from e
+
+
 def restore_host(manager, step):
     """The JSON item of a step (cheap: no arrays are read)."""
-    return manager.restore(int(step), args=ocp.args.Composite(**{HOST: ocp.args.JsonRestore()}))[HOST]
+    return _read(f"the {HOST} item", manager.restore, int(step),
+                 args=ocp.args.Composite(**{HOST: ocp.args.JsonRestore()}))[HOST]
 
 
 def restore_state(manager, step, abstract_state):
     """The arrays of a step, laid out as `abstract_state` (ShapeDtypeStructs with shardings) says."""
+    check_stored_shapes(manager, step, abstract_state)
     restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_state)
-    restored = manager.restore(int(step), args=ocp.args.Composite(**{
+    restored = _read(f"the {STATE} arrays", manager.restore, int(step), args=ocp.args.Composite(**{
         STATE: ocp.args.PyTreeRestore(item=abstract_state, restore_args=restore_args)}))
     return restored[STATE]
 
@@ -94,10 +132,108 @@ def restore_subtree(manager, step, key, abstract_subtree):
     """One top-level entry of a step's state (e.g. "ema_params"), laid out as `abstract_subtree`
     says; the rest of the state (optimizer moments, ...) is not read."""
     item = {key: abstract_subtree}
+    check_stored_shapes(manager, step, item, partial=True)
     restore_args = ocp.checkpoint_utils.construct_restore_args(item)
-    restored = manager.restore(int(step), args=ocp.args.Composite(**{
+    restored = _read(f"the {STATE} arrays", manager.restore, int(step), args=ocp.args.Composite(**{
         STATE: ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)}))
     return restored[STATE][key]
+
+
+def _shapes(tree):
+    return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def check_stored_shapes(manager, step, item, partial=False):
+    """Raises CheckpointMismatch when the state of a step holds other shapes than `item` (the
+    abstract arrays about to be restored; with `partial`, some entries of the state): the config
+    or the code builds another network. Reads only the step's array metadata."""
+    stored = _shapes(_read("the array metadata", manager.item_metadata, int(step))[STATE])
+    wanted = _shapes(item)
+    names = wanted.keys() if partial else wanted.keys() | stored.keys()
+    differ = sorted(name for name in names if stored.get(name) != wanted.get(name))
+    if differ:
+        name = differ[0]
+        raise CheckpointMismatch(
+            f"Checkpoint step {step} in {manager.directory} holds another network than this config "
+            f"builds ({len(differ)} arrays differ, e.g. {name}: stored "
+            f"{stored.get(name, 'absent')}, built {wanted.get(name, 'absent')}). Use the config it "
+            f"was trained with (config.json in the workdir), or train this one with another "
+            f"--workdir.")
+
+
+def steps_to_try(manager, step=None, prefer_best=False):
+    """The steps `restore_first_intact` tries, in order: `step` alone when given; else every step,
+    newest first, led by the best by validation loss when `prefer_best`."""
+    steps = sorted(manager.all_steps(), reverse=True)
+    if step is not None:
+        if int(step) not in steps:
+            raise MissingFileError(f"No checkpoint of step {step} in {manager.directory}; it holds "
+                                   f"steps {sorted(steps)}.")
+        return [int(step)]
+    best = manager.best_step() if prefer_best else None  # None when no step carries a val loss
+    return sorted(steps, key=lambda s: (s != best, -s))
+
+
+def read_error_reason(error):
+    """One line on why a read failed: the innermost cause's type and first line."""
+    while (inner := error.__cause__ or (None if error.__suppress_context__ else
+                                        error.__context__)) is not None:
+        error = inner
+    line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    reason = f"{type(error).__name__}: {line}" if line else type(error).__name__
+    return reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 3] + "..."
+
+
+def move_aside(manager, step):
+    """Moves a step's directory to <workdir>/damaged_checkpoints/<step>-<time>, where Orbax does not
+    look for steps, and refreshes the manager's list of steps. Returns the new path.
+
+    Process 0 moves; every process stops listing the step.
+    """
+    source = pathlib.Path(str(manager.directory)) / str(step)
+    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S.%f")
+    target = source.parent.parent / DAMAGED_DIR / f"{step}-{stamp}"
+    if jax.process_index() == 0 and source.exists():
+        target.parent.mkdir(exist_ok=True)
+        source.rename(target)
+    manager.reload()
+    return target
+
+
+def restore_first_intact(manager, steps, restore):
+    """(step, restore(step)) for the first of `steps` that reads; (None, None) when there are none.
+
+    restore(step) reads with this module's functions. A step whose reading raises
+    UnreadableCheckpoint is damaged: it is reported in one warning line (step, path, reason), moved
+    aside (`move_aside`) and the next step is tried; any other error propagates. Raises
+    NoIntactCheckpoint, naming the directory, when every step is damaged.
+    """
+    directory = pathlib.Path(str(manager.directory))
+    for i, step in enumerate(steps):
+        try:
+            return step, restore(step)
+        except UnreadableCheckpoint as e:
+            target = move_aside(manager, step)
+            logger.warning("Checkpoint step %d at %s cannot be read (%s); moved it to %s%s.",
+                           step, directory / str(step), e, target,
+                           f", trying step {steps[i + 1]}" if i + 1 < len(steps) else "")
+    if steps:
+        raise NoIntactCheckpoint(
+            f"No intact checkpoint in {directory}: step(s) {', '.join(map(str, steps))} "
+            f"could not be read (the warnings above say why) and were moved to "
+            f"{directory.parent / DAMAGED_DIR}; nothing was deleted. "
+            f"Train again with this --workdir to start from step 0, or use another --workdir.")
+    return None, None
+
+
+def remove_if_empty(directory):
+    """Removes a checkpoint directory that holds nothing, so a run that failed before its first
+    save leaves no workdir that looks trained."""
+    try:
+        pathlib.Path(directory).rmdir()
+    except OSError:  # not empty, or already gone
+        pass
 
 
 def best_or_latest_step(manager):

@@ -29,11 +29,14 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, sampling, trained
+from stdiff_jax import checkpoint, fingerprint, sampling, trained
 from stdiff_jax import mesh as mesh_lib
+from stdiff_jax.data.tables import write_windows_csv
+from stdiff_jax.errors import MissingFileError
 from stdiff_jax.schedule import Schedule
 
 SAMPLES_UNIT, SAMPLES_RAW, METRICS = "samples_unit.npy", "samples.npy", "metrics.json"
+SAMPLES_CSV = "samples.csv"
 PROBE_PER_DEVICE = 8  # Batch per device at which the network's memory is measured.
 MEMORY_FRACTION = 0.25  # Share of the free memory a chunk may fill (the rest: headroom, others).
 MAX_PER_DEVICE = 1024  # Larger chunks gain little speed but report progress less often.
@@ -131,8 +134,9 @@ def generate_series(sampler, params, num_samples, chunk_size, key, progress=samp
 # ------------------------------------------------------------------------------------------------
 def sample_to_workdir(config, workdir):
     """Generates config.sample.num_samples series (0: as many as the data set has windows) with the
-    trained model of workdir and saves them as samples_unit.npy ([0, 1]) and samples.npy (original
-    units). Returns the [0, 1] samples."""
+    trained model of workdir and saves them as samples_unit.npy ([0, 1]), samples.npy (original
+    units) and samples.csv (original units; columns window, t and the data's column names,
+    `tables.write_windows_csv`). Returns the [0, 1] samples."""
     workdir = pathlib.Path(workdir)
     mesh = mesh_lib.make_mesh()
     tm = trained.load(config, workdir, mesh)
@@ -151,29 +155,39 @@ def sample_to_workdir(config, workdir):
                  num_samples / elapsed)
     unit = ((series + 1.0) / 2.0).astype(np.float32)  # (N, L, K) in [0, 1]
     if jax.process_index() == 0:
+        raw = host.scaler.inverse(unit).astype(np.float32)
         np.save(workdir / SAMPLES_UNIT, unit)
-        np.save(workdir / SAMPLES_RAW, host.scaler.inverse(unit).astype(np.float32))
+        np.save(workdir / SAMPLES_RAW, raw)
+        names = host.column_names or [f"c{k}" for k in range(raw.shape[-1])]  # older checkpoints
+        write_windows_csv(workdir / SAMPLES_CSV, raw, names)
     return unit
 
 
-def evaluate_workdir(config, workdir, real_unit=None):
+def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=False):
     """Scores workdir/samples_unit.npy, clipped to [0, 1], against the real [0, 1] windows; writes
-    metrics.json (and plots into workdir/plots when config.eval.plots). Returns the metrics dict."""
+    metrics.json (and plots into workdir/plots when config.eval.plots: the data's column names
+    title them, and loss.png shows the training log). Returns the metrics dict.
+
+    real_unit: the real windows; None loads config.data.name, checked against the data the
+    workdir was trained on (`fingerprint.check`; allow_workdir_mismatch scores other data anyway).
+    """
     from stdiff_jax import metrics  # Only this mode needs the metrics' networks.
     from stdiff_jax.data import load_dataset
 
     workdir = pathlib.Path(workdir)
     path = workdir / SAMPLES_UNIT
     if not path.exists():
-        raise FileNotFoundError(f"No samples at {path}: run --mode=sample (or all) first.")
+        raise MissingFileError(f"No samples at {path}: run --mode=sample (or all) first.")
     fake = np.load(path)
     outside = np.mean((fake < 0) | (fake > 1))
     if outside:  # The protocol scores [0, 1] windows (Diffusion-TS clamps its samples too).
         logging.info("Clipping %.3f%% of the sample values into [0, 1] for scoring.", 100 * outside)
     fake = np.clip(fake, 0.0, 1.0)
+    names = None  # of the columns, for the plots
     if real_unit is None:
-        real_unit = load_dataset(config.data.name, config.data.seq_len,
-                                 config.data.root).unit_windows
+        dataset = load_dataset(config.data.name, config.data.seq_len, config.data.root)
+        fingerprint.check(workdir, {"data": fingerprint.of_data(dataset)}, allow_workdir_mismatch)
+        real_unit, names = dataset.unit_windows, dataset.column_names
     scores = metrics.evaluate(real_unit, fake, repeats=config.eval.repeats, seed=config.eval.seed,
                               metrics=tuple(config.eval.metrics))
     if jax.process_index() == 0:
@@ -181,7 +195,10 @@ def evaluate_workdir(config, workdir, real_unit=None):
         if config.eval.plots:
             from stdiff_jax.metrics import plots
             try:
-                paths = plots.save_plots(real_unit, fake, workdir / "plots")
+                paths = plots.save_plots(real_unit, fake, workdir / "plots", names=names)
+                if (workdir / trained.METRIC_LOG).exists():
+                    paths.append(plots.save_loss_curve(workdir / trained.METRIC_LOG,
+                                                       workdir / "plots"))
                 logging.info("Plots: %s", ", ".join(map(str, paths)))
             except ImportError as e:  # matplotlib and scikit-learn are an optional extra
                 logging.warning("Skipping the plots: %s", e)

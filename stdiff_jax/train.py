@@ -24,12 +24,13 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, diffusion, video
+from stdiff_jax import checkpoint, diffusion, fingerprint, video
 from stdiff_jax.data import BatchIterator, load_dataset
+from stdiff_jax.errors import UserError
 from stdiff_jax.mesh import DATA_AXIS, check_divisible, make_mesh, shard_batch
 from stdiff_jax.schedule import Schedule
-from stdiff_jax.trained import (HostState, apply_fn_of, build_model, checkpoint_dir,
-                                video_transform)
+from stdiff_jax.trained import (METRIC_LOG, HostState, apply_fn_of, build_model, checkpoint_dir,
+                                checkpoint_steps, open_checkpoints, read_host, video_transform)
 
 VAL_SUBSET_FRACTION = 0.05  # Size of the fixed training subset scored when val_fraction is 0.
 SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order drawn from data.seed.
@@ -50,9 +51,9 @@ def split_windows(windows, val_fraction, batch_size, seed):
         num_val = min(num_val, n // batch_size * batch_size)
         return windows, windows[np.sort(order[:num_val])]
     if n - num_val < batch_size:
-        raise ValueError(f"{n} windows leave fewer than one training batch of {batch_size} after "
-                         f"holding out {num_val} for validation: lower config.train.batch_size or "
-                         f"set config.data.val_fraction=0 (score a fixed training subset).")
+        raise UserError(f"{n} windows leave fewer than one training batch of {batch_size} after "
+                        f"holding out {num_val} for validation: lower config.train.batch_size or "
+                        f"set config.data.val_fraction=0 (score a fixed training subset).")
     return windows[np.sort(order[num_val:])], windows[np.sort(order[:num_val])]
 
 
@@ -71,8 +72,8 @@ def make_optimizer(train_config):
     """
     tc = train_config
     if not 0 <= tc.warmup_steps < tc.num_steps:
-        raise ValueError(f"config.train.warmup_steps={tc.warmup_steps} must lie in "
-                         f"[0, num_steps={tc.num_steps}).")
+        raise UserError(f"config.train.warmup_steps={tc.warmup_steps} must lie in "
+                        f"[0, num_steps={tc.num_steps}).")
     learning_rate = optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=tc.learning_rate, warmup_steps=tc.warmup_steps,
         decay_steps=tc.num_steps, end_value=tc.min_learning_rate)
@@ -204,23 +205,27 @@ def mean_validation_loss(eval_step, params, val_batches, seed):
 # ------------------------------------------------------------------------------------------------
 # Checkpointing (the Orbax side is in checkpoint.py).
 # ------------------------------------------------------------------------------------------------
-def restore_train_state(config, workdir, mesh, step=None):
+def restore_train_state(config, workdir, mesh, step=None, prefer_best=True):
     """(state, host state, model, step) of a checkpoint of workdir, laid out over `mesh`.
 
-    step: a step number, or None for the best by validation loss (else the latest).
+    step: a step number, or None for the best by validation loss (else the latest; the latest
+    without `prefer_best`), falling back to the newest intact step when that one is damaged
+    (`checkpoint.restore_first_intact`).
     """
-    directory = checkpoint_dir(workdir)
-    manager = checkpoint.create_manager(directory, config.train.keep_checkpoints, async_saves=False)
-    step = checkpoint.best_or_latest_step(manager) if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"No checkpoint in {directory}: train first (--mode=train or all) "
-                                f"with this --workdir.")
-    host = HostState.from_json(checkpoint.restore_host(manager, step))
-    model, video_shape = build_model(config, host.series_shape, host.stats)
     tx, _ = make_optimizer(config.train)
-    abstract, _ = state_shardings(mesh, model, tx, video_shape, config.train.seed)
-    state = checkpoint.restore_state(manager, step, abstract)
-    manager.close()
+    manager = open_checkpoints(workdir, config.train.keep_checkpoints)
+
+    def restore(step):
+        host = read_host(manager, step)
+        model, video_shape = build_model(config, host.series_shape, host.stats)
+        abstract, _ = state_shardings(mesh, model, tx, video_shape, config.train.seed)
+        return checkpoint.restore_state(manager, step, abstract), host, model
+
+    try:
+        step, (state, host, model) = checkpoint.restore_first_intact(
+            manager, checkpoint.steps_to_try(manager, step, prefer_best), restore)
+    finally:
+        manager.close()
     return state, host, model, step
 
 
@@ -257,7 +262,7 @@ class MetricWriter:
     """
 
     def __init__(self, workdir, resume_step):
-        self.path = pathlib.Path(workdir) / "metrics.jsonl"
+        self.path = pathlib.Path(workdir) / METRIC_LOG
         self.enabled = jax.process_index() == 0
         if self.enabled and self.path.exists():
             rows = self.path.read_text().splitlines(keepends=True)
@@ -295,13 +300,16 @@ def _flatten(d, prefix=""):
     return out
 
 
-def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
+def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
+                       allow_workdir_mismatch=False):
     """Trains the model of `config`, saving checkpoints, metrics and the config into `workdir`.
 
-    Resume order: the latest checkpoint in workdir/checkpoints (its arrays, data position, scaler,
-    normaliser and early-stopping record: the run continues exactly as if never interrupted); else
-    a fresh start. A finished or early-stopped run returns at once when called again. On a
-    multi-host runtime's preemption notice every host saves at the same step and returns.
+    Resume order: the latest intact checkpoint in workdir/checkpoints (its arrays, data position,
+    scaler, normaliser and early-stopping record: the run continues exactly as if never
+    interrupted; damaged newer ones are moved aside and their steps redone); else a fresh start. A
+    finished or early-stopped run returns at once when called again. On a multi-host runtime's
+    preemption notice every host saves at the same step and returns. Nothing is written before the
+    data and the network are checked against the workdir's fingerprint (fingerprint.py).
 
     Args:
         config: a config of configs/ (e.g. `configs.sines.get_config("smoke")`).
@@ -309,13 +317,12 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
         dataset: a `stdiff_jax.data.Dataset` to use instead of loading `config.data.name`.
         stop_at_step: stop (with a checkpoint) once this many updates are done, as a preempted run
             would; a later call resumes. For notebooks that train in slices.
+        allow_workdir_mismatch: resume a workdir trained on other data (same network) anyway.
 
     Returns:
         dict with step, best_val_loss, stopped_early and checkpoint_dir.
     """
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    save_config(config, workdir)
     tc = config.train
 
     tx, learning_rate = make_optimizer(tc)  # First: it checks the schedule before data loads.
@@ -331,18 +338,28 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
     train_windows, val_windows = split_windows(dataset.windows, config.data.val_fraction,
                                                tc.batch_size, config.data.seed)
     iterator = BatchIterator(len(train_windows), tc.batch_size, config.data.seed)
-    manager = checkpoint.create_manager(checkpoint_dir(workdir), tc.keep_checkpoints)
-    resume_step = manager.latest_step()
-    if resume_step is None:
+    run_fingerprint = {"data": fingerprint.of_data(dataset),
+                       "model": fingerprint.of_model(config, dataset.windows.shape[1:])}
+    fingerprint.check(workdir, run_fingerprint, allow_workdir_mismatch)  # before any write
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_config(config, workdir)
+    fingerprint.record(workdir, run_fingerprint)
+    newest = max(checkpoint_steps(workdir), default=None)
+    resume_step = None
+    if newest is None:
         normalizer, stats = video.fit_video_statistics(
             train_windows, config.video.n_fft, config.video.hop, config.video.ema_alpha,
             config.video.window)
         host = HostState(iterator=iterator.state(), best_val_loss=None, evals_since_best=0,
                          num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
-                         scaler=dataset.scaler, normalizer=normalizer, stats=stats)
+                         scaler=dataset.scaler, normalizer=normalizer, stats=stats,
+                         column_names=tuple(dataset.column_names))
     else:
-        host = HostState.from_json(checkpoint.restore_host(manager, resume_step))
+        state, host, _, resume_step = restore_train_state(config, workdir, mesh, prefer_best=False)
         iterator.restore(host.iterator)
+        if resume_step < newest:
+            logging.warning("Resuming from step %d, the newest intact checkpoint: the %d steps to "
+                            "step %d will be redone.", resume_step, newest - resume_step, newest)
     val_batches = [shard_batch(val_windows[i:i + tc.batch_size], batch_sharding)
                    for i in range(0, len(val_windows), tc.batch_size)]
 
@@ -354,7 +371,6 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
     if resume_step is None:
         state = create_sharded_state(mesh, abstract, init_fn, tc.seed)
     else:
-        state = checkpoint.restore_state(manager, resume_step, abstract)
         logging.info("Resumed from %s at step %d.", checkpoint_dir(workdir), resume_step)
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     logging.info("%d devices, global batch %d (%d per device), %d training and %d validation "
@@ -397,6 +413,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
     stopped_early = tc.patience > 0 and host.evals_since_best >= tc.patience
     preempted = False  # a multi-host runtime's preemption notice (SIGTERM), agreed on all hosts
     pending, window = [], []  # device metrics not yet on the host; host metrics since the last log
+    manager = checkpoint.create_manager(checkpoint_dir(workdir), tc.keep_checkpoints)
     try:  # On an error, the last good checkpoint still finishes writing.
         while step < last_step and not (stopped_early or preempted):
             batch = shard_batch(iterator.next_batch(train_windows), batch_sharding)
@@ -425,6 +442,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None):
     finally:
         manager.wait_until_finished()
         manager.close()
+        checkpoint.remove_if_empty(checkpoint_dir(workdir))  # a run that failed before saving
     outcome = "Preempted" if preempted else "Stopped early" if stopped_early else "Done"
     logging.info("%s at step %d; best validation loss %s.", outcome, step, host.best_val_loss)
     return {"step": step, "best_val_loss": host.best_val_loss, "stopped_early": stopped_early,

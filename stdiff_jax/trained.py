@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from stdiff_jax import checkpoint, diffusion, video
 from stdiff_jax.data import MinMaxScaler
+from stdiff_jax.errors import MissingFileError
 from stdiff_jax.mesh import make_mesh
 from stdiff_jax.models import create_model
 
@@ -94,6 +95,7 @@ class HostState:
     scaler: MinMaxScaler
     normalizer: video.VideoNormalizer
     stats: video.AttentionStats
+    column_names: tuple | None = None  # K names of the data; None in checkpoints older than them
 
     def record_evaluation(self, val_loss, patience):
         """Updates the early-stopping record -> (improved, stop: `patience` evaluations in a row
@@ -113,16 +115,48 @@ class HostState:
 
     @classmethod
     def from_json(cls, d):
+        names = d.get("column_names")
         return cls(iterator=d["iterator"], best_val_loss=d["best_val_loss"],
                    evals_since_best=d["evals_since_best"], num_windows=d["num_windows"],
                    series_shape=tuple(d["series_shape"]),
                    scaler=MinMaxScaler.from_dict(d["scaler"]),
                    normalizer=video.VideoNormalizer.from_dict(d["normalizer"]),
-                   stats=video.AttentionStats.from_dict(d["stats"]))
+                   stats=video.AttentionStats.from_dict(d["stats"]),
+                   column_names=None if names is None else tuple(names))
+
+
+def read_host(manager, step):
+    """The `HostState` of a step; a host item that is not one is unreadable, like a broken file."""
+    d = checkpoint.restore_host(manager, step)
+    try:
+        return HostState.from_json(d)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise checkpoint.UnreadableCheckpoint(f"the host item is no HostState ({e!r})") from e
+
+
+METRIC_LOG = "metrics.jsonl"  # in the workdir: one JSON object per logged step (train.MetricWriter)
 
 
 def checkpoint_dir(workdir):
     return pathlib.Path(workdir).resolve() / "checkpoints"
+
+
+def checkpoint_steps(workdir):
+    """The steps of workdir's finished checkpoints, from the directory listing: Orbax names a step's
+    directory by its number, and an unfinished save's with a suffix."""
+    directory = checkpoint_dir(workdir)
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def open_checkpoints(workdir, keep):
+    """A synchronous CheckpointManager over workdir's checkpoints; MissingFileError, creating
+    nothing, when there are none."""
+    if not checkpoint_steps(workdir):
+        raise MissingFileError(f"No checkpoint in {checkpoint_dir(workdir)}: train first "
+                               f"(--mode=train or all) with this --workdir.")
+    return checkpoint.create_manager(checkpoint_dir(workdir), keep, async_saves=False)
 
 
 @dataclasses.dataclass
@@ -158,8 +192,8 @@ def load_config(workdir):
     """The config a run was trained with (workdir/config.json, written by the trainer), locked."""
     path = pathlib.Path(workdir) / "config.json"
     if not path.exists():
-        raise FileNotFoundError(f"No config.json in {pathlib.Path(workdir).resolve()}: not a "
-                                f"workdir of a training run (train one with --mode=train first).")
+        raise MissingFileError(f"No config.json in {pathlib.Path(workdir).resolve()}: not a "
+                               f"workdir of a training run (train one with --mode=train first).")
     config = ml_collections.ConfigDict(json.loads(path.read_text()))
     config.lock()
     return config
@@ -170,25 +204,28 @@ def load(config, workdir, mesh=None, step=None):
 
     config: the run's config (`load_config(workdir)`, or the config it was trained with).
 
-    step: a step number, or None for the best by validation loss (else the latest). Only the
-    parameters sampling uses are read: the EMA ones when config.sample.use_ema, else the raw ones.
+    step: a step number, or None for the best by validation loss (else the latest), falling back
+    to the newest intact step when that one is damaged (`checkpoint.restore_first_intact`). Only
+    the parameters sampling uses are read: the EMA ones when config.sample.use_ema, else the raw
+    ones.
     """
     mesh = make_mesh() if mesh is None else mesh
-    directory = checkpoint_dir(workdir)
-    manager = checkpoint.create_manager(directory, config.train.keep_checkpoints, async_saves=False)
-    try:
-        step = checkpoint.best_or_latest_step(manager) if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"No checkpoint in {directory}: train first (--mode=train or "
-                                    f"all) with this --workdir.")
-        host = HostState.from_json(checkpoint.restore_host(manager, step))
+    which = "ema_params" if config.sample.use_ema else "params"
+    manager = open_checkpoints(workdir, config.train.keep_checkpoints)
+
+    def restore(step):
+        host = read_host(manager, step)
         model, video_shape = build_model(config, host.series_shape, host.stats)
-        which = "ema_params" if config.sample.use_ema else "params"
         params = checkpoint.restore_subtree(manager, step, which,
                                             abstract_params(model, video_shape, mesh))
+        return host, model, video_shape, params
+
+    try:
+        step, (host, model, video_shape, params) = checkpoint.restore_first_intact(
+            manager, checkpoint.steps_to_try(manager, step, prefer_best=True), restore)
     finally:
         manager.close()
     logging.info("Loaded the %s parameters of step %d from %s.",
-                 "EMA" if config.sample.use_ema else "raw", step, directory)
+                 "EMA" if config.sample.use_ema else "raw", step, checkpoint_dir(workdir))
     return TrainedModel(config=config, model=model, params=params, host=host, step=int(step),
                         video_shape=tuple(video_shape))

@@ -1,4 +1,5 @@
-"""Training, checkpoints and sharded sampling: exact resume, 1 vs 8 devices, cross-topology restore.
+"""Training, checkpoints and sharded sampling: exact resume, 1 vs 8 devices, cross-topology restore,
+damaged checkpoints and workdirs of other data.
 
 The runs happen in two child processes (this file run as a script), because the device count is
 fixed when JAX starts: `one` on 1 CPU device, then `eight` with
@@ -10,6 +11,7 @@ pytest process (1 device) as well.
 """
 
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -22,9 +24,10 @@ import numpy as np
 import pytest
 
 from configs import sines
-from stdiff_jax import checkpoint, generate, mesh as mesh_lib, train, trained, video
-from stdiff_jax.data import Dataset, load_dataset
+from stdiff_jax import checkpoint, fingerprint, generate, mesh as mesh_lib, train, trained, video
+from stdiff_jax.data import Dataset, MinMaxScaler, load_dataset
 from stdiff_jax.data.synthetic import sine_windows
+from test_main import run_main
 
 NUM_STEPS, STOP_AT, CHUNK, NUM_SAMPLES = 6, 4, 16, 24
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -50,6 +53,41 @@ def losses(workdir):
 def flat_state(state):
     return {jax.tree_util.keystr(path): np.asarray(x)
             for path, x in jax.tree_util.tree_leaves_with_path(state)}
+
+
+def damage(step_dir, kind):
+    """Damages a checkpoint step: "host" overwrites its host item; "array" truncates its largest
+    array file to half, "arrays" every one (a sampler reads only some of them)."""
+    if kind == "host":
+        (step_dir / "host" / "metadata").write_text("{ overwritten")
+        return
+    files = sorted((step_dir / "state").rglob("d/*"), key=lambda f: f.stat().st_size, reverse=True)
+    for f in files[:1] if kind == "array" else files:
+        os.truncate(f, f.stat().st_size // 2)
+
+
+def snapshot(directory):
+    """{relative path: (size, mtime)} of every file below `directory`."""
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+class Warnings(logging.Handler):
+    """Collects the messages of WARNING records (absl's and the standard loggers') while installed."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        logging.getLogger().addHandler(self)
+        return self.messages
+
+    def __exit__(self, *exc):
+        logging.getLogger().removeHandler(self)
 
 
 def restore_latest(config, workdir):
@@ -98,12 +136,29 @@ def child_one(out):
     train.train_and_evaluate(config, out / "resumed", stop_at_step=STOP_AT)
     shutil.copytree(out / "resumed", out / "nan")
     train.train_and_evaluate(config, out / "resumed")
+    for kind in ("array", "host"):  # the newest checkpoint damaged: step 3 is resumed instead
+        shutil.copytree(out / "one", out / f"damaged_{kind}")
+        damage(trained.checkpoint_dir(out / f"damaged_{kind}") / str(NUM_STEPS), kind)
+        with Warnings() as results[f"damaged_{kind}_warnings"]:
+            train.train_and_evaluate(config, out / f"damaged_{kind}")
     data = load_dataset(config.data.name, config.data.seq_len)
     nan_data = Dataset("nan", np.full_like(data.windows, np.nan), data.scaler, data.column_names)
+    before = snapshot(out / "nan")
     try:
         train.train_and_evaluate(config, out / "nan", dataset=nan_data)
+    except fingerprint.WorkdirMismatch as e:
+        results["data_mismatch_error"] = str(e)
+    results["mismatch_touched_nothing"] = snapshot(out / "nan") == before
+    try:
+        train.train_and_evaluate(config, out / "nan", dataset=nan_data, allow_workdir_mismatch=True)
     except FloatingPointError as e:
         results["nan_error"] = str(e)
+    diverging = tiny_config(out / "tiny.npy")
+    diverging.train.learning_rate = float("nan")
+    try:  # fails at step 2, before its first checkpoint
+        train.train_and_evaluate(diverging, out / "diverged")
+    except FloatingPointError:
+        results["failed_fresh_run_files"] = sorted(os.listdir(out / "diverged"))
     sample_from(config, out / "one", out / "samples_one.npy", results, "sampler_one")
     (out / "results_one.json").write_text(json.dumps(results))
 
@@ -224,6 +279,128 @@ def test_unfinished_save_is_ignored_on_resume(runs, tmp_path):
     manager.close()
 
 
+@pytest.mark.parametrize("kind, reason", [("array", "OUT_OF_RANGE"), ("host", "JSONDecodeError")])
+def test_damaged_newest_checkpoint_is_moved_aside_and_its_steps_redone(runs, kind, reason):
+    workdir = runs / f"damaged_{kind}"
+    step_dir = trained.checkpoint_dir(workdir) / str(NUM_STEPS)
+    warnings = results(runs, "one")[f"damaged_{kind}_warnings"]
+    report = next(w for w in warnings if "cannot be read" in w)
+    assert report.startswith(f"Checkpoint step {NUM_STEPS} at {step_dir} cannot be read (")
+    assert reason in report and "\n" not in report and report.endswith("trying step 3.")
+    assert ("Resuming from step 3, the newest intact checkpoint: the 3 steps to step 6 will be "
+            "redone.") in warnings
+    moved = list((workdir / checkpoint.DAMAGED_DIR).iterdir())
+    assert [p.name.split("-")[0] for p in moved] == [str(NUM_STEPS)]  # kept, not deleted
+    assert losses(workdir) == losses(runs / "one")  # steps 4-6 redone exactly
+    config = tiny_config(runs / "tiny.npy")
+    redone, uninterrupted = flat_state(restore_latest(config, workdir)), flat_state(
+        restore_latest(config, runs / "one"))
+    for key, value in uninterrupted.items():
+        np.testing.assert_array_equal(redone[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("kind", ["arrays", "host"])
+def test_sampling_loads_the_next_intact_checkpoint(runs, tmp_path, kind, caplog):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "one", workdir)
+    config = tiny_config(runs / "tiny.npy")
+    manager = checkpoint.create_manager(trained.checkpoint_dir(workdir), 3, async_saves=False)
+    chosen = checkpoint.best_or_latest_step(manager)
+    manager.close()
+    damage(trained.checkpoint_dir(workdir) / str(chosen), kind)
+    tm = trained.load(config, workdir)
+    other = ({3, NUM_STEPS} - {chosen}).pop()
+    assert tm.step == other and trained.checkpoint_steps(workdir) == [other]
+    assert f"Checkpoint step {chosen} at" in caplog.text and "cannot be read" in caplog.text
+    assert [p.name.split("-")[0] for p in (workdir / checkpoint.DAMAGED_DIR).iterdir()] == [
+        str(chosen)]
+
+
+def test_no_intact_checkpoint_is_one_clear_error_from_the_command_line(runs, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "one", workdir)
+    for step in (3, NUM_STEPS):
+        damage(trained.checkpoint_dir(workdir) / str(step), "host")
+    proc = run_main(f"--config={REPO}/configs/sines.py:smoke", f"--workdir={workdir}",
+                    "--mode=sample")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("cannot be read") == 2
+    assert (f"Error: No intact checkpoint in {trained.checkpoint_dir(workdir)}: step(s) 6, 3 could "
+            f"not be read") in proc.stderr
+    assert trained.checkpoint_steps(workdir) == []
+    assert len(list((workdir / checkpoint.DAMAGED_DIR).iterdir())) == 2
+
+
+def test_checkpoint_of_another_network_is_no_damage(runs, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "one", workdir)
+    config = tiny_config(runs / "tiny.npy")
+    config.model.hidden = 64
+    with pytest.raises(checkpoint.CheckpointMismatch, match="holds another network"):
+        trained.load(config, workdir)
+    assert trained.checkpoint_steps(workdir) == [3, NUM_STEPS]
+    assert not (workdir / checkpoint.DAMAGED_DIR).exists()
+
+
+def test_workdir_of_other_data_stops_before_touching_it(runs):
+    message = results(runs, "one")["data_mismatch_error"]
+    assert f"The workdir {runs / 'nan'} was trained on other data" in message
+    assert f"name: recorded npy:{runs / 'tiny.npy'}, this run nan" in message
+    assert "another --workdir" in message and fingerprint.OVERRIDE in message
+    assert results(runs, "one")["mismatch_touched_nothing"]
+
+
+def test_workdir_of_another_network_stops_and_names_both_shapes(runs, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "one", workdir)
+    before = snapshot(workdir)
+    three_columns = load_dataset(f"npy:{runs / 'tiny.npy'}", 24)
+    three_columns = Dataset("three", three_columns.windows[..., :3],
+                            MinMaxScaler.identity(3), ("a", "b", "c"))
+    with pytest.raises(fingerprint.WorkdirMismatch, match=r"series: recorded \[24, 5\], this run "
+                       r"\[24, 3\]") as error:
+        train.train_and_evaluate(tiny_config(runs / "tiny.npy"), workdir, dataset=three_columns,
+                                 allow_workdir_mismatch=True)  # no override for another network
+    assert "holds another network" in str(error.value) and "another --workdir" in str(error.value)
+    assert snapshot(workdir) == before
+
+
+def test_command_line_names_the_workdir_mismatch(runs, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "one", workdir)
+    np.save(tmp_path / "other.npy", sine_windows(num=256, seed=1))
+    proc = run_main(f"--config={REPO}/configs/sines.py:smoke", f"--workdir={workdir}",
+                    f"--config.data.name=npy:{tmp_path / 'other.npy'}", "--mode=train")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"Error: The workdir {workdir} was trained on other data" in proc.stderr
+    assert "--allow_workdir_mismatch" in proc.stderr
+
+
+def test_evaluation_against_other_data_stops(runs, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "one", workdir)
+    np.save(workdir / generate.SAMPLES_UNIT, np.zeros((8, 24, 5), np.float32))
+    np.save(tmp_path / "other.npy", sine_windows(num=256, seed=1))
+    config = tiny_config(tmp_path / "other.npy")
+    with pytest.raises(fingerprint.WorkdirMismatch, match="trained on other data"):
+        generate.evaluate_workdir(config, workdir)
+    assert not (workdir / generate.METRICS).exists()
+
+
+def test_failed_first_run_leaves_no_empty_checkpoint_directory(runs):
+    files = results(runs, "one")["failed_fresh_run_files"]
+    assert "checkpoints" not in files and "config.json" in files
+
+
+def test_host_items_without_column_names_still_load(runs):
+    manager = checkpoint.create_manager(trained.checkpoint_dir(runs / "one"), 3, async_saves=False)
+    item = checkpoint.restore_host(manager, NUM_STEPS)
+    manager.close()
+    assert trained.HostState.from_json(item).column_names == tuple(f"c{k}" for k in range(5))
+    del item["column_names"]  # as written before the names were recorded
+    assert trained.HostState.from_json(item).column_names is None
+
+
 # ------------------------------------------------------------------------------------------------
 # Pieces, in this process.
 # ------------------------------------------------------------------------------------------------
@@ -298,6 +475,33 @@ def test_metric_log_drops_rows_an_interrupted_run_logged_after_its_checkpoint(tm
         {"step": 1, "loss": 1.0}, {"step": 2, "loss": 1.0}, {"step": 3, "loss": 0.5}]
     train.MetricWriter(tmp_path, resume_step=None)  # a fresh start: nothing was saved
     assert path.read_text() == ""
+
+
+def test_evaluation_plots_use_the_column_names_and_draw_the_loss_curve(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    from stdiff_jax.metrics import plots
+    data = tmp_path / "data.csv"
+    walk = np.random.default_rng(0).standard_normal((40, 2)).cumsum(axis=0)
+    data.write_text("HUFL,OT\n" + "".join(f"{a},{b}\n" for a, b in walk))
+    config = sines.get_config("smoke")
+    config.data.name = f"csv:{data}"
+    config.eval.update(plots=True, repeats=1)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    np.save(workdir / generate.SAMPLES_UNIT, load_dataset(config.data.name, 24).unit_windows)
+    (workdir / trained.METRIC_LOG).write_text("".join(
+        json.dumps(row) + "\n" for row in ({"step": 10, "loss": 0.9}, {"step": 10, "val_loss": 0.8},
+                                           {"step": 20, "loss": 0.5}, {"step": 20, "val_loss": 0.6})))
+    titles = []
+    save_plots = plots.save_plots
+    monkeypatch.setattr(plots, "save_plots", lambda *args, names=None, **kwargs: (
+        titles.append(names), save_plots(*args, names=names, **kwargs))[1])
+    generate.evaluate_workdir(config, workdir)
+    assert titles == [("HUFL", "OT")]
+    drawn = sorted(p.name for p in (workdir / "plots").iterdir())
+    assert drawn == ["acf.png", "kde.png", "loss.png", "psd.png", "tsne.png"]
+    assert (workdir / "plots" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_weight_decay_only_on_kernels():

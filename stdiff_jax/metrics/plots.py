@@ -1,4 +1,5 @@
-"""Qualitative plots of real vs generated windows: ACF, PSD, t-SNE and kernel density (PNG).
+"""Qualitative plots of real vs generated windows: ACF, PSD, t-SNE and kernel density (PNG); and
+the loss curve of a training run.
 
 matplotlib and scikit-learn are the optional extra `plots`; they are imported only when a plot
 is drawn. t-SNE and the density follow TimeGAN's `visualization` (as in Diffusion-TS): each
@@ -7,7 +8,9 @@ each set are drawn at random, t-SNE uses perplexity 40 and 300 iterations.
 """
 
 import importlib
+import json
 import os
+import pathlib
 
 import numpy as np
 import scipy.stats
@@ -141,3 +144,25 @@ def save_plots(real, fake, outdir, names=None, max_points=1000, seed=0):
         fig.savefig(path, dpi=100)
         paths.append(path)
     return paths
+
+
+def save_loss_curve(metric_log, outdir):
+    """Writes loss.png into `outdir`: the training loss (the mean over each logging interval) and
+    the validation loss against the step, read from a run's metrics.jsonl. Returns its path."""
+    figure_cls = _require("matplotlib.figure").Figure
+    rows = [json.loads(line) for line in pathlib.Path(metric_log).read_text().splitlines() if line]
+    fig = figure_cls(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    curves = (("loss", "training loss", dict(color="tab:blue")),
+              ("val_loss", "validation loss", dict(color="tab:orange", marker="o")))
+    for key, label, style in curves:
+        steps = [r["step"] for r in rows if key in r]
+        ax.plot(steps, [r[key] for r in rows if key in r], label=label, **style)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    os.makedirs(outdir, exist_ok=True)
+    path = os.path.join(outdir, "loss.png")
+    fig.savefig(path, dpi=100)
+    return path

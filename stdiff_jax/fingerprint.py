@@ -1,0 +1,110 @@
+"""A workdir belongs to one data set and one network shape: workdir/fingerprint.json records both.
+
+  data   the data set (a registered name, or csv:/npy: with the file's resolved path), the
+         windows' shape, a sha256 of the windows and the min-max scaler;
+  model  the series (L, K) and video shapes, the network's size settings, its parameter count
+         and a sha256 of its parameter shapes.
+
+The first training run writes the record (a workdir from before records gets its next run's). A
+later run compares its own before it touches the workdir: other data stops it (`WorkdirMismatch`)
+unless it resumes anyway with --allow_workdir_mismatch, and another network always stops it (its
+checkpoints cannot be restored into that network). A workdir without checkpoints has nothing to
+protect: its record is replaced.
+"""
+
+import hashlib
+import json
+import pathlib
+
+import jax
+import numpy as np
+from absl import logging
+
+from stdiff_jax import trained
+from stdiff_jax.data.loaders import custom_file
+from stdiff_jax.errors import UserError
+from stdiff_jax.mesh import make_mesh
+
+FILE = "fingerprint.json"
+OVERRIDE = "--allow_workdir_mismatch"
+SIZE_KEYS = ("patch_freq", "depth", "hidden", "heads", "mlp_ratio")
+DIGEST_CHARS = 16
+
+
+class WorkdirMismatch(UserError):
+    """The workdir was trained on other data or holds another network."""
+
+
+def _digest(data):
+    return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
+
+
+def resolved_data_name(name):
+    """A data set's name with a csv:/npy: path made absolute, so a relative path from another
+    folder still names the same file."""
+    path = custom_file(name)
+    return name if path is None else f"{name.partition(':')[0]}:{path.resolve()}"
+
+
+def of_data(dataset):
+    """The data part of the record, for a `stdiff_jax.data.Dataset`."""
+    return {"name": resolved_data_name(dataset.name), "windows": list(dataset.windows.shape),
+            "windows_sha256": _digest(np.ascontiguousarray(dataset.windows)),
+            "scaler_min": dataset.scaler.min.tolist(), "scaler_max": dataset.scaler.max.tolist()}
+
+
+def of_model(config, series_shape):
+    """The model part of the record: what the network of `config` for series (L, K) looks like."""
+    model, video_shape = trained.build_model(config, tuple(series_shape), stats=None)
+    params = trained.abstract_params(model, video_shape, make_mesh())
+    shapes = [f"{jax.tree_util.keystr(path)}{leaf.shape}"
+              for path, leaf in jax.tree_util.tree_leaves_with_path(params)]
+    return {"series": list(series_shape), "video": list(video_shape),
+            **{key: config.model[key] for key in SIZE_KEYS},
+            "parameters": int(sum(leaf.size for leaf in jax.tree.leaves(params))),
+            "parameter_shapes_sha256": _digest("\n".join(shapes).encode())}
+
+
+def _differences(recorded, current):
+    """'key: recorded X, this run Y' for every key whose values differ."""
+    return [f"{key}: recorded {recorded.get(key)}, this run {current.get(key)}"
+            for key in sorted(recorded.keys() | current.keys())
+            if recorded.get(key) != current.get(key)]
+
+
+def check(workdir, current, allow_data_mismatch=False):
+    """Raises WorkdirMismatch when the record of a workdir with checkpoints differs from `current`
+    ({"data": of_data(...), "model": of_model(...)}, either part may be left out).
+
+    Different data is only a warning with `allow_data_mismatch`; a different model never is.
+    """
+    path = pathlib.Path(workdir) / FILE
+    if not path.exists() or not trained.checkpoint_steps(workdir):
+        return
+    recorded = json.loads(path.read_text())
+    workdir = pathlib.Path(workdir).resolve()
+    model = _differences(recorded.get("model", {}), current["model"]) if "model" in current else []
+    if model:
+        raise WorkdirMismatch(
+            f"The workdir {workdir} holds another network than this run builds ("
+            f"{'; '.join(model)}), so its checkpoints cannot be restored. Use another --workdir "
+            f"for this config, or run with the config the workdir was trained with (its "
+            f"config.json).")
+    data = _differences(recorded.get("data", {}), current["data"]) if "data" in current else []
+    if data and allow_data_mismatch:
+        logging.warning("The workdir %s was trained on other data (%s); resuming anyway (%s).",
+                        workdir, "; ".join(data), OVERRIDE)
+    elif data:
+        raise WorkdirMismatch(
+            f"The workdir {workdir} was trained on other data than this run's ({'; '.join(data)}). "
+            f"Use another --workdir for this data (the default one is named after the data set), "
+            f"or pass {OVERRIDE} to resume the trained model on this data anyway (it keeps the "
+            f"recorded data's scaler and video statistics).")
+
+
+def record(workdir, current):
+    """Writes `current` as the workdir's record, unless the workdir has checkpoints and a record
+    (then the record is the first run's, which `check` compared against)."""
+    path = pathlib.Path(workdir) / FILE
+    if jax.process_index() == 0 and not (path.exists() and trained.checkpoint_steps(workdir)):
+        path.write_text(json.dumps(current, indent=2) + "\n")
