@@ -9,22 +9,32 @@ the workdir: checkpoints/, config.json, metrics.jsonl, samples_unit.npy ([0, 1])
 (original units), metrics.json and plots/. On a multi-host system (TPU pod, SLURM, MPI) every host
 runs the same command; `jax.distributed.initialize()` is called when the environment asks for it.
 Repeat runs start faster with a persistent compilation cache: JAX_COMPILATION_CACHE_DIR=DIR.
+Also in the workdir: samples.csv (original units, the data's column names), fingerprint.json (the
+data and network the workdir belongs to: another run stops before touching it) and
+damaged_checkpoints/ (checkpoints that failed to read, moved aside). A problem with the data,
+config or workdir is printed as one paragraph, without a traceback, with exit status 2.
 """
 
+import logging as std_logging
 import os
+import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from stdiff_jax import checkpoint, generate, train
+from stdiff_jax import checkpoint, errors, generate, train
+from stdiff_jax.data.loaders import custom_file
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:smoke.",
                                 lock_config=True)
-flags.DEFINE_string("workdir", None, "Run directory; default workdirs/<config name>.")
+flags.DEFINE_string("workdir", None, "Run directory; default workdirs/<data set>_L<seq_len>"
+                    "[_<variant>], the data set being a csv:/npy: file's stem.")
 flags.DEFINE_enum("mode", "all", ["train", "sample", "evaluate", "all"], "What to run.")
 flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize() (multi-host); default: "
                   "when JAX_COORDINATOR_ADDRESS, SLURM or Open MPI launch variables say so.")
+flags.DEFINE_bool("allow_workdir_mismatch", False, "Resume (or score) a workdir trained on other "
+                  "data anyway; the network must still match.")
 flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 
@@ -34,6 +44,81 @@ def launched_multi_process():
     env = os.environ
     return bool(env.get("JAX_COORDINATOR_ADDRESS")) or any(
         int(env.get(name, "1")) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+
+
+class NoLibtpuNote(std_logging.Filter):
+    """Drops JAX's INFO line "Unable to initialize backend 'tpu': ... Failed to open libtpu.so" that
+    opens every run on a machine without libtpu: no TPU is usable there, and JAX warns by itself
+    when it sees TPU hardware without libtpu. Other backend failures are still shown."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not (record.levelno < std_logging.WARNING and "backend 'tpu'" in message
+                    and "Failed to open libtpu.so" in message)
+
+
+def default_workdir(config):
+    """workdirs/<data set>_L<seq_len>[_<variant>] of the final config (after --config overrides),
+    the data set being a csv:/npy: file's stem: other data gets another workdir."""
+    path = custom_file(config.data.name)
+    data = config.data.name if path is None else path.stem
+    return os.path.join("workdirs", "_".join(filter(None, [data, f"L{config.data.seq_len}",
+                                                           config.get("variant", "")])))
+
+
+def exit_with_user_error(message):
+    """Prints a user error's paragraph (no traceback: it is not a bug) and exits with status 2."""
+    print(f"Error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def unknown_field_message(error, argv):
+    """The paragraph for an unknown --config.FIELD: ml_collections raises
+    AttributeError(KeyError("'field'\nDid you mean ...?")) from the locked config."""
+    key, _, hint = str(error.args[0].args[0]).partition("\n")
+    field = key.strip("'")
+    overrides = [a for a in argv[1:]
+                 if a.startswith("--config.") and field in a.partition("=")[0].split(".")]
+    where = f" in {', '.join(overrides)}" if overrides else ""
+    return f"Unknown config field {key}{where}. {hint}".strip()
+
+
+def first_user_error(error):
+    """The first UserError raised in an exception chain, else None: ml_collections re-raises a
+    config file's error with its traceback as the message, and absl wraps that again."""
+    first = None
+    while error is not None:
+        first = error if isinstance(error, errors.UserError) else first
+        error = error.__cause__ or error.__context__
+    return first
+
+
+def parse_flags(argv):
+    """absl's flag parsing, with a bad config (missing file, unknown field, bad value or variant)
+    a user error."""
+    try:
+        remaining = FLAGS(argv)
+        FLAGS.config.get("name")  # a config file that failed to load raises when first read
+        return remaining
+    except AttributeError as e:
+        if not (e.args and isinstance(e.args[0], KeyError)):
+            raise
+        exit_with_user_error(unknown_field_message(e, argv))
+    except (flags.Error, errors.UserError, OSError) as e:
+        exit_with_user_error(first_user_error(e) or e)
+
+
+def reporting_user_errors(main_fn):
+    """main_fn, with a UserError printed by `exit_with_user_error`; other errors keep their
+    traceback."""
+
+    def run(argv):
+        try:
+            return main_fn(argv)
+        except errors.UserError as e:
+            exit_with_user_error(e)
+
+    return run
 
 
 def print_scores(scores):
@@ -48,19 +133,22 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
     logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
+    std_logging.getLogger("jax._src.xla_bridge").addFilter(NoLibtpuNote())
     if FLAGS.distributed or (FLAGS.distributed is None and launched_multi_process()):
         jax.distributed.initialize()
     config = FLAGS.config
-    workdir = os.path.abspath(FLAGS.workdir or os.path.join("workdirs", config.name))
+    workdir = os.path.abspath(FLAGS.workdir or default_workdir(config))
     logging.info("workdir: %s (mode %s, process %d of %d, %d devices)", workdir,
                  FLAGS.mode, jax.process_index(), jax.process_count(), jax.device_count())
     if FLAGS.mode in ("train", "all"):
-        train.train_and_evaluate(config, workdir)
+        train.train_and_evaluate(config, workdir,
+                                 allow_workdir_mismatch=FLAGS.allow_workdir_mismatch)
     if FLAGS.mode in ("sample", "all"):
         generate.sample_to_workdir(config, workdir)
     if FLAGS.mode in ("evaluate", "all"):
-        print_scores(generate.evaluate_workdir(config, workdir))
+        print_scores(generate.evaluate_workdir(
+            config, workdir, allow_workdir_mismatch=FLAGS.allow_workdir_mismatch))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(reporting_user_errors(main), flags_parser=parse_flags)

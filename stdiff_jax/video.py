@@ -89,16 +89,67 @@ def video_to_series(v, n_fft, hop, length, window="hann", center=True):
     return jnp.swapaxes(residual, 1, 2) + jnp.einsum("lt,btk->blk", upsample, trend_frames)
 
 
-@dataclasses.dataclass(frozen=True)
-class VideoNormalizer:
-    """Per-(frequency, covariate, channel) standardisation, fitted on the training set.
+def video_matrix(length, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann", center=True):
+    """(T, F, 3, L) float64: `series_to_video` of one covariate as a matrix (the map is linear)."""
+    impulses = np.eye(length, dtype=np.float32)[:, :, None]  # (L, L, 1): series j is impulse j
+    v = series_to_video(impulses, n_fft, hop, ema_alpha, window, center)  # (L, T, F, 1, 3)
+    return np.moveaxis(np.asarray(v, np.float64)[:, :, :, 0, :], 0, -1)  # (T, F, 3, L)
 
-    Channels with (near) zero spread, such as the imaginary part of the DC bin, keep std 1 so
-    they stay exactly invertible instead of blowing up.
+
+@dataclasses.dataclass(frozen=True)
+class LeastSquaresDecoder:
+    """Video -> the series whose video is nearest to it in the normalised metric.
+
+    A video is a ~6x redundant linear image of its series (L = 24: 8 x 6 x 3 numbers per covariate
+    for 24 samples), so a generated video is in general no series' video. `video_to_series` reads
+    one left inverse (the overlap-add of the STFT plus the mean trend copy), in which inconsistent
+    frames cancel; this decoder instead takes, per covariate k, the weighted least-squares series
+        x_k = argmin_x || (A x - v_k) / std_k ||^2,   A = `video_matrix`,
+    the metric the network is trained in (its loss is an MSE of normalised videos). On a consistent
+    video both decoders agree, and decoding then encoding is the orthogonal projection onto the
+    consistent normalised videos in that metric. "Agree" up to float32 rounding weighted by that
+    metric: elements with tiny spread (sines' near-empty high bins, per-frame std ~1.6e-4) are
+    encoded with errors of ~1e-3 of their std, which the decoder trusts like any other element:
+    up to 2e-3 in model units on sines, far below a trained network's error.
     """
 
-    mean: np.ndarray  # (F, K, 3)
-    std: np.ndarray  # (F, K, 3)
+    matrix: np.ndarray  # (K, L, T, F, 3): per covariate, denormalised video -> series
+
+    @classmethod
+    def fit(cls, normalizer, length, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann",
+            center=True):
+        a = video_matrix(length, n_fft, hop, ema_alpha, window, center)  # (T, F, 3, L)
+        t, f = a.shape[:2]
+        num_k = np.shape(normalizer.std)[-2]
+        weights = np.broadcast_to(np.asarray(normalizer.std, np.float64) ** -2.0, (t, f, num_k, 3))
+        a_flat = a.reshape(-1, length)  # (T F 3, L)
+        rows = []
+        for k in range(num_k):
+            w = weights[:, :, k, :].reshape(-1)  # (T F 3,), the order of a_flat's rows
+            weighted = a_flat.T * w  # (L, T F 3)
+            rows.append(np.linalg.solve(weighted @ a_flat, weighted))  # (L, T F 3)
+        matrix = np.stack(rows).reshape(num_k, length, t, f, 3)
+        return cls(matrix=matrix.astype(np.float32))
+
+    def decode(self, v):
+        """(B, T, F, K, 3) denormalised videos -> (B, L, K) series."""
+        return jnp.einsum("kltfc,btfkc->blk", self.matrix, v)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoNormalizer:
+    """Per-element standardisation of videos, fitted on the training set.
+
+    Per frame (mean and std of shape (T, F, K, 3)) or pooled over frames ((F, K, 3)); both
+    broadcast against (B, T, F, K, 3). Per frame matters where windows are not stationary along
+    time: every sines window starts near 0.5, so frame 0 varies ~1/10 as much as the last frames,
+    and a pooled std leaves that direction at ~1/100 of unit variance, resolved only in the last
+    sampler steps. Elements with (near) zero spread, such as the imaginary part of the DC bin,
+    keep std 1 so they stay exactly invertible instead of blowing up.
+    """
+
+    mean: np.ndarray  # (T, F, K, 3) or (F, K, 3)
+    std: np.ndarray  # like mean
 
     def normalize(self, v):
         return (v - self.mean) / self.std
@@ -161,9 +212,19 @@ def _correlation(cov):
     return np.clip(cov / np.outer(scale, scale), -1.0, 1.0)
 
 
+NORMALIZERS = ("frame", "pooled")
+
+
 def fit_video_statistics(windows, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann",
-                         center=True, chunk_size=2048):
-    """Normaliser and attention statistics of the videos of `windows` (N, L, K), streamed in chunks."""
+                         center=True, chunk_size=2048, normalizer="pooled"):
+    """Normaliser and attention statistics of the videos of `windows` (N, L, K), streamed in chunks.
+
+    normalizer: "frame" (statistics per frame) or "pooled" (over frames), see `VideoNormalizer`.
+    """
+    if normalizer not in NORMALIZERS:
+        raise ValueError(f"Unknown video normaliser {normalizer!r}; use one of {NORMALIZERS} "
+                         f"(config.video.normalizer).")
+    pooled_axes = (0, 1) if normalizer == "pooled" else (0,)
     windows = np.asarray(windows, np.float32)
     if windows.ndim != 3 or not np.all(np.isfinite(windows)):
         raise ValueError(f"fit_video_statistics needs finite (N, L, K) windows, got {windows.shape}.")
@@ -175,9 +236,9 @@ def fit_video_statistics(windows, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, windo
     cov_moments, freq_moments = _Moments(num_k), _Moments(num_f)
     for start in range(0, len(windows), chunk_size):
         video = np.asarray(to_video(windows[start:start + chunk_size]), np.float64)  # (b, T, F, K, 3)
-        channel_sum = channel_sum + video.sum((0, 1))
-        channel_sq = channel_sq + (video ** 2).sum((0, 1))
-        count += video.shape[0] * video.shape[1]
+        channel_sum = channel_sum + video.sum(pooled_axes)
+        channel_sq = channel_sq + (video ** 2).sum(pooled_axes)
+        count += video.shape[0] * (video.shape[1] if normalizer == "pooled" else 1)
         cov_moments.add(np.moveaxis(video[..., :2], 3, -1).reshape(-1, num_k))
         log_mag = np.log(np.hypot(video[..., 0], video[..., 1]) + LOG_MAGNITUDE_EPS)  # (b, T, F, K)
         freq_moments.add(np.moveaxis(log_mag, 2, -1).reshape(-1, num_f))
