@@ -11,13 +11,15 @@ command-line override fails instead of being ignored.
 
 import ml_collections
 
+from stdiff_jax.errors import UserError
 from stdiff_jax.models import sizes
 
 
 def base_config():
     """Paper settings (Section 5, Table 4) where the paper gives them; documented choices elsewhere."""
     c = ml_collections.ConfigDict()
-    c.name = ""  # Set by make_config: names the default workdir.
+    c.name = ""  # Set by make_config: <data set>_L<seq_len>[_<variant>], the run's name.
+    c.variant = ""  # Set by make_config: "cpu", "smoke" or "" (part of the default workdir).
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "sines"
@@ -95,10 +97,10 @@ def parse_variants(arg):
         elif not eq and token in sizes.CPU_SIZES:
             flags.add(token)
         else:
-            raise ValueError(f"Unknown config variant {token!r}; use seq_len=N, "
-                             f"{', '.join(sizes.CPU_SIZES)} (comma-separated).")
+            raise UserError(f"Unknown config variant {token!r}; use seq_len=N, "
+                            f"{', '.join(sizes.CPU_SIZES)} (comma-separated).")
     if len(flags) > 1:
-        raise ValueError(f"Choose one of the variants {sorted(flags)}, not several.")
+        raise UserError(f"Choose one of the variants {sorted(flags)}, not several.")
     return values, flags
 
 
@@ -139,6 +141,7 @@ def make_config(dataset, arg=None, default_seq_len=24):
         c.eval.metrics = ("correlational",)
         c.eval.plots = False
     c.name = "_".join(filter(None, [dataset, f"L{c.data.seq_len}", variant]))
+    c.variant = variant
     c.lock()
     return c
 

@@ -1,11 +1,18 @@
-"""Errors a user can fix, told apart from bugs.
+"""Errors a user can fix, told apart from bugs, and how the command line reports them.
 
 `UserError` marks a problem with what the user gave (the data, the config, a missing file, a
 workdir that is damaged or belongs to another run) whose message already says what is wrong and
-what to do. The command line prints that message alone and exits with status 2; any other
-exception is a bug and keeps its traceback. The classes also derive from the built-in types the
-errors had before (ValueError, FileNotFoundError), so existing `except` clauses still catch them.
+what to do. The command line prints that message alone and exits with status 2
+(`reporting_user_errors`, `flags_parser`); any other exception is a bug and keeps its traceback.
+The classes also derive from the built-in types the errors had before (ValueError,
+FileNotFoundError), so existing `except` clauses still catch them.
 """
+
+import sys
+
+from absl import flags
+
+USER_ERROR_STATUS = 2
 
 
 class UserError(ValueError):
@@ -14,3 +21,63 @@ class UserError(ValueError):
 
 class MissingFileError(UserError, FileNotFoundError):
     """A file the run needs (data, config.json, checkpoints, samples) does not exist."""
+
+
+def exit_with_user_error(message):
+    """Prints a user error's paragraph (no traceback: it is not a bug) and exits with status 2."""
+    print(f"Error: {message}", file=sys.stderr)
+    sys.exit(USER_ERROR_STATUS)
+
+
+def reporting_user_errors(main_fn):
+    """main_fn(argv), with a UserError reported by `exit_with_user_error`; any other error keeps
+    its traceback."""
+
+    def run(argv):
+        try:
+            return main_fn(argv)
+        except UserError as e:
+            exit_with_user_error(e)
+
+    return run
+
+
+def unknown_field_message(error, argv):
+    """The paragraph for an unknown --config.FIELD, from what ml_collections raises for it:
+    AttributeError(KeyError("'field'\\nDid you mean ...?"))."""
+    key, _, hint = str(error.args[0].args[0]).partition("\n")
+    field = key.strip("'")
+    overrides = [a for a in argv[1:]
+                 if a.startswith("--config.") and field in a.partition("=")[0].split(".")]
+    where = f" in {', '.join(overrides)}" if overrides else ""
+    return f"Unknown config field {key}{where}. {hint}".strip()
+
+
+def first_user_error(error):
+    """The first UserError raised in an exception chain, else None: ml_collections re-raises a
+    config file's error with its traceback as the message, and absl wraps that again."""
+    first = None
+    while error is not None:
+        first = error if isinstance(error, UserError) else first
+        error = error.__cause__ or error.__context__
+    return first
+
+
+def flags_parser(flag_values):
+    """A `flags_parser` for absl's app.run: parses `flag_values` (which define a `config` flag)
+    and reports a bad flag or config (a missing config file, an unknown field, a bad value or
+    variant) by `exit_with_user_error`."""
+
+    def parse(argv):
+        try:
+            remaining = flag_values(argv)
+            flag_values.config.get("name")  # a config file that failed to load raises when read
+            return remaining
+        except AttributeError as e:
+            if not (e.args and isinstance(e.args[0], KeyError)):
+                raise
+            exit_with_user_error(unknown_field_message(e, argv))
+        except (flags.Error, UserError, OSError) as e:
+            exit_with_user_error(first_user_error(e) or e)
+
+    return parse

@@ -17,7 +17,6 @@ config or workdir is printed as one paragraph, without a traceback, with exit st
 
 import logging as std_logging
 import os
-import sys
 
 import jax
 from absl import app, flags, logging
@@ -66,61 +65,6 @@ def default_workdir(config):
                                                            config.get("variant", "")])))
 
 
-def exit_with_user_error(message):
-    """Prints a user error's paragraph (no traceback: it is not a bug) and exits with status 2."""
-    print(f"Error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def unknown_field_message(error, argv):
-    """The paragraph for an unknown --config.FIELD: ml_collections raises
-    AttributeError(KeyError("'field'\nDid you mean ...?")) from the locked config."""
-    key, _, hint = str(error.args[0].args[0]).partition("\n")
-    field = key.strip("'")
-    overrides = [a for a in argv[1:]
-                 if a.startswith("--config.") and field in a.partition("=")[0].split(".")]
-    where = f" in {', '.join(overrides)}" if overrides else ""
-    return f"Unknown config field {key}{where}. {hint}".strip()
-
-
-def first_user_error(error):
-    """The first UserError raised in an exception chain, else None: ml_collections re-raises a
-    config file's error with its traceback as the message, and absl wraps that again."""
-    first = None
-    while error is not None:
-        first = error if isinstance(error, errors.UserError) else first
-        error = error.__cause__ or error.__context__
-    return first
-
-
-def parse_flags(argv):
-    """absl's flag parsing, with a bad config (missing file, unknown field, bad value or variant)
-    a user error."""
-    try:
-        remaining = FLAGS(argv)
-        FLAGS.config.get("name")  # a config file that failed to load raises when first read
-        return remaining
-    except AttributeError as e:
-        if not (e.args and isinstance(e.args[0], KeyError)):
-            raise
-        exit_with_user_error(unknown_field_message(e, argv))
-    except (flags.Error, errors.UserError, OSError) as e:
-        exit_with_user_error(first_user_error(e) or e)
-
-
-def reporting_user_errors(main_fn):
-    """main_fn, with a UserError printed by `exit_with_user_error`; other errors keep their
-    traceback."""
-
-    def run(argv):
-        try:
-            return main_fn(argv)
-        except errors.UserError as e:
-            exit_with_user_error(e)
-
-    return run
-
-
 def print_scores(scores):
     """metric  mean +- 95% interval  (repeats), one line each."""
     width = max(map(len, scores))
@@ -151,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(reporting_user_errors(main), flags_parser=parse_flags)
+    app.run(errors.reporting_user_errors(main), flags_parser=errors.flags_parser(FLAGS))

@@ -1,5 +1,6 @@
 """The command line, run as a user runs it: `python -m stdiff_jax.main ...` in a subprocess."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -9,12 +10,15 @@ import sys
 import numpy as np
 import pytest
 
+from stdiff_jax.data import tables
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_main(*args, cwd=REPO, timeout=600):
+def run_main(*args, cwd=REPO, timeout=600, **env_vars):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
                XLA_FLAGS="--xla_backend_optimization_level=0")  # halves compile time
+    env.update(env_vars)
     return subprocess.run([sys.executable, "-m", "stdiff_jax.main", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -22,22 +26,70 @@ def run_main(*args, cwd=REPO, timeout=600):
 def test_config_typo_fails_naming_the_field(tmp_path):
     proc = run_main(f"--config={REPO}/configs/sines.py:smoke", f"--workdir={tmp_path}",
                     "--config.train.num_stepz=3")
-    assert proc.returncode != 0
-    assert "num_stepz" in proc.stderr and 'Did you mean "num_steps"' in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr == ("Error: Unknown config field 'num_stepz' in --config.train.num_stepz=3. "
+                           'Did you mean "num_steps" instead of "num_stepz"?\n')
     assert not (tmp_path / "config.json").exists()  # failed before doing anything
 
 
 def test_default_workdir_and_a_clear_error_without_samples(tmp_path):
-    proc = run_main(f"--config={REPO}/configs/sines.py:smoke", "--mode=evaluate", cwd=tmp_path)
-    assert proc.returncode != 0
+    # JAX probes every backend (TPU too) when JAX_PLATFORMS is unset, as on a user's machine.
+    proc = run_main(f"--config={REPO}/configs/sines.py:smoke", "--mode=evaluate", cwd=tmp_path,
+                    JAX_PLATFORMS="")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     workdir = tmp_path / "workdirs" / "sines_L24_smoke"
     assert f"workdir: {workdir}" in proc.stderr
-    assert f"No samples at {workdir / 'samples_unit.npy'}" in proc.stderr
+    assert f"Error: No samples at {workdir / 'samples_unit.npy'}" in proc.stderr
+    assert "libtpu" not in proc.stderr
+
+
+def test_default_workdir_is_named_after_the_data_and_a_failed_run_writes_nothing(tmp_path):
+    proc = run_main(f"--config={REPO}/configs/etth.py:smoke", "--config.data.name=csv:ETTh2.csv",
+                    cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"workdir: {tmp_path / 'workdirs' / 'ETTh2_L24_smoke'}" in proc.stderr
+    assert "Error: No data file at ETTh2.csv" in proc.stderr
+    assert not (tmp_path / "workdirs").exists()
+
+
+def test_sampling_without_checkpoints_creates_nothing(tmp_path):
+    proc = run_main(f"--config={REPO}/configs/sines.py:smoke", f"--workdir={tmp_path / 'run'}",
+                    "--mode=sample")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"Error: No checkpoint in {tmp_path / 'run' / 'checkpoints'}: train first" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_indivisible_batch_is_a_user_error(tmp_path):
+    proc = run_main(f"--config={REPO}/configs/sines.py:smoke", f"--workdir={tmp_path / 'run'}",
+                    "--config.train.batch_size=12", "--mode=train",
+                    XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Error: config.train.batch_size=12 does not split evenly over the 8 devices" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_user_errors_exit_with_status_2_and_bugs_keep_their_traceback(capsys):
+    from stdiff_jax import errors
+
+    def user_error(argv):
+        raise errors.MissingFileError("No data file at x.csv.")
+
+    def bug(argv):
+        raise KeyError("a bug")
+
+    with pytest.raises(SystemExit) as exit_:
+        errors.reporting_user_errors(user_error)([])
+    assert exit_.value.code == 2 and capsys.readouterr().err == "Error: No data file at x.csv.\n"
+    with pytest.raises(KeyError, match="a bug"):
+        errors.reporting_user_errors(bug)([])
 
 
 @pytest.mark.slow
 def test_smoke_run_trains_checkpoints_samples_and_scores(tmp_path):
-    proc = run_main("--config=configs/sines.py:smoke", f"--workdir={tmp_path}")
+    plots = importlib.util.find_spec("matplotlib") and importlib.util.find_spec("sklearn")
+    proc = run_main("--config=configs/sines.py:smoke", f"--workdir={tmp_path}",
+                    f"--config.eval.plots={bool(plots)}")
     assert proc.returncode == 0, proc.stderr[-5000:]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "loss" in r]
@@ -51,8 +103,15 @@ def test_smoke_run_trains_checkpoints_samples_and_scores(tmp_path):
     unit, raw = np.load(tmp_path / "samples_unit.npy"), np.load(tmp_path / "samples.npy")
     assert unit.shape == raw.shape == (64, 24, 5) and np.all(np.isfinite(unit))
     np.testing.assert_allclose(raw, unit, rtol=1e-6)  # the sines' scaler is the identity
+    table, names = tables.read_csv(tmp_path / "samples.csv")  # the csv loader reads it back
+    assert names == ["window", "t"] + [f"sine_{k}" for k in range(5)]
+    np.testing.assert_array_equal(table[:, :2], np.stack(np.divmod(np.arange(64 * 24), 24), 1))
+    np.testing.assert_array_equal(table[:, 2:].reshape(raw.shape).astype(np.float32), raw)
 
     scores = json.loads((tmp_path / "metrics.json").read_text())
     assert list(scores) == ["correlational"] and len(scores["correlational"]["values"]) == 2
     assert np.isfinite(scores["correlational"]["mean"])
     assert proc.stdout.startswith("correlational  ")
+    if plots:
+        assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+            "acf.png", "kde.png", "loss.png", "psd.png", "tsne.png"]
