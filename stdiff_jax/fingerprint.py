@@ -65,9 +65,16 @@ def of_model(config, series_shape):
             "parameter_shapes_sha256": _digest("\n".join(shapes).encode())}
 
 
+def _shown(value):
+    """A recorded value for a message: floats to 4 significant digits (the record keeps all)."""
+    if isinstance(value, list):
+        return f"[{', '.join(map(_shown, value))}]"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _differences(recorded, current):
     """'key: recorded X, this run Y' for every key whose values differ."""
-    return [f"{key}: recorded {recorded.get(key)}, this run {current.get(key)}"
+    return [f"{key}: recorded {_shown(recorded.get(key))}, this run {_shown(current.get(key))}"
             for key in sorted(recorded.keys() | current.keys())
             if recorded.get(key) != current.get(key)]
 
