@@ -18,9 +18,9 @@ TABLE4 = {
 # the system CPU users run instead; benchmarks/model_step.py measures it). On XLA:CPU the cost is
 # per token and small widths do not amortise it, so the lever is the token count: patch_freq 6 makes
 # one patch of all F = 6 bins at L = 24 (8 frames x 7 covariates = 56 tokens instead of 168), with
-# one block of width 48: ~1,290 samples/s on the idle 2-core machine (width 64 or two blocks of
-# width 32: ~960, too close). Re-measured on a faster machine of the same kind (2026-11-24): 2,459,
-# against 774 for two blocks of width 64 and 1,069 for two of width 48 (docs/results.md).
+# one block of width 48: 2,459 samples/s, against 1,069 for two blocks of width 48 and 774 for two
+# of width 64 (benchmarks/model_step.py, batch 256, the idle 2-core machine, 2026-11-24;
+# docs/results.md).
 # Longer L keep more frequency patches (F' = ceil(F / 6)).
 CPU_SIZES = {
     "cpu": dict(depth=1, hidden=48, heads=4, mlp_ratio=2.0, patch_freq=6),
