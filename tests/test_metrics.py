@@ -1,10 +1,16 @@
 """Tests of the benchmark metrics on small synthetic window sets.
 
 All training metrics share one window count and iteration count so that each jitted trainer
-compiles once for the whole file.
+compiles once per repeat count for the whole file. Run as a script (`python test_metrics.py
+repeats`), the file prints the scores of `short_repeats` as JSON, for the child process that
+checks them on several devices.
 """
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +23,10 @@ from stdiff_jax.metrics import correlational, fid, scan_train, ts2vec
 
 L, K, N = 24, 4, 256
 FID_ITERS, DISC_ITERS, PRED_ITERS = 25, 300, 1000
+SHORT = {"context_fid": {"iterations": FID_ITERS}, "discriminative": {"iterations": DISC_ITERS},
+         "predictive": {"iterations": PRED_ITERS}}
+REPEATS = 3
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def waves(n, seed):
@@ -218,10 +228,81 @@ def test_evaluate_reports_mean_and_t_interval_as_json(sets):
                                                                 for r in range(3)]
     values = [metrics.correlational_score(sets["real"], sets["same"], r) for r in range(3)]
     corr = result["correlational"]
-    assert corr["values"] == values
+    assert corr["values"] == pytest.approx(values, rel=1e-12)
     assert corr["mean"] == pytest.approx(np.mean(values))
     # t.ppf(0.975, 2) = 4.302653; sem uses the unbiased std.
     assert corr["ci95"] == pytest.approx(4.302653 * np.std(values, ddof=1) / np.sqrt(3), rel=1e-6)
+
+
+# ---- all repeats at once --------------------------------------------------------------------
+
+def slow_for(name):
+    """Context-FID's trainer takes tens of seconds to compile; the others a second or two."""
+    return pytest.param(name, marks=pytest.mark.slow) if name == "context_fid" else name
+
+
+@pytest.mark.parametrize("metric", [slow_for(m) for m in sorted(metrics.METRICS)])
+def test_repeats_at_once_score_what_each_seed_scores_alone(sets, metric):
+    seeds = list(range(REPEATS))
+    together = metrics.REPEATED[metric](sets["real"], sets["same"], seeds, **SHORT.get(metric, {}))
+    alone = [metrics.METRICS[metric](sets["real"], sets["same"], s, **SHORT.get(metric, {}))
+             for s in seeds]
+    # vmap batches the networks' matmuls, which may round differently from one network's, and
+    # a thousand training steps carry such differences into the fifth digit.
+    assert together == pytest.approx(alone, rel=1e-4, abs=1e-7)
+
+
+def test_ts2vec_repeats_train_on_their_own_draws():
+    data, seeds = waves(N, 1), [3, 4, 5]  # as many as REPEATS: the other tests' program
+    params, losses = ts2vec.fit_repeats(data, seeds, iterations=FID_ITERS)
+    _, alone = ts2vec.fit(data, 5, iterations=FID_ITERS)
+    assert jax.tree.leaves(params)[0].shape[0] == 3 and losses.shape == (3, FID_ITERS)
+    np.testing.assert_allclose(losses[2], alone, rtol=1e-5)
+    assert not np.allclose(losses[1], losses[2])
+
+
+@pytest.mark.parametrize("metric", [slow_for(m) for m in sorted(metrics.METRICS)])
+def test_second_evaluate_of_the_same_shapes_compiles_nothing(sets, metric):
+    """Another data set of the same shapes (fake with fewer windows than real) reuses every
+    program: no tracing, lowering or compilation events from JAX during the second call."""
+    def run(real, fake):
+        metrics.evaluate(real, fake, repeats=REPEATS, metrics=(metric,), options=SHORT)
+
+    run(sets["real"], sets["same"][:200])
+    events = []
+    listener = lambda event, duration, **kwargs: events.append(event)  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        run(sets["same"], sets["noise"][:200])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert [e for e in events if e.startswith("/jax/core/compile")] == []
+
+
+def short_repeats():
+    """`REPEATED` scores of every metric on two fixed wave sets, short trainings."""
+    real, fake = waves(N, 1), waves(N, 3)
+    return {m: metrics.REPEATED[m](real, fake, list(range(REPEATS)), **SHORT.get(m, {}))
+            for m in sorted(metrics.METRICS)}
+
+
+@pytest.mark.slow
+def test_repeats_score_the_same_on_several_devices():
+    """A child process with 3 CPU devices scores what this one (1 device) scores.
+
+    The child compiles everything anew (the persistent cache's keys include the device count).
+    """
+    assert jax.device_count() != 3
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+               XLA_FLAGS="--xla_force_host_platform_device_count=3")
+    proc = subprocess.run([sys.executable, __file__, "repeats"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    child = json.loads(proc.stdout.splitlines()[-1])
+    assert child.pop("devices") == 3
+    here = short_repeats()
+    for metric, values in here.items():
+        assert child[metric] == pytest.approx(values, rel=1e-6, abs=1e-9), metric
 
 
 # ---- plots ---------------------------------------------------------------------------------
@@ -247,3 +328,7 @@ def test_autocorrelation_and_psd_of_a_pure_tone():
     assert np.argmax(psd) == 3 and psd[3] > 1e3 * np.delete(psd, 3).max()
     acf = plots.autocorrelation(x)[0]
     assert acf[0] == pytest.approx(1.0) and acf[4] < -0.5  # half a period later: anticorrelated
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["repeats"]:
+    print(json.dumps({"devices": jax.device_count(), **short_repeats()}))

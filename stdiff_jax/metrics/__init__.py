@@ -1,20 +1,26 @@
 """The unconditional-generation benchmark metrics (Context-FID, correlational, discriminative,
-predictive), each `f(real, fake, seed) -> float` on (N, L, K) windows in [0, 1], lower is better.
+predictive), each `f(real, fake, seed) -> float` on (N, L, K) windows in [0, 1], lower is better,
+and `f(real, fake, seeds) -> [float]` (plural names) scoring every repeat at once.
 
 The plots live in `stdiff_jax.metrics.plots` (optional extra `plots`: matplotlib, scikit-learn).
 """
 
-from stdiff_jax.metrics.correlational import correlational_score
-from stdiff_jax.metrics.discriminative import discriminative_score
-from stdiff_jax.metrics.evaluate import METRICS, evaluate
-from stdiff_jax.metrics.fid import context_fid
-from stdiff_jax.metrics.predictive import predictive_score
+from stdiff_jax.metrics.correlational import correlational_score, correlational_scores
+from stdiff_jax.metrics.discriminative import discriminative_score, discriminative_scores
+from stdiff_jax.metrics.evaluate import METRICS, REPEATED, evaluate
+from stdiff_jax.metrics.fid import context_fid, context_fids
+from stdiff_jax.metrics.predictive import predictive_score, predictive_scores
 
 __all__ = [
     "METRICS",
+    "REPEATED",
     "context_fid",
+    "context_fids",
     "correlational_score",
+    "correlational_scores",
     "discriminative_score",
+    "discriminative_scores",
     "evaluate",
     "predictive_score",
+    "predictive_scores",
 ]

@@ -6,17 +6,25 @@ from absl import logging
 import numpy as np
 import scipy.stats
 
-from stdiff_jax.metrics.correlational import correlational_score
-from stdiff_jax.metrics.discriminative import discriminative_score
-from stdiff_jax.metrics.fid import context_fid
+from stdiff_jax.metrics.correlational import correlational_score, correlational_scores
+from stdiff_jax.metrics.discriminative import discriminative_score, discriminative_scores
+from stdiff_jax.metrics.fid import context_fid, context_fids
 from stdiff_jax.metrics.inputs import check_windows
-from stdiff_jax.metrics.predictive import predictive_score
+from stdiff_jax.metrics.predictive import predictive_score, predictive_scores
 
+# Each metric as `f(real, fake, seed) -> float`, and as `f(real, fake, seeds) -> [float]` with
+# all repeats computed at once (the trained metrics train their R networks in one program).
 METRICS = {
     "context_fid": context_fid,
     "correlational": correlational_score,
     "discriminative": discriminative_score,
     "predictive": predictive_score,
+}
+REPEATED = {
+    "context_fid": context_fids,
+    "correlational": correlational_scores,
+    "discriminative": discriminative_scores,
+    "predictive": predictive_scores,
 }
 
 
@@ -34,12 +42,15 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
 
     Args:
         real, fake: (N, L, K) windows in [0, 1] (generated ones mapped back with (x + 1) / 2).
-        repeats: independent repeats per metric (the protocol's 5); repeat r uses seed + r.
+        repeats: independent repeats per metric (the protocol's 5); repeat r uses seed + r and
+            scores what `METRICS[metric](real, fake, seed + r)` scores, but all repeats of a
+            metric are computed together.
         seed: base seed; the same seed gives the same numbers.
         metrics: names from `METRICS`, scored in the given order.
         options: optional `{metric name: keyword arguments}`, e.g. fewer iterations for a smoke
             run (`{"predictive": {"iterations": 100}}`); the defaults follow the protocol.
-        progress: optional callable `(metric, repeat, value)` called after every score.
+        progress: optional callable `(metric, repeat, value)` called for every score, once all
+            repeats of that metric are done.
 
     Returns:
         A JSON-serialisable dict `{metric: {"mean", "ci95", "values", "seconds"}}`.
@@ -52,10 +63,9 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
     results = {}
     for name in metrics:
         start = time.perf_counter()
-        values = []
-        for r in range(repeats):
-            value = METRICS[name](real, fake, seed + r, **options.get(name, {}))
-            values.append(value)
+        values = REPEATED[name](real, fake, [seed + r for r in range(repeats)],
+                                **options.get(name, {}))
+        for r, value in enumerate(values):
             logging.info("%s repeat %d/%d: %.6f", name, r + 1, repeats, value)
             if progress is not None:
                 progress(name, r, value)

@@ -87,19 +87,22 @@ def init_params(rng, features, hidden):
 
 
 @functools.partial(jax.jit, static_argnames="hidden")
-def train_discriminator(params, real, fake, real_idx, fake_idx, real_test, fake_test, *, hidden):
-    """Trains the real-vs-fake GRU classifier and returns its logits on the held-out windows.
+def train_discriminators(params, real, fake, real_idx, fake_idx, real_test, fake_test, *, hidden):
+    """Trains R real-vs-fake GRU classifiers side by side, one per leading row of the arguments
+    (all but the shared windows), and returns their logits on each one's held-out windows.
 
     Args:
-        params: initial parameters (`init_params`).
-        real, fake: (N_r, T, K), (N_f, T, K) training windows.
-        real_idx, fake_idx: (iterations, batch) indices of each step's batches.
-        real_test, fake_test: held-out windows to classify after training.
+        params: initial parameters (`init_params`), stacked over a leading repeat axis R.
+        real, fake: (N_r, T, K), (N_f, T, K) windows, shared by every repeat.
+        real_idx, fake_idx: (R, iterations, batch) indices of each step's training batches.
+        real_test, fake_test: (R, M_r), (R, M_f) indices of the windows to classify after
+            training.
         hidden: GRU state size.
 
     Returns:
-        `(logits_real_test (M_r, 1), logits_fake_test (M_f, 1), losses (iterations,))`. The loss
-        is TimeGAN's: mean BCE of the real batch (label 1) plus mean BCE of the fake batch.
+        `(logits_real_test (R, M_r, 1), logits_fake_test (R, M_f, 1), losses (R, iterations))`.
+        The loss is TimeGAN's: mean BCE of the real batch (label 1) plus mean BCE of the fake
+        batch.
     """
     model = PostHocGRU(hidden, per_step=False)
 
@@ -110,24 +113,29 @@ def train_discriminator(params, real, fake, real_idx, fake_idx, real_test, fake_
         return (optax.sigmoid_binary_cross_entropy(logit_real, jnp.ones_like(logit_real)).mean()
                 + optax.sigmoid_binary_cross_entropy(logit_fake, jnp.zeros_like(logit_fake)).mean())
 
-    params, _, losses = scan_train(loss_fn, params, optax.adam(LEARNING_RATE), (real_idx, fake_idx))
-    return model.apply(params, real_test), model.apply(params, fake_test), losses
+    def train(params, real_idx, fake_idx, real_test, fake_test):
+        params, _, losses = scan_train(loss_fn, params, optax.adam(LEARNING_RATE),
+                                       (real_idx, fake_idx))
+        return model.apply(params, real[real_test]), model.apply(params, fake[fake_test]), losses
+
+    return jax.vmap(train)(params, real_idx, fake_idx, real_test, fake_test)
 
 
 @functools.partial(jax.jit, static_argnames="hidden")
-def train_predictor(params, inputs, targets, idx, test_inputs, *, hidden):
-    """Trains the one-step-ahead GRU regressor with L1 loss and predicts `test_inputs`.
+def train_predictors(params, inputs, targets, idx, test_inputs, *, hidden):
+    """Trains R one-step-ahead GRU regressors side by side with L1 loss and predicts
+    `test_inputs` with each.
 
     Args:
-        params: initial parameters (`init_params`).
-        inputs: (N, T - 1, K - 1) first K-1 channels of steps 0..T-2.
+        params: initial parameters (`init_params`), stacked over a leading repeat axis R.
+        inputs: (N, T - 1, K - 1) first K-1 channels of steps 0..T-2, shared by every repeat.
         targets: (N, T - 1, 1) last channel of steps 1..T-1.
-        idx: (iterations, batch) indices of each step's batch.
+        idx: (R, iterations, batch) indices of each step's batch.
         test_inputs: (M, T - 1, K - 1) inputs to predict after training.
         hidden: GRU state size.
 
     Returns:
-        `(predictions (M, T - 1, 1) in (0, 1), losses (iterations,))`.
+        `(predictions (R, M, T - 1, 1) in (0, 1), losses (R, iterations))`.
     """
     model = PostHocGRU(hidden, per_step=True)
 
@@ -135,5 +143,8 @@ def train_predictor(params, inputs, targets, idx, test_inputs, *, hidden):
         pred = jax.nn.sigmoid(model.apply(params, inputs[batch_idx]))  # (B, T - 1, 1)
         return jnp.abs(targets[batch_idx] - pred).mean()
 
-    params, _, losses = scan_train(loss_fn, params, optax.adam(LEARNING_RATE), idx)
-    return jax.nn.sigmoid(model.apply(params, test_inputs)), losses
+    def train(params, idx):
+        params, _, losses = scan_train(loss_fn, params, optax.adam(LEARNING_RATE), idx)
+        return jax.nn.sigmoid(model.apply(params, test_inputs)), losses
+
+    return jax.vmap(train)(params, idx)

@@ -69,3 +69,8 @@ def epoch_batches(rng, n, batch, iterations):
     rows = [rng.permutation(n)[: per_epoch * batch].reshape(per_epoch, batch)
             for _ in range(epochs)]
     return np.concatenate(rows)[:iterations]
+
+
+def stack_repeats(draws):
+    """One pytree from per-repeat pytrees of host arrays, each leaf with a leading repeat axis."""
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *draws)

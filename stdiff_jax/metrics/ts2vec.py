@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stdiff_jax.metrics.scan_train import epoch_batches, scan_train
+from stdiff_jax.metrics.scan_train import epoch_batches, scan_train, stack_repeats
 
 HIDDEN = 64
 OUTPUT = 320
@@ -252,6 +252,13 @@ def _crop_loss(model, params, x, crop, key):
     return hierarchical_contrastive_loss(z1, z2, crop["length"])
 
 
+@functools.lru_cache(maxsize=None)
+def _param_shapes(channels, model):
+    # Tracing `model.init` takes a while, and every repeat of every call needs the same shapes.
+    return jax.eval_shape(model.init, jax.random.key(0),
+                          jax.ShapeDtypeStruct((1, 2, channels), jnp.float32))
+
+
 def init_params(rng, channels, model=TSEncoder()):
     """`model`'s parameters drawn on the host from its own (PyTorch default) initialisers.
 
@@ -259,8 +266,7 @@ def init_params(rng, channels, model=TSEncoder()):
     kernel's size without its output axis. Drawing them with numpy instead of `model.init` avoids
     compiling one XLA random op per tensor, which costs seconds on a CPU.
     """
-    shapes = jax.eval_shape(model.init, jax.random.key(0),
-                            jax.ShapeDtypeStruct((1, 2, channels), jnp.float32))
+    shapes = _param_shapes(channels, model)
 
     def draw(tree):
         if "kernel" not in tree:
@@ -272,10 +278,21 @@ def init_params(rng, channels, model=TSEncoder()):
     return draw(shapes)
 
 
+def _draws(rng, shape, iterations, batch):
+    """One repeat's host-side draws, in `TS2Vec.fit`'s order: weights, batches, crops."""
+    n, seq_len, channels = shape
+    params = init_params(rng, channels)
+    return params, epoch_batches(rng, n, batch, iterations), sample_crops(rng, seq_len, batch,
+                                                                          iterations)
+
+
 @jax.jit
-def _train(params, key, data, batch_idx, crops):
+@functools.partial(jax.vmap, in_axes=(0, 0, None, 0, 0))
+def _train(params, seed, data, batch_idx, crops):
+    # vmap over the repeat axis: every repeat's network in one program, compiled once, each of
+    # its ops R times the size one batch of 8 gives it.
     model = TSEncoder()
-    keys = jax.random.split(key, batch_idx.shape[0])
+    keys = jax.random.split(jax.random.key(seed), batch_idx.shape[0])
 
     def loss_fn(params, step):
         idx, crop, key = step
@@ -287,34 +304,46 @@ def _train(params, key, data, batch_idx, crops):
     return averaged, losses
 
 
-def fit(data, seed=0, iterations=None, batch_size=BATCH_SIZE):
-    """Trains a fresh TS2Vec encoder on windows `data` (N, L, K).
+def fit_repeats(data, seeds, iterations=None, batch_size=BATCH_SIZE):
+    """Trains one fresh TS2Vec encoder per seed on windows `data` (N, L, K), all in one program.
 
-    Returns `(averaged_params, losses)`: the weight average used for inference and the loss of
-    every iteration. `iterations=None` uses TS2Vec's default for the data size.
+    Repeat r draws from `np.random.default_rng(seeds[r])` exactly what a lone `fit` with that
+    seed draws. Returns `(averaged_params, losses)` with a leading repeat axis: the weight
+    averages used for inference and the loss of every iteration, (R, iterations).
+    `iterations=None` uses TS2Vec's default for the data size.
     """
     data = np.asarray(data, np.float32)
     if iterations is None:
         iterations = default_iterations(data.size)
     batch = min(batch_size, len(data))
-    rng = np.random.default_rng(seed)
-    params = init_params(rng, data.shape[-1])
-    batch_idx = epoch_batches(rng, len(data), batch, iterations)
-    crops = sample_crops(rng, data.shape[1], batch, iterations)
-    return _train(params, jax.random.key(seed), data, batch_idx, crops)
+    params, batch_idx, crops = stack_repeats(
+        [_draws(np.random.default_rng(seed), data.shape, iterations, batch) for seed in seeds])
+    return _train(params, np.asarray(seeds, np.uint32), data, batch_idx, crops)
+
+
+def fit(data, seed=0, iterations=None, batch_size=BATCH_SIZE):
+    """`fit_repeats` for the single seed `seed`, without the repeat axis."""
+    return jax.tree.map(lambda a: a[0], fit_repeats(data, [seed], iterations, batch_size))
 
 
 @jax.jit
-def _encode_chunk(params, x):  # (C, L, K) -> (C, OUTPUT)
+@functools.partial(jax.vmap, in_axes=(0, None))
+def _encode_chunk(params, x):  # (R, ...) params, (C, L, K) -> (R, C, OUTPUT)
     return TSEncoder().apply(params, x).max(axis=1)
 
 
-def encode(params, data):
-    """Full-series representations (N, 320): the encoder's output max-pooled over time."""
+def encode_repeats(params, data):
+    """Full-series representations (R, N, 320) of `data` under each of R encoders `params`
+    (a leading repeat axis, as `fit_repeats` returns them): outputs max-pooled over time."""
     data = np.asarray(data, np.float32)
-    chunk = min(ENCODE_CHUNK, len(data))
+    chunk = min(ENCODE_CHUNK, len(data))  # one chunk shape: the last chunk is zero-padded
     n_pad = -len(data) % chunk
     padded = np.concatenate([data, np.zeros((n_pad,) + data.shape[1:], data.dtype)])
     out = [np.asarray(_encode_chunk(params, padded[i:i + chunk]))
            for i in range(0, len(padded), chunk)]
-    return np.concatenate(out)[: len(data)]
+    return np.concatenate(out, axis=1)[:, : len(data)]
+
+
+def encode(params, data):
+    """Full-series representations (N, 320) of `data` under one encoder `params`."""
+    return encode_repeats(jax.tree.map(lambda a: a[None], params), data)[0]
