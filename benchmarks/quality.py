@@ -1,7 +1,8 @@
 """Sample quality at a fixed training budget: config variants A/B over data sets and seeds.
 
     python benchmarks/quality.py --datasets=stocks,etth --seeds=0,1 --repeats=3 \
-        --variants old=cpu+video.normalizer=pooled new=cpu --out=/tmp/quality.json
+        --variants pooled=cpu+video.normalizer=pooled frame=cpu+video.normalizer=frame \
+        --out=/tmp/quality.json
 
 A variant is NAME=VARIANTS[+key=value...]: the config variants of `configs/<dataset>.py`
 (e.g. `cpu` or `seq_len=64,cpu`) and dotted overrides, as on the command line of stdiff_jax.main.
@@ -10,8 +11,8 @@ the run trains for config.train.num_steps steps (the budget is counted in steps 
 the training's process CPU seconds, which other processes on a shared machine do not inflate),
 draws series with the sampler of --method / --steps (DPM-Solver++(2M), 20 steps, unless told
 otherwise), and scores them with the four metrics, --repeats times each. Variants that differ only
-in sampling settings share one training (workdirs are keyed by everything but config.sample,
-config.eval and config.video.decoder), and a finished training is reused. The CPU seconds include
+in sampling settings share one training (workdirs are keyed by everything but config.sample
+and config.eval), and a finished training is reused. The CPU seconds include
 data loading, statistics and compilation (with JAX_COMPILATION_CACHE_DIR set, a warm cache's).
 
 Prints one row per (variant, data set): training steps, training CPU seconds (mean over seeds),
@@ -76,10 +77,9 @@ def make_run_config(dataset, arg, overrides, seed, method, steps, repeats, num_s
 
 
 def training_key(config):
-    """A hash of every setting that changes the trained model (all but sample, eval and the
-    decoder, which only sampling reads)."""
+    """A hash of every setting that changes the trained model (all but sample and eval)."""
     d = json.loads(config.to_json_best_effort(sort_keys=True))
-    d.pop("sample"), d.pop("eval"), d["video"].pop("decoder")
+    d.pop("sample"), d.pop("eval")
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -33,8 +33,7 @@ def base_config():
     c.video.hop = 3
     c.video.ema_alpha = 0.2  # Not given by the paper.
     c.video.window = "hann"
-    c.video.normalizer = "pooled"  # "frame": statistics per frame; "pooled": over frames.
-    c.video.decoder = "istft"  # "least_squares": nearest series in the training metric; "istft".
+    c.video.normalizer = "pooled"  # "frame": statistics per frame (sines); "pooled": over frames.
 
     c.model = ml_collections.ConfigDict()
     c.model.patch_freq = 2
@@ -73,7 +72,6 @@ def base_config():
     c.sample.eta = 0.0
     c.sample.grid = "logsnr"  # Time grid of the sampler: "logsnr" (uniform in log-SNR) or "time".
     c.sample.clip_x0 = 5.0  # Clip predicted clean videos to +-this many normaliser stds; 0: off.
-    c.sample.project_x0 = False  # Project each clean prediction onto consistent videos.
     c.sample.num_samples = 0  # 0: as many as the data set has windows (the protocol).
     c.sample.chunk_size = 0  # 0: chosen from available memory.
     c.sample.use_ema = True

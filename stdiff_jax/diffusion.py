@@ -77,22 +77,6 @@ def predict_x0(z, eps_hat, logsnr):
     return (z - _per_sample(sigma, z.ndim) * eps_hat) / _per_sample(alpha, z.ndim)
 
 
-def projected_denoiser(denoise_fn, project):
-    """denoise_fn(z, logsnr) -> eps_hat with its clean prediction replaced by project(x0_hat).
-
-    The noise is recomputed to match, eps = (z - alpha P(x0_hat)) / sigma, so every sampler that
-    reads eps_hat or x0_hat steps towards the projected clean video.
-    """
-
-    def denoise(z, logsnr):  # (B, ...), (B,)
-        alpha, sigma = alpha_sigma(logsnr)
-        alpha, sigma = _per_sample(alpha, z.ndim), _per_sample(sigma, z.ndim)
-        x0_hat = project((z - sigma * denoise_fn(z, logsnr)) / alpha)
-        return (z - alpha * x0_hat) / sigma
-
-    return denoise
-
-
 def stft_magnitudes(video, normalizer=None):
     """|S| of the real and imaginary channels, in true scale: (B, T, F, K, 3) -> (B, T, F, K)."""
     if normalizer is not None:

@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, diffusion, fingerprint, sampling, trained
+from stdiff_jax import checkpoint, fingerprint, sampling, trained
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data.tables import write_windows_csv
 from stdiff_jax.errors import MissingFileError
@@ -47,19 +47,15 @@ SAMPLER_BUFFERS = 4  # Video-sized arrays the samplers carry besides the network
 # The sharded chunk sampler.
 # ------------------------------------------------------------------------------------------------
 def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_sharding,
-                 sample_config, schedule, project=None):
+                 sample_config, schedule):
     """Samples first_index ... first_index + shape[0] - 1 of the run of `key`, decoded to series.
 
     Each network call pins its batch to the `data` axis, so the whole sampler runs split over it.
-    project: None, or a map of clean-video predictions onto consistent videos, applied every step.
     """
 
     def denoise(z, logsnr):  # (B, T, F, K, 3), (B,)
         z = jax.lax.with_sharding_constraint(z, data_sharding)
         return apply_fn(params, z, jax.lax.with_sharding_constraint(logsnr, data_sharding))
-
-    if project is not None:
-        denoise = diffusion.projected_denoiser(denoise, project)
 
     videos = sampling.sample(denoise, shape, key, method=sample_config.method,
                              num_steps=sample_config.num_steps, eta=sample_config.eta,
@@ -76,8 +72,6 @@ def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
     fn = functools.partial(
         sample_chunk, apply_fn=trained.apply_fn_of(model),
         decode=trained.series_decoder(config.video, normalizer, series_shape[0]),
-        project=(trained.consistency_projection(config.video, normalizer, series_shape[0])
-                 if config.sample.get("project_x0") else None),
         shape=(chunk_size, *video_shape), data_sharding=data, sample_config=config.sample,
         schedule=Schedule.from_config(config.diffusion))
     return jax.jit(fn, in_shardings=(replicated, replicated, replicated), out_shardings=data)

@@ -39,35 +39,15 @@ def video_transform(video_config, normalizer):
     return to_video
 
 
-DECODERS = ("least_squares", "istft")
-
-
 def series_decoder(video_config, normalizer, length):
     """(B, T, F, K, 3) normalised videos -> (B, L, K) series in model space: the inverse of
-    `video_transform`, unclipped.
+    `video_transform`, unclipped."""
 
-    video_config.decoder: "least_squares" (`video.LeastSquaresDecoder`, the series nearest the
-    video in the training metric) or "istft" (`video.video_to_series`); both invert consistent
-    videos exactly. Runs written before the setting existed decode with "istft".
-    """
-    vc = video_config
-    kind = vc.get("decoder", "istft")
-    if kind not in DECODERS:
-        raise ValueError(f"Unknown config.video.decoder {kind!r}; use one of {DECODERS}.")
-    if kind == "istft":
-        return lambda videos: video.video_to_series(normalizer.denormalize(videos), vc.n_fft,
-                                                    vc.hop, length, vc.window)
-    decoder = video.LeastSquaresDecoder.fit(normalizer, length, vc.n_fft, vc.hop, vc.ema_alpha,
-                                            vc.window)
-    return lambda videos: decoder.decode(normalizer.denormalize(videos))
+    def decode(videos):
+        return video.video_to_series(normalizer.denormalize(videos), video_config.n_fft,
+                                     video_config.hop, length, video_config.window)
 
-
-def consistency_projection(video_config, normalizer, length):
-    """Normalised videos -> the nearest videos that some series produces (decode, then encode):
-    idempotent, and the identity on consistent videos."""
-    decode = series_decoder(video_config, normalizer, length)
-    encode = video_transform(video_config, normalizer)
-    return lambda videos: encode(decode(videos))
+    return decode
 
 
 def video_shape_of(video_config, series_shape):

@@ -89,53 +89,6 @@ def video_to_series(v, n_fft, hop, length, window="hann", center=True):
     return jnp.swapaxes(residual, 1, 2) + jnp.einsum("lt,btk->blk", upsample, trend_frames)
 
 
-def video_matrix(length, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann", center=True):
-    """(T, F, 3, L) float64: `series_to_video` of one covariate as a matrix (the map is linear)."""
-    impulses = np.eye(length, dtype=np.float32)[:, :, None]  # (L, L, 1): series j is impulse j
-    v = series_to_video(impulses, n_fft, hop, ema_alpha, window, center)  # (L, T, F, 1, 3)
-    return np.moveaxis(np.asarray(v, np.float64)[:, :, :, 0, :], 0, -1)  # (T, F, 3, L)
-
-
-@dataclasses.dataclass(frozen=True)
-class LeastSquaresDecoder:
-    """Video -> the series whose video is nearest to it in the normalised metric.
-
-    A video is a ~6x redundant linear image of its series (L = 24: 8 x 6 x 3 numbers per covariate
-    for 24 samples), so a generated video is in general no series' video. `video_to_series` reads
-    one left inverse (the overlap-add of the STFT plus the mean trend copy), in which inconsistent
-    frames cancel; this decoder instead takes, per covariate k, the weighted least-squares series
-        x_k = argmin_x || (A x - v_k) / std_k ||^2,   A = `video_matrix`,
-    the metric the network is trained in (its loss is an MSE of normalised videos). On a consistent
-    video both decoders agree, and decoding then encoding is the orthogonal projection onto the
-    consistent normalised videos in that metric. "Agree" up to float32 rounding weighted by that
-    metric: elements with tiny spread (sines' near-empty high bins, per-frame std ~1.6e-4) are
-    encoded with errors of ~1e-3 of their std, which the decoder trusts like any other element:
-    up to 2e-3 in model units on sines, far below a trained network's error.
-    """
-
-    matrix: np.ndarray  # (K, L, T, F, 3): per covariate, denormalised video -> series
-
-    @classmethod
-    def fit(cls, normalizer, length, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann",
-            center=True):
-        a = video_matrix(length, n_fft, hop, ema_alpha, window, center)  # (T, F, 3, L)
-        t, f = a.shape[:2]
-        num_k = np.shape(normalizer.std)[-2]
-        weights = np.broadcast_to(np.asarray(normalizer.std, np.float64) ** -2.0, (t, f, num_k, 3))
-        a_flat = a.reshape(-1, length)  # (T F 3, L)
-        rows = []
-        for k in range(num_k):
-            w = weights[:, :, k, :].reshape(-1)  # (T F 3,), the order of a_flat's rows
-            weighted = a_flat.T * w  # (L, T F 3)
-            rows.append(np.linalg.solve(weighted @ a_flat, weighted))  # (L, T F 3)
-        matrix = np.stack(rows).reshape(num_k, length, t, f, 3)
-        return cls(matrix=matrix.astype(np.float32))
-
-    def decode(self, v):
-        """(B, T, F, K, 3) denormalised videos -> (B, L, K) series."""
-        return jnp.einsum("kltfc,btfkc->blk", self.matrix, v)
-
-
 @dataclasses.dataclass(frozen=True)
 class VideoNormalizer:
     """Per-element standardisation of videos, fitted on the training set.

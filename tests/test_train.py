@@ -449,22 +449,15 @@ def test_early_stopping_counts_evaluations_without_improvement():
     assert host.record_evaluation(5.0, patience=0) == (False, False)
 
 
-@pytest.mark.parametrize("decoder", trained.DECODERS)
 @pytest.mark.parametrize("kind", video.NORMALIZERS)
-def test_sample_decoder_inverts_the_training_video_transform(decoder, kind):
+def test_sample_decoder_inverts_the_training_video_transform(kind):
     config = sines.get_config("smoke")
     windows = (2 * sine_windows(num=64) - 1).astype(np.float32)  # (N, L, K) in [-1, 1]
     normalizer, _ = video.fit_video_statistics(windows, config.video.n_fft, config.video.hop,
                                                normalizer=kind)
-    with config.unlocked():
-        config.video.decoder = decoder
     videos = trained.video_transform(config.video, normalizer)(windows)
     decoded = trained.series_decoder(config.video, normalizer, windows.shape[1])(videos)
-    # Least squares trusts every normalised element alike, also those of sines' near-empty high
-    # bins (per-frame std ~1.6e-4), where the float32 encoding itself is off by ~1e-3 stds.
-    np.testing.assert_allclose(decoded, windows, atol=1e-5 if decoder == "istft" else 5e-3)
-    project = trained.consistency_projection(config.video, normalizer, windows.shape[1])
-    np.testing.assert_allclose(project(videos), videos, atol=5e-3)  # consistent: unchanged
+    np.testing.assert_allclose(decoded, windows, atol=1e-5)
 
 
 def test_chunk_size_fills_memory_in_multiples_of_the_devices():

@@ -97,35 +97,3 @@ def test_per_frame_normaliser_standardises_every_frame_and_inverts():
     assert first[..., 2].std() < 0.5 * last[..., 2].std()  # what pooling leaves behind
     with pytest.raises(ValueError, match="config.video.normalizer"):
         video_lib.fit_video_statistics(x, n_fft=11, hop=3, normalizer="frames")
-
-
-@pytest.mark.parametrize("kind", ["frame", "pooled"])
-@pytest.mark.parametrize("length,n_fft,hop", [(24, 11, 3), (64, 31, 11)])
-def test_least_squares_decoder_inverts_and_projects(kind, length, n_fft, hop):
-    x = 2 * sine_like_windows(300, length) - 1
-    normalizer, _ = video_lib.fit_video_statistics(x, n_fft=n_fft, hop=hop, normalizer=kind)
-    decoder = video_lib.LeastSquaresDecoder.fit(normalizer, length, n_fft, hop)
-    v = video_lib.series_to_video(x[:8], n_fft=n_fft, hop=hop)
-    np.testing.assert_allclose(decoder.decode(v), x[:8], atol=2e-5)  # consistent: exact
-
-    def project(u):  # normalised video -> nearest consistent normalised video
-        series = decoder.decode(normalizer.denormalize(u))
-        return normalizer.normalize(video_lib.series_to_video(series, n_fft=n_fft, hop=hop))
-
-    # float32 rounding of the series (~1e-6) is divided by the smallest per-frame stds (~1e-3).
-    tol = 3e-3
-    u = np.asarray(normalizer.normalize(v))
-    np.testing.assert_allclose(project(u), u, atol=tol)  # leaves consistent videos unchanged
-    noisy = u + np.random.default_rng(5).normal(size=u.shape).astype(np.float32)
-    once = np.asarray(project(noisy))
-    np.testing.assert_allclose(project(once), once, atol=tol)  # idempotent
-    # Orthogonal in the normalised metric: the residual is orthogonal to every consistent video.
-    residual = (noisy - once).reshape(len(u), -1)
-    consistent = (u - np.asarray(normalizer.normalize(np.zeros_like(v)))).reshape(len(u), -1)
-    cosine = np.sum(residual * consistent, 1) / (
-        np.linalg.norm(residual, axis=1) * np.linalg.norm(consistent, axis=1))
-    assert np.max(np.abs(cosine)) < 1e-3
-    # The projection is closer to the noisy video than the overlap-add decoder's re-encoding.
-    istft = video_lib.video_to_series(normalizer.denormalize(noisy), n_fft, hop, length)
-    other = np.asarray(normalizer.normalize(video_lib.series_to_video(istft, n_fft=n_fft, hop=hop)))
-    assert np.sum((noisy - once) ** 2) < np.sum((noisy - other) ** 2)
