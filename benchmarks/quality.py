@@ -95,7 +95,7 @@ def run_one(spec):
     from absl import logging
 
     from stdiff_jax import checkpoint, generate, train
-    from stdiff_jax.data import load_dataset
+    from stdiff_jax.data import dataset_of
 
     logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
     workdir = pathlib.Path(spec["workdir"])
@@ -108,8 +108,7 @@ def run_one(spec):
         cpu_file.write_text(json.dumps({"cpu_s": time.process_time() - cpu,
                                         "wall_s": time.perf_counter() - wall, **outcome}))
     trained = json.loads(cpu_file.read_text())
-    real = load_dataset(configs[0].data.name, configs[0].data.seq_len,
-                        configs[0].data.root).unit_windows
+    real = dataset_of(configs[0].data).unit_windows
     results = []
     for variant, config in zip(spec["variants"], configs):
         start = time.perf_counter()

@@ -17,7 +17,7 @@ from absl import app, flags, logging
 from configs import base
 from stdiff_jax import checkpoint, generate, metrics, trained
 from stdiff_jax import mesh as mesh_lib
-from stdiff_jax.data import load_dataset
+from stdiff_jax.data import dataset_of
 
 flags.DEFINE_string("config", None, "Config spec of the trained run, e.g. configs/etth.py:cpu.")
 flags.DEFINE_string("workdir", None, "Workdir of the trained run (default workdirs/<name>).")
@@ -54,7 +54,7 @@ def main(argv):
     mesh = mesh_lib.make_mesh()
     tm = trained.load(config, workdir, mesh)
     model, params, host, step = tm.model, tm.params, tm.host, tm.step
-    real = load_dataset(config.data.name, config.data.seq_len, config.data.root).unit_windows
+    real = dataset_of(config.data).unit_windows
     num_samples = FLAGS.num_samples or host.num_windows
     chunk_size = config.sample.chunk_size or generate.auto_chunk_size(mesh, model, params,
                                                                       tm.video_shape, num_samples)

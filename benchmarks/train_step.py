@@ -28,7 +28,7 @@ from ml_collections import config_flags
 
 from stdiff_jax import checkpoint, train, trained, video
 from stdiff_jax import mesh as mesh_lib
-from stdiff_jax.data import BatchIterator, load_dataset
+from stdiff_jax.data import BatchIterator, dataset_of
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:cpu.")
 flags.DEFINE_integer("steps", 20, "Steps per timed block.")
@@ -104,7 +104,7 @@ def main(argv):
     del argv
     config = FLAGS.config
     mesh = mesh_lib.make_mesh()
-    dataset = load_dataset(config.data.name, config.data.seq_len, config.data.root)
+    dataset = dataset_of(config.data)
     compile_s, steps_s, cpu_s, state, abstract = time_training(config, mesh, dataset)
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     state_mib = sum(x.nbytes for x in jax.tree.leaves(state)) / 2 ** 20

@@ -27,6 +27,9 @@ def base_config():
     c.data.root = ml_collections.FieldReference(None, field_type=str)  # None: $STDIFF_DATA_DIR or cache.
     c.data.val_fraction = 0.05  # Held-out windows for early stopping (0: score a fixed training subset).
     c.data.seed = 0
+    # The last share of the rows (windows, for window sets) held out of training and the scaler:
+    # Dataset.test_windows, what benchmarks/conditional.py scores on (0: the protocol's, none).
+    c.data.test_fraction = 0.0
 
     c.video = ml_collections.ConfigDict()
     c.video.n_fft = 11
@@ -82,6 +85,22 @@ def base_config():
     c.eval.seed = 0
     c.eval.metrics = ("context_fid", "correlational", "discriminative", "predictive")
     c.eval.plots = True
+
+    # Conditional generation (stdiff_jax/conditional.py): --mode=impute and --mode=forecast, and
+    # the defaults of conditional.impute / forecast. Sampler eta, grid and clip_x0 come from
+    # c.sample.
+    c.condition = ml_collections.ConfigDict()
+    c.condition.input = ""  # impute: the CSV to fill in (training columns, original units, empty
+    # or NaN cells missing); forecast: the history to continue ("": the data set's series).
+    c.condition.horizon = 0  # forecast: steps after the end of the history, 1 <= H < seq_len.
+    c.condition.num_samples = 100  # S samples per window; the output is their median.
+    c.condition.quantiles = (0.05, 0.5, 0.95)  # Per-value quantiles written beside the output.
+    c.condition.method = "dpmpp_2m"  # "ddim", "ancestral" or "dpmpp_2m".
+    c.condition.num_steps = 20
+    c.condition.jumps = 1  # Network calls per step (RePaint resampling when > 1).
+    c.condition.seed = 0
+    c.condition.chunk_size = 0  # 0: chosen from available memory.
+    c.condition.output_dir = ""  # "": the workdir.
     return c
 
 

@@ -13,6 +13,10 @@ Also in the workdir: samples.csv (original units, the data's column names), fing
 data and network the workdir belongs to: another run stops before touching it) and
 damaged_checkpoints/ (checkpoints that failed to read, moved aside). A problem with the data,
 config or workdir is printed as one paragraph, without a traceback, with exit status 2.
+
+--mode=impute fills the NaNs of --config.condition.input=FILE.csv (imputed.csv,
+imputed_quantiles.csv); --mode=forecast forecasts --config.condition.horizon=H steps after the
+data set's series or that CSV (forecast.csv, forecast_quantiles.csv): stdiff_jax/conditional.py.
 """
 
 import logging as std_logging
@@ -22,14 +26,15 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from stdiff_jax import checkpoint, errors, generate, train
+from stdiff_jax import checkpoint, conditional, errors, generate, train
 from stdiff_jax.data.loaders import custom_file
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:smoke.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory; default workdirs/<data set>_L<seq_len>"
                     "[_<variant>], the data set being a csv:/npy: file's stem.")
-flags.DEFINE_enum("mode", "all", ["train", "sample", "evaluate", "all"], "What to run.")
+flags.DEFINE_enum("mode", "all", ["train", "sample", "evaluate", "all", "impute", "forecast"],
+                  "What to run.")
 flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize() (multi-host); default: "
                   "when JAX_COORDINATOR_ADDRESS, SLURM or Open MPI launch variables say so.")
 flags.DEFINE_bool("allow_workdir_mismatch", False, "Resume (or score) a workdir trained on other "
@@ -92,6 +97,10 @@ def main(argv):
     if FLAGS.mode in ("evaluate", "all"):
         print_scores(generate.evaluate_workdir(
             config, workdir, allow_workdir_mismatch=FLAGS.allow_workdir_mismatch))
+    if FLAGS.mode == "impute":
+        conditional.impute_to_workdir(config, workdir)
+    if FLAGS.mode == "forecast":
+        conditional.forecast_to_workdir(config, workdir)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,17 @@ depends only on the key and its index: not on the batch or chunk size nor on the
 Samples are not clipped (videos are normalised, not bounded) unless `clip_x0` is given.
 The grid ends at logsnr_max, where sigma = sqrt(sigmoid(-logsnr_max)) (5.5e-4 at 15) is the noise
 left in the output; it is far below the data scale of normalised videos.
+
+A `Guide` steers any of the three samplers with per-step hooks, the one mechanism of conditional
+generation (`stdiff_jax.conditional`) and of projections of the clean prediction: `x0_fn` edits
+every clean prediction before the update reads it (eps_hat is recomputed to match), `z_fn` edits
+the noisy state before every network call, and `jumps` > 1 repeats each step after sending its
+result back along the forward process (RePaint's resampling).
 """
 
 import functools
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +35,7 @@ from stdiff_jax.schedule import Schedule, alpha_sigma
 
 METHODS = ("ddim", "ancestral", "dpmpp_2m")
 GRIDS = ("logsnr", "time")
+GUIDE_STREAM = 2 ** 31 - 1  # Root of a guide's noise streams: far above every step's stream i + 1.
 
 
 def logsnr_grid(schedule, num_steps, grid="logsnr"):
@@ -47,21 +54,49 @@ def per_sample_keys(key, batch_size, first_index=0):
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(first_index + jnp.arange(batch_size))
 
 
-def _normal(keys, shape, stream):
-    """(B, *shape) standard normals, row b from fold_in(keys[b], stream).
+def _normal(keys, shape, *streams):
+    """(B, *shape) standard normals, row b from keys[b] folded with each of `streams` in turn.
 
-    Stream 0 is the prior draw, stream i + 1 the fresh noise of step i.
+    (0,) is the prior draw, (i + 1,) the fresh noise of step i ((i + 1, j) for its attempt j when
+    a guide jumps), and (GUIDE_STREAM, i, j, use) the guide's draws at attempt j of step i.
     """
-    return jax.vmap(lambda key: standard_normal(jax.random.fold_in(key, stream), shape))(keys)
+
+    def draw(key):
+        for stream in streams:
+            key = jax.random.fold_in(key, stream)
+        return standard_normal(key, shape)
+
+    return jax.vmap(draw)(keys)
 
 
-def _predict(denoise_fn, z, logsnr, clip_x0):
-    """(x0_hat, eps_hat) at a scalar log-SNR; clipping x0_hat recomputes eps_hat to match it."""
+class Guide(NamedTuple):
+    """Per-step hooks that steer a sampler (conditioning, projections); every field is optional.
+
+    x0_fn(x0_hat, logsnr) -> x0_hat: applied to each clean prediction (after clip_x0, before the
+      update); eps_hat is recomputed from it, so the update sees a consistent pair. logsnr: scalar.
+    z_fn(z, logsnr, noise) -> z: applied to the noisy state before each network call; noise is a
+      fresh (B, ...) standard normal of each sample's own stream (e.g. for a forward-process draw of
+      the known part, as RePaint does).
+    jumps: network calls per grid step. After each attempt but the last, the state goes back from
+      logsnr_t to logsnr_s by the forward process q(z_s | z_t) and the step is taken again
+      (RePaint's resampling with jump length one step).
+    """
+
+    x0_fn: Callable | None = None
+    z_fn: Callable | None = None
+    jumps: int = 1
+
+
+def _predict(denoise_fn, z, logsnr, clip_x0, x0_fn=None):
+    """(x0_hat, eps_hat) at a scalar log-SNR; clipping or x0_fn recompute eps_hat to match."""
     eps_hat = denoise_fn(z, jnp.full((z.shape[0],), logsnr, jnp.float32)).astype(z.dtype)
     alpha, sigma = alpha_sigma(logsnr)
     x0_hat = (z - sigma * eps_hat) / alpha
     if clip_x0 is not None:
         x0_hat = jnp.clip(x0_hat, -clip_x0, clip_x0)
+    if x0_fn is not None:
+        x0_hat = x0_fn(x0_hat, logsnr)
+    if clip_x0 is not None or x0_fn is not None:
         eps_hat = (z - alpha * x0_hat) / sigma
     return x0_hat, eps_hat
 
@@ -71,7 +106,55 @@ def _steps(logsnrs):
     return jnp.arange(logsnrs.shape[0] - 1), logsnrs[:-1], logsnrs[1:]
 
 
-def ddim_sample(denoise_fn, z, logsnrs, keys=None, *, eta=0.0, clip_x0=None):
+def _run(denoise_fn, transition, z, logsnrs, keys, *, clip_x0, guide, memory=None, extra=()):
+    """Scans a sampler's `transition` over the grid, with the guide's hooks and jumps.
+
+    transition(z_s, x0_hat, eps_hat, memory, inputs, noise, attempt) -> (z_t, memory): one step
+    from logsnr_s to logsnr_t given the (guided) prediction at z_s; inputs = (i, logsnr_s,
+    logsnr_t, *extra[i]); noise() draws the step's fresh (B, ...) standard normal; memory is what
+    a multistep solver carries to the next step (every attempt sees the previous grid step's, and
+    the last attempt's is kept); attempt: 0, or j > 0 for a state sent back by a jump, whose
+    trajectory that memory does not belong to.
+    """
+    guide = Guide() if guide is None else guide
+    if guide.jumps < 1:
+        raise ValueError(f"A guide's jumps (network calls per step) must be >= 1, got "
+                         f"{guide.jumps}.")
+    if (guide.z_fn is not None or guide.jumps > 1) and keys is None:
+        raise ValueError("A guide with z_fn or jumps > 1 draws noise: pass keys (one per sample).")
+    shape = z.shape[1:]
+
+    def step(carry, inputs):
+        z, memory = carry
+        i, logsnr_s, logsnr_t = inputs[:3]
+
+        def attempt(j, z_s):
+            if guide.z_fn is not None:
+                z_s = guide.z_fn(z_s, logsnr_s, _normal(keys, shape, GUIDE_STREAM, i, j, 0))
+            x0_hat, eps_hat = _predict(denoise_fn, z_s, logsnr_s, clip_x0, guide.x0_fn)
+            streams = (i + 1,) if guide.jumps == 1 else (i + 1, j)
+            return transition(z_s, x0_hat, eps_hat, memory, inputs,
+                              lambda: _normal(keys, shape, *streams), j)
+
+        if guide.jumps == 1:
+            return attempt(0, z), None
+        alpha_s, sigma_s = alpha_sigma(logsnr_s)
+        alpha_t, _ = alpha_sigma(logsnr_t)
+        back_std = sigma_s * jnp.sqrt(-jnp.expm1(logsnr_s - logsnr_t))  # of q(z_s | z_t)
+
+        def again(j, carry):  # Attempt 0 starts from z; attempt j > 0 from z_t sent back to s.
+            z_t, _ = carry
+            back_noise = _normal(keys, shape, GUIDE_STREAM, i, j, 1)
+            z_back = alpha_s / alpha_t * z_t + back_std * back_noise
+            return attempt(j, jnp.where(j == 0, z, z_back))
+
+        return jax.lax.fori_loop(0, guide.jumps, again, (z, memory)), None
+
+    (z, _), _ = jax.lax.scan(step, (z, memory), (*_steps(logsnrs), *extra))
+    return z
+
+
+def ddim_sample(denoise_fn, z, logsnrs, keys=None, *, eta=0.0, clip_x0=None, guide=None):
     """DDIM from z (B, ...) at logsnrs[0] through the grid `logsnrs`; eta in [0, 1] (1: DDPM).
 
     With eta > 0 each step adds fresh noise of variance eta^2 sigma_t^2 (1 - SNR_s / SNR_t), the
@@ -82,75 +165,71 @@ def ddim_sample(denoise_fn, z, logsnrs, keys=None, *, eta=0.0, clip_x0=None):
     if eta and keys is None:
         raise ValueError("DDIM with eta > 0 draws noise: pass keys (one key per sample).")
 
-    def step(z, inputs):
-        i, logsnr_s, logsnr_t = inputs
-        x0_hat, eps_hat = _predict(denoise_fn, z, logsnr_s, clip_x0)
+    def transition(z, x0_hat, eps_hat, memory, inputs, noise, attempt):
+        _, logsnr_s, logsnr_t = inputs
         alpha_t, sigma_t = alpha_sigma(logsnr_t)
         var_eta = eta ** 2 * sigma_t ** 2 * -jnp.expm1(logsnr_s - logsnr_t)
         z = alpha_t * x0_hat + jnp.sqrt(sigma_t ** 2 - var_eta) * eps_hat
         if eta:
-            z = z + jnp.sqrt(var_eta) * _normal(keys, z.shape[1:], i + 1)
-        return z, None
+            z = z + jnp.sqrt(var_eta) * noise()
+        return z, memory
 
-    z, _ = jax.lax.scan(step, z, _steps(logsnrs))
-    return z
+    return _run(denoise_fn, transition, z, logsnrs, keys, clip_x0=clip_x0, guide=guide)
 
 
-def ancestral_sample(denoise_fn, z, logsnrs, keys, *, clip_x0=None):
+def ancestral_sample(denoise_fn, z, logsnrs, keys, *, clip_x0=None, guide=None):
     """Ancestral sampling: z_t ~ q(z_t | z_s, x = x0_hat) at every step (VDM's sampler).
 
     With c = 1 - SNR_s / SNR_t the posterior is N(alpha_t / alpha_s (z_s - c sigma_s eps_hat),
     c sigma_t^2): the same process as DDIM at eta = 1, written as the continuous-time DDPM step.
     """
-    def step(z, inputs):
-        i, logsnr_s, logsnr_t = inputs
-        _, eps_hat = _predict(denoise_fn, z, logsnr_s, clip_x0)
+
+    def transition(z, x0_hat, eps_hat, memory, inputs, noise, attempt):
+        _, logsnr_s, logsnr_t = inputs
         alpha_s, sigma_s = alpha_sigma(logsnr_s)
         alpha_t, sigma_t = alpha_sigma(logsnr_t)
         c = -jnp.expm1(logsnr_s - logsnr_t)
         mean = alpha_t / alpha_s * (z - c * sigma_s * eps_hat)
-        return mean + jnp.sqrt(c) * sigma_t * _normal(keys, z.shape[1:], i + 1), None
+        return mean + jnp.sqrt(c) * sigma_t * noise(), memory
 
-    z, _ = jax.lax.scan(step, z, _steps(logsnrs))
-    return z
+    return _run(denoise_fn, transition, z, logsnrs, keys, clip_x0=clip_x0, guide=guide)
 
 
-def dpmpp_2m_sample(denoise_fn, z, logsnrs, *, clip_x0=None):
+def dpmpp_2m_sample(denoise_fn, z, logsnrs, keys=None, *, clip_x0=None, guide=None):
     """DPM-Solver++(2M): the probability-flow ODE, second order in lambda = logsnr / 2.
 
     With h_i = lambda_i - lambda_{i-1} and r_i = h_{i-1} / h_i, each step is
         z_i = (sigma_i / sigma_{i-1}) z_{i-1} + alpha_i (1 - e^{-h_i}) D_i,
         D_i = x0_{i-1} + (x0_{i-1} - x0_{i-2}) / (2 r_i),
     the exact solution for a data prediction linear in lambda through the last two; the first step
-    takes D_1 = x0_0 (first order). Deterministic: no keys.
+    takes D_1 = x0_0 (first order), as does every repeat of a step with a guide's jumps.
+    Deterministic: keys only for a guide that draws noise.
     """
     lam = logsnrs / 2
     h = jnp.diff(lam)  # (num_steps,)
     r = jnp.concatenate([jnp.ones((1,)), h[:-1] / h[1:]])
     history = jnp.where(jnp.arange(h.shape[0]) == 0, 0.0, 1.0 / (2.0 * r))  # Weight of x0 change.
 
-    def step(carry, inputs):
-        z, x0_prev = carry
-        logsnr_s, logsnr_t, h_i, history_i = inputs
-        x0_hat, _ = _predict(denoise_fn, z, logsnr_s, clip_x0)
-        d = x0_hat + history_i * (x0_hat - x0_prev)
+    def transition(z, x0_hat, eps_hat, x0_prev, inputs, noise, attempt):
+        _, logsnr_s, logsnr_t, h_i, history_i = inputs
+        # A state sent back by a guide's jump left x0_prev's trajectory: first order from it.
+        d = x0_hat + jnp.where(attempt == 0, history_i, 0.0) * (x0_hat - x0_prev)
         _, sigma_s = alpha_sigma(logsnr_s)
         alpha_t, sigma_t = alpha_sigma(logsnr_t)
-        z = sigma_t / sigma_s * z - alpha_t * jnp.expm1(-h_i) * d
-        return (z, x0_hat), None
+        return sigma_t / sigma_s * z - alpha_t * jnp.expm1(-h_i) * d, x0_hat
 
-    (z, _), _ = jax.lax.scan(step, (z, jnp.zeros_like(z)),
-                             (logsnrs[:-1], logsnrs[1:], h, history))
-    return z
+    return _run(denoise_fn, transition, z, logsnrs, keys, clip_x0=clip_x0, guide=guide,
+                memory=jnp.zeros_like(z), extra=(h, history))
 
 
 def sample(denoise_fn, shape, key, *, method="ddim", num_steps=200, eta=0.0, schedule=Schedule(),
-           grid="logsnr", clip_x0=None, first_index=0):
+           grid="logsnr", clip_x0=None, first_index=0, guide=None):
     """Draw shape[0] samples of shape[1:] (e.g. videos (B, T, F, K, 3)) with the chosen sampler.
 
     denoise_fn(z, logsnr) -> eps_hat, z (B, ...) and logsnr (B,). Sample b is the one with index
     first_index + b of the run seeded by `key` (first_index may be traced, so chunks share one
-    compilation). jit with everything but key and first_index static.
+    compilation). jit with everything but key and first_index static. guide: a `Guide` (its hooks
+    may close over traced per-sample arrays, e.g. a chunk's observations), or None.
     """
     if method not in METHODS:
         raise ValueError(f"Unknown sampler {method!r}; use one of {METHODS}.")
@@ -158,10 +237,10 @@ def sample(denoise_fn, shape, key, *, method="ddim", num_steps=200, eta=0.0, sch
     z = _normal(keys, tuple(shape[1:]), 0)  # (B, ...) ~ N(0, I) at logsnr_min
     logsnrs = logsnr_grid(schedule, num_steps, grid)
     if method == "ddim":
-        return ddim_sample(denoise_fn, z, logsnrs, keys, eta=eta, clip_x0=clip_x0)
+        return ddim_sample(denoise_fn, z, logsnrs, keys, eta=eta, clip_x0=clip_x0, guide=guide)
     if method == "ancestral":
-        return ancestral_sample(denoise_fn, z, logsnrs, keys, clip_x0=clip_x0)
-    return dpmpp_2m_sample(denoise_fn, z, logsnrs, clip_x0=clip_x0)
+        return ancestral_sample(denoise_fn, z, logsnrs, keys, clip_x0=clip_x0, guide=guide)
+    return dpmpp_2m_sample(denoise_fn, z, logsnrs, keys, clip_x0=clip_x0, guide=guide)
 
 
 class Progress(NamedTuple):

@@ -25,7 +25,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from stdiff_jax import checkpoint, diffusion, fingerprint, video
-from stdiff_jax.data import BatchIterator, load_dataset
+from stdiff_jax.data import BatchIterator, dataset_of
 from stdiff_jax.errors import UserError
 from stdiff_jax.mesh import DATA_AXIS, check_divisible, make_mesh, shard_batch
 from stdiff_jax.schedule import Schedule
@@ -334,7 +334,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
 
     # Input -------------------------------------------------------------------------------------
     if dataset is None:
-        dataset = load_dataset(config.data.name, config.data.seq_len, config.data.root)
+        dataset = dataset_of(config.data)
     train_windows, val_windows = split_windows(dataset.windows, config.data.val_fraction,
                                                tc.batch_size, config.data.seed)
     iterator = BatchIterator(len(train_windows), tc.batch_size, config.data.seed)

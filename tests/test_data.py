@@ -263,6 +263,25 @@ def test_custom_csv_and_npy(tmp_path):
         load_dataset(f"npy:{tmp_path / 'windows.npy'}", 12)
 
 
+def test_test_fraction_holds_out_the_tail_from_windows_and_scaler(tmp_path):
+    rows = np.cumsum(np.random.default_rng(0).normal(size=(100, 2)), axis=0)  # a drifting series
+    csv_path = write_csv(tmp_path / "mine.csv", ["a", "b"], rows.tolist())
+    ds = load_dataset(f"csv:{csv_path}", 24, test_fraction=0.3)
+    assert ds.windows.shape == (70 - 23, 24, 2) and ds.test_windows.shape == (30 - 23, 24, 2)
+    head_only = load_dataset(f"csv:{csv_path}", 24)
+    assert head_only.test_windows is None
+    np.testing.assert_array_equal(ds.scaler.min, rows[:70].min(0))  # fitted on the head only
+    np.testing.assert_allclose(ds.to_raw(ds.windows[-1]), rows[46:70], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ds.to_raw(ds.test_windows[0]), rows[70:94], rtol=1e-5, atol=1e-5)
+    sines = load_dataset("sines", 24, test_fraction=0.1)  # a window set: the last windows
+    np.testing.assert_array_equal(sines.test_windows, load_dataset("sines", 24).windows[-1000:])
+    assert len(sines) == 9000
+    with pytest.raises(errors.UserError, match="test_fraction=0.1 holds out 10 of 100 rows"):
+        load_dataset(f"csv:{csv_path}", 24, test_fraction=0.1)
+    with pytest.raises(errors.UserError, match=r"must lie in \[0, 1\)"):
+        load_dataset(f"csv:{csv_path}", 24, test_fraction=1.0)
+
+
 def test_windows_csv_reads_back_exactly(tmp_path):
     windows = (np.random.default_rng(0).standard_normal((3, 4, 2)) * 1e3).astype(np.float32)
     tables.write_windows_csv(tmp_path / "samples.csv", windows, ["HUFL", "load, total"])

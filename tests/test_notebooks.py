@@ -37,6 +37,10 @@ print(json.dumps({
     "fake_finite": bool(np.isfinite(fake).all()),
     "scores": {name: s["mean"] for name, s in scores.items()},
     "plots": sorted(os.path.basename(p) for p in paths),
+    "imputed_shape": list(imputed.shape),
+    "imputed_keeps_observed": bool(np.array_equal(
+        imputed[:, ~gaps], np.broadcast_to(window[~gaps], imputed[:, ~gaps].shape))),
+    "imputed_finite": bool(np.isfinite(imputed).all()),
 }))
 """
 FROM_CHECKPOINT_PROBE = """
@@ -127,8 +131,10 @@ def test_quickstart_trains_generates_and_scores(quickstart_run):
     assert set(probe["scores"]) == {"correlational"}
     assert all(math.isfinite(v) and v >= 0 for v in probe["scores"].values()), probe["scores"]
     assert probe["plots"] == ["acf.png", "kde.png", "psd.png", "tsne.png"]
-    # Loss curve, series, ACF/PSD, t-SNE and density.
-    assert count_images(nb) >= 5
+    assert probe["imputed_shape"] == [10, QUICK_CONFIG.data.seq_len, 5]
+    assert probe["imputed_keeps_observed"] and probe["imputed_finite"]
+    # Loss curve, series, ACF/PSD, t-SNE, density and the imputed window.
+    assert count_images(nb) >= 6
 
 
 @pytest.mark.slow

@@ -3,6 +3,11 @@
 The pipeline is the same for all: a raw float64 series (rows, K), or raw windows (N, L, K) for the
 generated sets; a check for bad values; a per-column min-max scaler fitted on all of it; every
 stride-1 window of length L (a zero-copy `sliding_window_view`); then `2u - 1`.
+
+With a `test_fraction` the last share of the rows (of the windows, for window sets) is held out
+before any of that: the scaler and the training windows come from the rest, and the held-out
+part's windows (`Dataset.test_windows`, scaled by the same scaler) share no value with a training
+window. The protocol trains on everything (test_fraction 0); the conditional benchmark holds out.
 """
 
 import dataclasses
@@ -28,12 +33,16 @@ class Dataset:
         windows: (N, L, K) float32 in [-1, 1], what the model trains on.
         scaler: the fitted per-column `MinMaxScaler` (raw <-> [0, 1]).
         column_names: K names, from the file's header where it has one.
+        test_windows: (M, L, K) float32 windows of the held-out tail (`load_dataset`'s
+            test_fraction), in the training scaler's [-1, 1] (values may fall outside it);
+            None when nothing is held out.
     """
 
     name: str
     windows: np.ndarray
     scaler: MinMaxScaler
     column_names: tuple[str, ...]
+    test_windows: np.ndarray | None = None
 
     @property
     def unit_windows(self):
@@ -87,21 +96,50 @@ def validate_raw(raw, names, seq_len, where):
                         f"information and cannot be min-max scaled. Drop them from the data.")
 
 
-def make_dataset(name, raw, names, seq_len, scaler=None):
-    """Validates, scales and windows raw data. `raw` is (rows, K) or (N, L, K) float64.
+def _windows(raw, scaler, seq_len):
+    """(N, L, K) float32 in [-1, 1] of a (rows, K) series or of (N, L, K) windows.
 
-    `scaler` defaults to a min-max scaler fitted on all of `raw`.
+    2u - 1 before windowing: each row is scaled once (in float64), and for a series the only
+    (N, L, K) array allocated is the float32 result.
     """
-    validate_raw(raw, names, seq_len, name)
-    if scaler is None:
-        scaler = MinMaxScaler.fit(raw)
-    # 2u - 1 before windowing: each row is scaled once (in float64), and for a series the only
-    # (N, L, K) array allocated is the float32 result.
     windows = (2 * scaler.transform(raw) - 1).astype(np.float32)  # (rows, K) or (N, L, K)
     if windows.ndim == 2:
         view = np.lib.stride_tricks.sliding_window_view(windows, seq_len, axis=0)  # (N, K, L), no copy
         windows = np.ascontiguousarray(view.transpose(0, 2, 1))  # (N, L, K)
-    return Dataset(name=name, windows=windows, scaler=scaler, column_names=tuple(names))
+    return windows
+
+
+def split_tail(raw, test_fraction, seq_len, where):
+    """(head, tail) of raw data along its first axis, the tail `test_fraction` of it (0: None).
+
+    A series' tail must hold a window (seq_len rows) and its head a window too."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise UserError(f"config.data.test_fraction must lie in [0, 1), got {test_fraction}.")
+    if test_fraction == 0.0:
+        return raw, None
+    size = round(test_fraction * raw.shape[0])
+    least = seq_len if raw.ndim == 2 else 1
+    if size < least or raw.shape[0] - size < least:
+        unit = "rows" if raw.ndim == 2 else "windows"
+        raise UserError(f"{where}: test_fraction={test_fraction} holds out {size} of "
+                        f"{raw.shape[0]} {unit}; the held-out part and the rest each need at "
+                        f"least {least}. Use another test_fraction or more data.")
+    return raw[:-size], raw[-size:]
+
+
+def make_dataset(name, raw, names, seq_len, scaler=None, test_fraction=0.0):
+    """Validates, scales and windows raw data. `raw` is (rows, K) or (N, L, K) float64.
+
+    `scaler` defaults to a min-max scaler fitted on all of `raw` but the held-out
+    `test_fraction` of it (module docstring).
+    """
+    validate_raw(raw, names, seq_len, name)
+    head, tail = split_tail(raw, test_fraction, seq_len, name)
+    if scaler is None:
+        scaler = MinMaxScaler.fit(head)
+    return Dataset(name=name, windows=_windows(head, scaler, seq_len), scaler=scaler,
+                   column_names=tuple(names),
+                   test_windows=None if tail is None else _windows(tail, scaler, seq_len))
 
 
 def _check_download(source, read):
@@ -132,7 +170,7 @@ def _custom_path(spec):
     return path
 
 
-def load_dataset(name, seq_len, data_dir=None):
+def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0):
     """Stride-1 windows of a data set, in [-1, 1], with the scaler back to raw units.
 
     Args:
@@ -141,6 +179,8 @@ def load_dataset(name, seq_len, data_dir=None):
         seq_len: window length L.
         data_dir: directory of the data files (the config's `data.root`); None means
             $STDIFF_DATA_DIR, else the user cache (see `download.resolve_data_dir`).
+        test_fraction: the share of the last rows (windows, for window sets) held out from the
+            training windows and the scaler (module docstring); 0 holds out nothing.
 
     Returns:
         A `Dataset`. Window counts at L = 24: sines 10,000; stocks 3,662; etth 17,397;
@@ -153,7 +193,8 @@ def load_dataset(name, seq_len, data_dir=None):
     elif name == "sines":
         unit = synthetic.sine_windows(seq_len=seq_len)  # (N, L, 5), already in [0, 1]
         names = [f"sine_{k}" for k in range(unit.shape[-1])]
-        return make_dataset(name, unit, names, seq_len, MinMaxScaler.identity(unit.shape[-1]))
+        return make_dataset(name, unit, names, seq_len, MinMaxScaler.identity(unit.shape[-1]),
+                            test_fraction)
     elif name == "mujoco":
         raw = mujoco.cached_hopper_trajectories(data_dir, seq_len)  # (N, L, 14)
         names = [f"qpos_{k}" for k in range(7)] + [f"qvel_{k}" for k in range(7)]
@@ -164,4 +205,10 @@ def load_dataset(name, seq_len, data_dir=None):
     else:
         raise UserError(f"Unknown data set {name!r}: use one of {', '.join(NAMES)}, "
                         f"or csv:PATH / npy:PATH for your own data.")
-    return make_dataset(name, raw, names, seq_len)
+    return make_dataset(name, raw, names, seq_len, test_fraction=test_fraction)
+
+
+def dataset_of(data_config):
+    """`load_dataset` of a config's data section (name, seq_len, root, test_fraction)."""
+    return load_dataset(data_config.name, data_config.seq_len, data_config.root,
+                        data_config.get("test_fraction", 0.0))

@@ -1,0 +1,476 @@
+"""Conditional generation with a trained model: imputation and forecasting, without retraining.
+
+Known values of a series are a linear constraint on its video: the video transform `encode`
+(series in model space [-1, 1] -> normalised video) is affine and `decode` inverts it exactly
+(decode(encode(x)) == x), so "these values of decode(v) are y" reads C v = y', with C the
+observed rows of decode's linear part D. The samplers of `stdiff_jax.sampling` honour it through
+one `sampling.Guide`, at every step:
+
+- the clean prediction x0_hat is decoded, compared with the observations, and corrected by the
+  smallest change of video that makes them agree: the orthogonal projection onto {C v = y'} in
+  the normalised video metric, x0_hat + C^T (C C^T)^{-1} (y - decode(x0_hat))_observed. It is
+  exact (the corrected video decodes to y where observed) because decode is linear; eps_hat is
+  recomputed from it, so the sampler's update steps towards it;
+- the noisy state's observed part is drawn afresh from the forward process (RePaint, Lugmayr et
+  al. 2022): the same projection applied to z with the target decode(alpha encode(y) + sigma
+  noise). The noise of z stays white, because the projection is orthogonal in the metric the
+  noise is white in, and the part of z that no observation fixes stays as the sampler made it;
+- with `jumps` > 1, each step is taken again after sending its result back to the step's start
+  by the forward process q(z_s | z_t) (RePaint's resampling, one step at a time), giving the
+  unobserved part more network calls to become consistent with the observed one.
+
+Why not re-encode the corrected series with `encode` (x0_hat + encode_lin(mask * residual)), the
+obvious projection: it is exact too, but oblique. The encoding of a lone observed value has large
+normalised components in the bins where the data has little variance, far from the smallest
+edit. On a smooth Gaussian (squared-exponential covariance of length 3, half the steps observed,
+the exact denoiser, DDIM with 100 steps, 4,096 samples) it put the conditional means up to 9.5
+conditional standard deviations off and the standard deviations up to 18 times too large; the
+orthogonal projection, 1.3 and 58% (the rest is RePaint's approximation, see below).
+
+Default: DPM-Solver++(2M) with 20 steps and no resampling (jumps = 1): see configs/base.py's
+condition section for the measurements behind it (docs/results.md, "Conditional generation").
+
+The final series is decoded and then set to the observations where observed, bit for bit; in
+original units the user's own values are put back (`impute`), so they round-trip exactly too.
+Sample s of window n is the sampler's sample n * S + s of the run of the key: deterministic for a
+key, and the same for every chunk size and device layout. Generation is chunked and sharded over
+the `data` mesh like unconditional generation (`generate.py`).
+
+Entry points: `impute` and `forecast` (arrays in original units, for notebooks), `impute_table`
+(a long series covered by overlapping windows), and `impute_to_workdir` / `forecast_to_workdir`
+(the command line's --mode=impute and --mode=forecast).
+"""
+
+import csv
+import functools
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from stdiff_jax import fingerprint, generate, sampling, trained
+from stdiff_jax import mesh as mesh_lib
+from stdiff_jax.data import dataset_of, tables
+from stdiff_jax.errors import MissingFileError, UserError
+from stdiff_jax.schedule import Schedule, alpha_sigma
+
+IMPUTED, IMPUTED_QUANTILES = "imputed.csv", "imputed_quantiles.csv"
+FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
+
+
+# ------------------------------------------------------------------------------------------------
+# The guided step and the conditional sampler, in model space.
+# ------------------------------------------------------------------------------------------------
+def observation_guide(encode, decode, observed, mask, jumps=1):
+    """The `sampling.Guide` that conditions videos on observed values (module docstring).
+
+    encode: (B, L, K) series -> (B, T, F, K, 3) videos, affine and acting on every covariate
+      separately (as the STFT, the trend and the per-(F, K, channel) normaliser do); decode: its
+      exact left inverse, affine too.
+    observed: (B, L, K) series in model space (values where mask is False are ignored).
+    mask: (B, L, K) bool, True where observed.
+    """
+    length, num_columns = observed.shape[1:]
+    video_shape = jax.eval_shape(encode, observed).shape[1:]
+    zero_video = jnp.zeros((1, *video_shape), observed.dtype)
+
+    def decode_linear(v):  # decode minus its offset
+        return decode(v) - decode(jnp.zeros_like(v))
+
+    transpose = jax.linear_transpose(decode_linear, zero_video)
+    adjoint = jax.vmap(lambda s: transpose(s[None])[0][0])  # (B, L, K) -> (B, T, F, K, 3)
+    # The decoder's Gram matrix D D^T, one (L, L) block per covariate: impulse l in every
+    # covariate at once.
+    probes = jnp.broadcast_to(jnp.eye(length, dtype=observed.dtype)[:, :, None],
+                              (length, length, num_columns))
+    gram = jnp.moveaxis(decode_linear(adjoint(probes)), 2, 0)  # (K, L, L)
+    m = jnp.moveaxis(mask, 2, 1).astype(observed.dtype)  # (B, K, L)
+    # D_o D_o^T of the observed rows, the identity on the others, so one Cholesky serves all.
+    gram_observed = (m[..., :, None] * gram * m[..., None, :]
+                     + (1.0 - m)[..., :, None] * jnp.eye(length, dtype=observed.dtype))
+    cholesky = jnp.linalg.cholesky(gram_observed)  # (B, K, L, L)
+
+    def impose(v, target):  # v (B, T, F, K, 3), target (B, L, K)
+        residual = jnp.moveaxis(jnp.where(mask, target - decode(v), 0.0), 2, 1)  # (B, K, L)
+        weights = jax.scipy.linalg.cho_solve((cholesky, True), residual[..., None])[..., 0] * m
+        return v + adjoint(jnp.moveaxis(weights, 1, 2))
+
+    known = encode(observed)  # a video whose series holds the observations
+
+    def x0_fn(x0_hat, logsnr):
+        return impose(x0_hat, observed)
+
+    def z_fn(z, logsnr, noise):
+        alpha, sigma = alpha_sigma(logsnr)
+        return impose(z, decode(alpha * known + sigma * noise))
+
+    return sampling.Guide(x0_fn=x0_fn, z_fn=z_fn, jumps=jumps)
+
+
+def conditional_sample(denoise_fn, encode, decode, observed, mask, video_shape, key, *,
+                       jumps=1, first_index=0, **sampler_options):
+    """(B, L, K) series in model space that agree with `observed` where `mask`, bit for bit.
+
+    Sample b is sample first_index + b of the run of `key`. sampler_options: `sampling.sample`'s
+    method, num_steps, eta, schedule, grid and clip_x0.
+    """
+    guide = observation_guide(encode, decode, observed, mask, jumps)
+    videos = sampling.sample(denoise_fn, (observed.shape[0], *video_shape), key,
+                             first_index=first_index, guide=guide, **sampler_options)
+    return jnp.where(mask, observed, decode(videos))
+
+
+# ------------------------------------------------------------------------------------------------
+# Settings, and the sharded chunk sampler of a trained model.
+# ------------------------------------------------------------------------------------------------
+def condition_settings(config, **overrides):
+    """config.condition with `overrides` applied and checked (a ConfigDict).
+
+    Runs trained before the section existed (their config.json lacks it) get its defaults.
+    """
+    from configs import base  # The one place of every default.
+
+    settings = base.base_config().condition
+    if "condition" in config:
+        settings.update(config.condition.to_dict())
+    unknown = sorted(set(overrides) - set(settings))
+    if unknown:
+        raise UserError(f"Unknown conditional-sampling setting(s) {unknown}; use "
+                        f"{', '.join(sorted(settings))} (the fields of config.condition).")
+    settings.update(overrides)
+    if settings.method not in sampling.METHODS:
+        raise UserError(f"Unknown sampler config.condition.method={settings.method!r}; use one "
+                        f"of {sampling.METHODS}.")
+    for name in ("num_samples", "num_steps", "jumps"):
+        if settings[name] < 1:
+            raise UserError(f"config.condition.{name} must be >= 1, got {settings[name]}.")
+    if not all(0.0 < q < 1.0 for q in settings.quantiles):
+        raise UserError(f"config.condition.quantiles must lie in (0, 1), got "
+                        f"{tuple(settings.quantiles)}.")
+    return settings
+
+
+def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, encode, decode,
+                      video_shape, data_sharding, settings, sample_config, schedule):
+    """`conditional_sample` of a chunk with the network split along the `data` mesh axis."""
+
+    def denoise(z, logsnr):  # (B, T, F, K, 3), (B,)
+        z = jax.lax.with_sharding_constraint(z, data_sharding)
+        return apply_fn(params, z, jax.lax.with_sharding_constraint(logsnr, data_sharding))
+
+    return conditional_sample(
+        denoise, encode, decode, observed, mask, video_shape, key, jumps=settings.jumps,
+        first_index=first_index, method=settings.method, num_steps=settings.num_steps,
+        eta=sample_config.eta, schedule=schedule, grid=sample_config.grid,
+        clip_x0=sample_config.get("clip_x0") or None)
+
+
+def compile_conditional_sampler(tm, settings, mesh, chunk_size):
+    """jit of `conditional_chunk` for `chunk_size` windows of the `trained.TrainedModel` tm:
+    fn(params, key, first_index, observed, mask) -> (chunk_size, L, K) in model space."""
+    mesh_lib.check_divisible(chunk_size, mesh, "config.condition.chunk_size")
+    config, host = tm.config, tm.host
+    data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
+    fn = functools.partial(
+        conditional_chunk, apply_fn=tm.apply_fn,
+        encode=trained.video_transform(config.video, host.normalizer),
+        decode=trained.series_decoder(config.video, host.normalizer, host.series_shape[0]),
+        video_shape=tm.video_shape, data_sharding=data, settings=settings,
+        sample_config=config.sample, schedule=Schedule.from_config(config.diffusion))
+    return jax.jit(fn, in_shardings=(replicated,) * 3 + (data, data), out_shardings=data)
+
+
+def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.log_progress,
+                   sampler=None):
+    """(N, S, L, K) conditional samples in model space of windows `observed` (N, L, K), float32
+    in [-1, 1] where `mask` (N, L, K) is True; S = settings.num_samples.
+
+    The N * S rows run in chunks of settings.chunk_size (0: from free memory) over every device;
+    the last chunk is padded with copies of the last window and trimmed. sampler: a
+    `compile_conditional_sampler` of these settings and chunk size, to reuse one compilation.
+    """
+    mesh = mesh_lib.make_mesh() if mesh is None else mesh
+    n, s = observed.shape[0], settings.num_samples
+    rows = n * s
+    chunk_size = settings.chunk_size or generate.auto_chunk_size(mesh, tm.model, tm.params,
+                                                                 tm.video_shape, rows)
+    sampler = sampler or compile_conditional_sampler(tm, settings, mesh, chunk_size)
+    data = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
+    key = jax.random.PRNGKey(settings.seed)
+    observed, mask = np.asarray(observed, np.float32), np.asarray(mask, bool)
+
+    def run_chunk(first):
+        window = np.minimum(np.arange(first, first + chunk_size) // s, n - 1)  # (chunk,)
+        return sampler(tm.params, key, first, mesh_lib.shard_batch(observed[window], data),
+                       mesh_lib.shard_batch(mask[window], data))
+
+    logging.info("Conditional sampling: %d windows x %d samples with %s, %d steps, %d jump(s), "
+                 "in chunks of %d on %d devices.", n, s, settings.method, settings.num_steps,
+                 settings.jumps, chunk_size, mesh.size)
+    out = sampling.run_chunks(run_chunk, rows, chunk_size, fetch=mesh_lib.to_host,
+                              progress=progress)
+    return out.reshape(n, s, *observed.shape[1:])
+
+
+# ------------------------------------------------------------------------------------------------
+# The Python API, in original units.
+# ------------------------------------------------------------------------------------------------
+def as_trained_model(model, mesh=None):
+    """A `trained.TrainedModel` as given, or the one of a workdir (its config and best
+    checkpoint)."""
+    if isinstance(model, trained.TrainedModel):
+        return model
+    return trained.load(trained.load_config(model), model, mesh)
+
+
+def _windows_of(tm, series, mask, what):
+    """(raw (N, L, K) float64, mask (N, L, K) bool, whether one window (L, K) was given)."""
+    raw = np.asarray(series, np.float64)
+    single = raw.ndim == 2
+    raw = raw[None] if single else raw
+    shape = tuple(tm.series_shape)
+    if raw.ndim != 3 or raw.shape[1:] != shape:
+        raise UserError(f"{what} must have shape (N, {shape[0]}, {shape[1]}) or {shape} (the "
+                        f"model's windows: L = {shape[0]} steps, K = {shape[1]} columns), got "
+                        f"{np.shape(series)}.")
+    if mask is None:
+        mask = np.isfinite(raw)
+    else:
+        mask = np.asarray(mask, bool)
+        mask = mask[None] if single else mask
+        if mask.shape != raw.shape:
+            raise UserError(f"The mask has shape {np.shape(mask)}; it must match the series' "
+                            f"{np.shape(series)}.")
+        if not np.all(np.isfinite(raw[mask])):
+            raise UserError("The series has NaN or inf values where the mask says observed.")
+    return raw, mask, single
+
+
+def _sample_raw(tm, raw, mask, settings, mesh, progress):
+    """(N, S, L, K) samples in original units with the given values put back where observed."""
+    scaler = tm.host.scaler
+    observed = np.where(mask, 2.0 * scaler.transform(np.where(mask, raw, 0.0)) - 1.0, 0.0)
+    series = sample_windows(tm, observed.astype(np.float32), mask, settings, mesh, progress)
+    samples = scaler.inverse((series.astype(np.float64) + 1.0) / 2.0)  # (N, S, L, K)
+    return np.where(mask[:, None], raw[:, None], samples)
+
+
+def impute(model, series, mask=None, *, mesh=None, progress=sampling.log_progress, **settings):
+    """S samples of every window with its missing values filled in, in original units.
+
+    Args:
+        model: a `trained.TrainedModel`, or the workdir of a trained run.
+        series: (N, L, K) windows, or one (L, K), in the data's original units; NaN where missing.
+        mask: bool of the same shape, True where observed; default: where series is finite.
+        mesh: the device mesh (default: every device).
+        progress: called with a `sampling.Progress` after every chunk (None: silent).
+        **settings: fields of config.condition to override: num_samples (S), method, num_steps,
+            jumps, seed, chunk_size.
+
+    Returns:
+        (N, S, L, K) float64, or (S, L, K) for one window; observed values exactly as given.
+        A window with nothing missing comes back as given; nothing missing at all is an error.
+    """
+    tm = as_trained_model(model, mesh)
+    raw, mask, single = _windows_of(tm, series, mask, "impute's series")
+    if mask.all():
+        raise UserError("Nothing to impute: every value is observed (mark missing values NaN, "
+                        "or False in the mask).")
+    samples = _sample_raw(tm, raw, mask, condition_settings(tm.config, **settings), mesh,
+                          progress)
+    return samples[0] if single else samples
+
+
+def forecast(model, history, horizon, *, mesh=None, progress=sampling.log_progress, **settings):
+    """S sample paths of the `horizon` steps after each history, in original units.
+
+    Args:
+        model: a `trained.TrainedModel`, or the workdir of a trained run.
+        history: (N, R, K) series, or one (R, K), in original units (NaN: missing). The last
+            L - horizon rows condition the forecast; a shorter history is padded in front with
+            missing rows.
+        horizon: H steps to forecast, 1 <= H < L (the model sees windows of L steps).
+        mesh, progress, **settings: as for `impute`.
+
+    Returns:
+        (N, S, H, K) float64, or (S, H, K) for one history.
+    """
+    tm = as_trained_model(model, mesh)
+    length, num_columns = tm.series_shape
+    if not 1 <= horizon < length:
+        raise UserError(f"The forecast horizon must satisfy 1 <= horizon < L = {length} (the "
+                        f"model's window holds the history and the forecast), got {horizon}.")
+    raw = np.asarray(history, np.float64)
+    single = raw.ndim == 2
+    raw = raw[None] if single else raw
+    if raw.ndim != 3 or raw.shape[2] != num_columns or raw.shape[1] < 1:
+        raise UserError(f"forecast's history must have shape (N, R, {num_columns}) or "
+                        f"(R, {num_columns}) with R >= 1 rows, got {np.shape(history)}.")
+    context = min(raw.shape[1], length - horizon)
+    windows = np.full((raw.shape[0], length, num_columns), np.nan)
+    windows[:, length - horizon - context:length - horizon] = raw[:, -context:]
+    mask = np.isfinite(windows)
+    samples = _sample_raw(tm, windows, mask, condition_settings(tm.config, **settings), mesh,
+                          progress)[:, :, length - horizon:]
+    return samples[0] if single else samples
+
+
+def covering_windows(num_rows, length, stride):
+    """Starts (W,) of windows of `length` every `stride` rows, the last one ending at the last
+    row (one window at 0 when num_rows <= length), and for every row the window whose centre is
+    nearest (R,): the window that sees the most context on both sides of it."""
+    last = max(num_rows - length, 0)
+    starts = np.arange(0, last + 1, stride)
+    if starts[-1] != last:
+        starts = np.append(starts, last)
+    centres = starts + (length - 1) / 2
+    owner = np.argmin(np.abs(np.arange(num_rows)[:, None] - centres[None, :]), axis=1)
+    return starts, owner
+
+
+def impute_table(model, table, *, stride=None, mesh=None, progress=sampling.log_progress,
+                 **settings):
+    """S samples of a whole table (R, K), any R, with its NaNs filled in, in original units.
+
+    Windows of the model's length L, every `stride` rows (default L // 2), cover the table (a
+    table shorter than L is padded at the end with missing rows); each row takes its values from
+    the window whose centre is nearest, so overlapping windows are reconciled towards the most
+    context on both sides. Only windows that own a missing value are sampled. The samples of one
+    row are those of one window: per-value quantiles are exact marginals of that window's
+    conditional, but a sample path may jump where the owning window changes.
+
+    Returns:
+        (S, R, K) float64; observed values exactly as given.
+    """
+    tm = as_trained_model(model, mesh)
+    length, num_columns = tm.series_shape
+    raw = np.asarray(table, np.float64)
+    if raw.ndim != 2 or raw.shape[1] != num_columns:
+        raise UserError(f"impute_table needs a (rows, {num_columns}) table, got {raw.shape}.")
+    mask = np.isfinite(raw)
+    if mask.all():
+        raise UserError("Nothing to impute: the table has no missing (NaN or empty) values.")
+    settings = condition_settings(tm.config, **settings)
+    num_rows = raw.shape[0]
+    padded = np.concatenate([raw, np.full((max(length - num_rows, 0), num_columns), np.nan)])
+    starts, owner = covering_windows(padded.shape[0], length, stride or max(1, length // 2))
+    needed = np.unique(owner[:num_rows][~mask.all(axis=1)])  # windows owning a missing value
+    windows = np.stack([padded[s:s + length] for s in starts[needed]])  # (W, L, K)
+    samples = _sample_raw(tm, windows, np.isfinite(windows), settings, mesh, progress)
+
+    out = np.broadcast_to(raw, (settings.num_samples, *raw.shape)).copy()  # (S, R, K)
+    for w, start in zip(needed, starts[needed]):
+        rows = np.flatnonzero(owner[:num_rows] == w)
+        out[:, rows] = samples[np.searchsorted(needed, w)][:, rows - start]
+    return np.where(mask, raw, out)
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line's impute and forecast modes.
+# ------------------------------------------------------------------------------------------------
+def read_input_csv(path, column_names):
+    """A user's CSV -> (raw (R, K) float64 with NaN where empty, (name, values) of a dropped
+    date-like first column or None); its columns must be the training data's."""
+    path = pathlib.Path(path).expanduser()
+    if not path.is_file():
+        raise MissingFileError(f"No input CSV at {path} (config.condition.input).")
+    raw, names = tables.read_csv(path)
+    if tuple(names) != tuple(column_names):
+        raise UserError(f"{path} has the columns {list(names)}, but the model was trained on "
+                        f"{list(column_names)}: give the same columns in the same order (a "
+                        f"date-like first column may come before them).")
+    with open(path, newline="") as f:
+        rows = [row for row in csv.reader(f) if row]
+    index = None
+    if len(rows[0]) == len(names) + 1:  # read_csv dropped a date-like first column: keep it
+        index = (rows[0][0].strip(), [row[0] for row in rows[1:]])
+    return raw, index
+
+
+def _write_csv(path, index, names, values):
+    """values (R, C) under `names`, after the index column (name, R values) when there is one."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(([index[0]] if index else []) + list(names))
+        for r, row in enumerate(values):
+            writer.writerow(([index[1][r]] if index else []) + [repr(float(v)) for v in row])
+
+
+def _quantile_columns(samples, names, quantiles):
+    """(R, Q * K) per-value quantiles of samples (S, R, K), named `<column>_q<percent>`."""
+    q = np.quantile(samples, quantiles, axis=0)  # (Q, R, K)
+    values = np.concatenate(list(q), axis=1)  # (R, Q * K): quantile-major
+    labels = [f"{name}_q{100 * level:g}" for level in quantiles for name in names]
+    return values, labels
+
+
+def _output_dir(config, workdir):
+    out = pathlib.Path(config.condition.output_dir or workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def column_names_of(tm):
+    """The K column names the model was trained on; checkpoints older than the host item's names
+    take them from the config's data set."""
+    config = tm.config
+    return tm.host.column_names or dataset_of(config.data).column_names
+
+
+def impute_to_workdir(config, workdir):
+    """--mode=impute: fills the NaNs of config.condition.input with the median of S samples
+    (imputed.csv, the input's layout) and writes per-value quantiles (imputed_quantiles.csv).
+    Returns the two paths."""
+    settings = condition_settings(config)
+    if not settings.input:
+        raise UserError("--mode=impute needs a CSV to fill in: --config.condition.input=FILE.csv "
+                        "(original units, the training columns, empty or NaN cells missing).")
+    tm = trained.load(config, workdir, mesh_lib.make_mesh())
+    names = column_names_of(tm)
+    raw, index = read_input_csv(settings.input, names)
+    if np.isfinite(raw).all():
+        raise UserError(f"{settings.input} has no empty or NaN cells: nothing to impute.")
+    samples = impute_table(tm, raw)  # (S, R, K)
+    completed = np.where(np.isfinite(raw), raw, np.median(samples, axis=0))
+    quantiles, labels = _quantile_columns(samples, names, tuple(settings.quantiles))
+    out = _output_dir(config, workdir)
+    paths = out / IMPUTED, out / IMPUTED_QUANTILES
+    if jax.process_index() == 0:
+        _write_csv(paths[0], index, names, completed)
+        _write_csv(paths[1], index, labels, quantiles)
+    logging.info("Imputed %d of %d values: %s and %s.", (~np.isfinite(raw)).sum(), raw.size,
+                 *paths)
+    return paths
+
+
+def forecast_to_workdir(config, workdir):
+    """--mode=forecast: the config.condition.horizon steps after the end of the data set's series
+    (or of config.condition.input): the median of S samples (forecast.csv) and per-value quantiles
+    (forecast_quantiles.csv), rows numbered by steps ahead. Returns the two paths."""
+    settings = condition_settings(config)
+    length = config.data.seq_len
+    if not 1 <= settings.horizon < length:
+        raise UserError(f"--mode=forecast needs 1 <= config.condition.horizon < seq_len = "
+                        f"{length} (the model's window holds history and forecast), got "
+                        f"{settings.horizon}.")
+    tm = trained.load(config, workdir, mesh_lib.make_mesh())
+    names = column_names_of(tm)
+    if settings.input:
+        history, _ = read_input_csv(settings.input, names)
+    else:  # The end of the data set's series: its last window, of the data the model learnt.
+        dataset = dataset_of(config.data)
+        fingerprint.check(workdir, {"data": fingerprint.of_data(dataset)})
+        history = dataset.to_raw(dataset.windows[-1])
+    samples = forecast(tm, history, settings.horizon)  # (S, H, K)
+    quantiles, labels = _quantile_columns(samples, names, tuple(settings.quantiles))
+    index = ("step", [str(h) for h in range(1, settings.horizon + 1)])
+    out = _output_dir(config, workdir)
+    paths = out / FORECAST, out / FORECAST_QUANTILES
+    if jax.process_index() == 0:
+        _write_csv(paths[0], index, names, np.median(samples, axis=0))
+        _write_csv(paths[1], index, labels, quantiles)
+    logging.info("Forecast %d steps: %s and %s.", settings.horizon, *paths)
+    return paths
