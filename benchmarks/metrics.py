@@ -1,12 +1,18 @@
-"""Time and values of `evaluate(real, fake, repeats=5)` on ETTh windows (L = 24 by default).
+"""Cost of the metrics' repeats: R repeats at once against one repeat, on halves of real windows.
 
-`real` and `fake` are two disjoint random halves of the real [0, 1] windows (what a perfect
-generator would score), then the same `real` against uniform noise of the same shape. Each
-metric's seconds include its jit compilations.
+For each data set (ETTh and stocks at L = 24 by default), `real` and `fake` are two disjoint
+random halves of the real [0, 1] windows (what a perfect generator would score). Per metric it
+prints the seconds of R repeats computed together (`REPEATED[metric]` with R seeds) and of one
+repeat (one seed), both timed on a second call so that compilation is left out, their ratio in
+wall time and in process CPU time (less sensitive to other jobs on a shared machine), the
+sequential-equivalent R x one repeat, and the first calls' extra time (compilation, mostly).
+The row "all" is what `evaluate(real, fake, repeats=R)` costs once compiled (it makes exactly
+these calls). Then the scores of the R repeats, and, with --noise, of `real` against uniform
+noise of the same shape.
 
     nice python benchmarks/metrics.py        # protocol settings, 5 repeats (from the repo root:
                                              # pip install -e . or PYTHONPATH=.)
-    python benchmarks/metrics.py --repeats 2 --metrics correlational,discriminative
+    python benchmarks/metrics.py --datasets stocks --repeats 2 --metrics correlational
 """
 import argparse
 import json
@@ -17,52 +23,95 @@ import time
 import numpy as np
 
 from stdiff_jax.data import load_dataset
-from stdiff_jax.metrics import METRICS, evaluate
+from stdiff_jax.metrics import METRICS, REPEATED, evaluate
+from stdiff_jax.metrics.evaluate import summarize
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def table(title, results):
-    lines = [title, f"{'metric':<16}{'mean':>12}{'ci95':>12}{'seconds':>10}"]
-    for name, r in results.items():
-        ci95 = "-" if r["ci95"] is None else f"{r['ci95']:.4f}"
-        lines.append(f"{name:<16}{r['mean']:>12.4f}{ci95:>12}{r['seconds']:>10.1f}")
+def timed(fn, *args):
+    """`(wall seconds, process CPU seconds, result)` of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def repeat_costs(name, real, fake, seeds):
+    """Seconds of all repeats and of one, each timed on a second call so that compilation is
+    left out, the first calls' extra wall seconds, and the scores of all repeats.
+
+    The timed calls run back to back, so that a load changing on a shared machine moves both.
+    """
+    first_all, _, _ = timed(REPEATED[name], real, fake, seeds)
+    first_one, _, _ = timed(REPEATED[name], real, fake, seeds[:1])
+    all_wall, all_cpu, values = timed(REPEATED[name], real, fake, seeds)
+    one_wall, one_cpu, _ = timed(REPEATED[name], real, fake, seeds[:1])
+    return {"all": all_wall, "one": one_wall, "all_cpu": all_cpu, "one_cpu": one_cpu,
+            "compile_all": first_all - all_wall, "compile_one": first_one - one_wall,
+            "scores": summarize(values)}
+
+
+def cost_table(costs, repeats):
+    r = repeats
+    lines = [f"| metric | {r} repeats (s) | 1 repeat (s) | ratio | CPU-time ratio | "
+             f"{r} x 1 repeat (s) | first calls' extra, {r} / 1 repeats (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = dict(costs, all={k: sum(c[k] for c in costs.values())
+                            for k in ("all", "one", "all_cpu", "one_cpu", "compile_all",
+                                      "compile_one")})
+    for name, c in rows.items():
+        lines.append(f"| {name} | {c['all']:.2f} | {c['one']:.2f} | {c['all'] / c['one']:.2f} | "
+                     f"{c['all_cpu'] / c['one_cpu']:.2f} | {r * c['one']:.2f} | "
+                     f"{c['compile_all']:.1f} / {c['compile_one']:.1f} |")
     return "\n".join(lines)
+
+
+def score_table(title, scores):
+    lines = [title, f"{'metric':<16}{'mean':>12}{'ci95':>12}  values"]
+    for name, r in scores.items():
+        ci95 = "-" if r["ci95"] is None else f"{r['ci95']:.4f}"
+        values = " ".join(f"{v:.6f}" for v in r["values"])
+        lines.append(f"{name:<16}{r['mean']:>12.4f}{ci95:>12}  {values}")
+    return "\n".join(lines)
+
+
+def halves(dataset, seq_len, data_dir, seed):
+    windows = load_dataset(dataset, seq_len, data_dir=data_dir).unit_windows
+    order = np.random.default_rng(seed).permutation(len(windows))
+    half = len(windows) // 2
+    print(f"\n## {dataset} L={seq_len}: {len(windows)} windows, K={windows.shape[-1]}; real and "
+          f"fake are disjoint halves of {half} windows", flush=True)
+    return windows[order[:half]], windows[order[half:2 * half]]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="etth")
+    parser.add_argument("--datasets", default="etth,stocks")
     parser.add_argument("--seq_len", type=int, default=24)
     parser.add_argument("--data_dir", default=os.environ.get(
         "STDIFF_DATA_DIR", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--metrics", default=",".join(METRICS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="also write both results to this file")
+    parser.add_argument("--noise", action="store_true", help="also score real against noise")
+    parser.add_argument("--json", help="also write every result to this file")
     args = parser.parse_args()
 
-    windows = load_dataset(args.dataset, args.seq_len, data_dir=args.data_dir).unit_windows
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(windows))
-    half = len(windows) // 2
-    real, fake = windows[order[:half]], windows[order[half:2 * half]]
-    noise = rng.uniform(size=real.shape).astype(np.float32)
-    print(f"{args.dataset} L={args.seq_len}: {len(windows)} windows, K={windows.shape[-1]}; "
-          f"real and fake are disjoint halves of {half} windows; {args.repeats} repeats")
-
     names = tuple(args.metrics.split(","))
+    seeds = [args.seed + r for r in range(args.repeats)]
     out = {}
-    for title, other in (("real vs held-out real", fake), ("real vs uniform noise", noise)):
-        start = time.perf_counter()
-
-        def progress(name, repeat, value, start=start):
-            print(f"  {title}: {name} repeat {repeat + 1}: {value:.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
-
-        out[title] = evaluate(real, other, repeats=args.repeats, seed=args.seed, metrics=names,
-                              progress=progress)
-        print(table(f"\n{title}: {time.perf_counter() - start:.1f} s", out[title]), flush=True)
+    for dataset in args.datasets.split(","):
+        real, fake = halves(dataset, args.seq_len, args.data_dir, args.seed)
+        costs = {name: repeat_costs(name, real, fake, seeds) for name in names}
+        print(cost_table(costs, args.repeats), flush=True)
+        print(score_table("\nreal vs held-out real", {n: c["scores"] for n, c in costs.items()}),
+              flush=True)
+        out[dataset] = {"costs": costs}
+        if args.noise:
+            noise = np.random.default_rng(args.seed).uniform(size=real.shape).astype(np.float32)
+            out[dataset]["noise"] = evaluate(real, noise, repeats=args.repeats, seed=args.seed,
+                                             metrics=names)
+            print(score_table("\nreal vs uniform noise", out[dataset]["noise"]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
