@@ -52,6 +52,7 @@ def base_config():
     c.diffusion.logsnr_min = -15.0
     c.diffusion.logsnr_max = 15.0
     c.diffusion.cov_loss_weight = 0.1  # Cross-covariance loss on STFT magnitudes; 0 turns it off.
+    c.diffusion.loss_weighting = "eps"  # MSE weight across noise levels: "eps" or "v" (diffusion.py).
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 128  # Global batch, split over all devices. Not given by the paper.

@@ -1,5 +1,12 @@
 """The training objective: epsilon-prediction MSE plus a cross-covariance loss on STFT magnitudes.
 
+Weightings of the MSE across noise levels (`weighting`): in terms of the clean video, the eps-MSE
+is SNR ||x0_hat - x0||^2, so below logsnr 0 an error of the clean prediction barely costs
+anything (1.8% of its square at logsnr -4), though that is where a window's level and the
+coupling of its covariates' levels are decided. "v" is the MSE of the velocity
+v = alpha eps - sigma x0, (1 + SNR) ||x0_hat - x0||^2 = (1 + 1 / SNR) x the eps-MSE per sample
+(Salimans & Ho, 2022): unit weight on the clean prediction at low SNR, the eps-MSE's at high SNR.
+
 Videos are `(B, T, F, K, 3)`, normalised per (F, K, channel); channels are (real, imag, trend).
 A batch is noised at times drawn antithetically (one uniform shift of an evenly spaced grid, as in
 VDM), which covers the noise levels evenly within every batch and lowers the loss variance.
@@ -24,11 +31,13 @@ import math
 import jax
 import jax.numpy as jnp
 
+from stdiff_jax.errors import UserError
 from stdiff_jax.schedule import alpha_sigma
 
 COV_AXES = {"frequency": 2, "covariate": 3}  # Axes of the (B, T, F, K) magnitudes.
 MAGNITUDE_EPS = 1e-8  # Inside the square root: keeps the gradient of |S| finite at S = 0.
 CORRELATION_EPS = 1e-8  # Added to variances: a constant bin gets zero correlations, not NaN.
+WEIGHTINGS = ("eps", "v")
 
 
 def standard_normal(key, shape):
@@ -108,7 +117,7 @@ def covariance_loss(x0_hat, x0, weights, normalizer=None, axes=("covariate", "fr
     """
     unknown = set(axes) - set(COV_AXES)
     if unknown:
-        raise ValueError(f"Unknown cross-covariance axes {sorted(unknown)}; use {sorted(COV_AXES)}.")
+        raise UserError(f"Unknown cross-covariance axes {sorted(unknown)}; use {sorted(COV_AXES)}.")
     mag_hat = stft_magnitudes(x0_hat, normalizer)  # (B, T, F, K)
     mag = jax.lax.stop_gradient(stft_magnitudes(x0, normalizer))  # (B, T, F, K)
     loss = jnp.zeros((), jnp.float32)
@@ -120,10 +129,11 @@ def covariance_loss(x0_hat, x0, weights, normalizer=None, axes=("covariate", "fr
 
 
 def objective(params, apply_fn, x0, t, eps, schedule, normalizer=None, cov_weight=0.0,
-              cov_logsnr_min=2.0, cov_axes=("covariate", "frequency")):
+              cov_logsnr_min=2.0, cov_axes=("covariate", "frequency"), weighting="eps"):
     """The loss at given times (B,) and noise (like x0); both losses below are this at random draws.
 
     `cov_weight` must be a Python number: 0 leaves the cross-covariance term out of the graph.
+    `weighting`: one of WEIGHTINGS, the MSE's weight across noise levels (module docstring).
     Returns (loss, metrics) with metrics "loss", "mse" and, when it is on, "cov" (unweighted) and
     "cov_fraction" (the share of the batch noisy little enough to enter it).
     """
@@ -131,7 +141,13 @@ def objective(params, apply_fn, x0, t, eps, schedule, normalizer=None, cov_weigh
     logsnr = schedule.logsnr(t)  # (B,)
     z = diffuse(x0, logsnr, eps)  # (B, T, F, K, 3)
     eps_hat = apply_fn(params, z, logsnr).astype(jnp.float32)  # (B, T, F, K, 3)
-    mse = jnp.mean((eps_hat - eps) ** 2)
+    if weighting not in WEIGHTINGS:
+        raise UserError(f"Unknown loss weighting {weighting!r} "
+                        f"(config.diffusion.loss_weighting); use one of {WEIGHTINGS}.")
+    per_sample = jnp.mean((eps_hat - eps) ** 2, axis=tuple(range(1, x0.ndim)))  # (B,)
+    if weighting == "v":
+        per_sample = per_sample * (1.0 + jnp.exp(-logsnr))  # ||v_hat - v||^2
+    mse = jnp.mean(per_sample)
     metrics = {"mse": mse}
     loss = mse
     if cov_weight:
@@ -147,7 +163,7 @@ def objective(params, apply_fn, x0, t, eps, schedule, normalizer=None, cov_weigh
 
 
 def diffusion_loss(params, apply_fn, x0, rng, schedule, normalizer=None, cov_weight=0.0,
-                   cov_logsnr_min=2.0, cov_axes=("covariate", "frequency")):
+                   cov_logsnr_min=2.0, cov_axes=("covariate", "frequency"), weighting="eps"):
     """Training loss of a batch of clean normalised videos x0 (B, T, F, K, 3) -> (loss, metrics).
 
     apply_fn(params, z, logsnr) -> eps_hat predicts the noise of z (B, T, F, K, 3) at logsnr (B,).
@@ -156,14 +172,14 @@ def diffusion_loss(params, apply_fn, x0, rng, schedule, normalizer=None, cov_wei
     t = antithetic_times(t_key, x0.shape[0])  # (B,)
     eps = standard_normal(eps_key, x0.shape)
     return objective(params, apply_fn, x0, t, eps, schedule, normalizer, cov_weight,
-                     cov_logsnr_min, cov_axes)
+                     cov_logsnr_min, cov_axes, weighting)
 
 
 def validation_loss(params, apply_fn, x0, schedule, key, normalizer=None, cov_weight=0.0,
-                    cov_logsnr_min=2.0, cov_axes=("covariate", "frequency")):
+                    cov_logsnr_min=2.0, cov_axes=("covariate", "frequency"), weighting="eps"):
     """The training loss at fixed stratified times and noise from `key`: pass the same key (per
     batch) at every evaluation, and successive scores differ only through the parameters."""
     t = stratified_times(x0.shape[0])  # (B,)
     eps = standard_normal(key, x0.shape)
     return objective(params, apply_fn, x0, t, eps, schedule, normalizer, cov_weight,
-                     cov_logsnr_min, cov_axes)
+                     cov_logsnr_min, cov_axes, weighting)

@@ -31,6 +31,7 @@ import numpy as np
 from absl import logging
 
 from stdiff_jax.diffusion import standard_normal
+from stdiff_jax.errors import UserError
 from stdiff_jax.schedule import Schedule, alpha_sigma
 
 METHODS = ("ddim", "ancestral", "dpmpp_2m")
@@ -41,12 +42,13 @@ GUIDE_STREAM = 2 ** 31 - 1  # Root of a guide's noise streams: far above every s
 def logsnr_grid(schedule, num_steps, grid="logsnr"):
     """(num_steps + 1,) log-SNRs from logsnr_min up to logsnr_max, uniform in log-SNR or in time t."""
     if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
+        raise UserError(f"The sampler needs num_steps >= 1 (config.sample.num_steps), got "
+                        f"{num_steps}.")
     if grid == "logsnr":
         return jnp.linspace(schedule.logsnr_min, schedule.logsnr_max, num_steps + 1)
     if grid == "time":
         return schedule.logsnr(jnp.linspace(1.0, 0.0, num_steps + 1))
-    raise ValueError(f"Unknown sampling grid {grid!r}; use one of {GRIDS}.")
+    raise UserError(f"Unknown sampling grid {grid!r} (config.sample.grid); use one of {GRIDS}.")
 
 
 def per_sample_keys(key, batch_size, first_index=0):
@@ -161,7 +163,8 @@ def ddim_sample(denoise_fn, z, logsnrs, keys=None, *, eta=0.0, clip_x0=None, gui
     DDPM posterior variance scaled by eta^2, drawn from the per-sample `keys` (B,).
     """
     if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"DDIM eta must lie in [0, 1] (0: deterministic, 1: DDPM), got {eta}.")
+        raise UserError(f"DDIM eta (config.sample.eta) must lie in [0, 1] (0: deterministic, "
+                        f"1: DDPM), got {eta}.")
     if eta and keys is None:
         raise ValueError("DDIM with eta > 0 draws noise: pass keys (one key per sample).")
 
@@ -232,7 +235,7 @@ def sample(denoise_fn, shape, key, *, method="ddim", num_steps=200, eta=0.0, sch
     may close over traced per-sample arrays, e.g. a chunk's observations), or None.
     """
     if method not in METHODS:
-        raise ValueError(f"Unknown sampler {method!r}; use one of {METHODS}.")
+        raise UserError(f"Unknown sampler {method!r} (config.sample.method); use one of {METHODS}.")
     keys = per_sample_keys(key, shape[0], first_index)  # (B,)
     z = _normal(keys, tuple(shape[1:]), 0)  # (B, ...) ~ N(0, I) at logsnr_min
     logsnrs = logsnr_grid(schedule, num_steps, grid)
@@ -274,8 +277,8 @@ def run_chunks(run_chunk, num_samples, chunk_size, *, fetch=np.asarray, progress
     progress: called with a `Progress` after every chunk (None: silent).
     """
     if num_samples < 1 or chunk_size < 1:
-        raise ValueError(f"Generation needs num_samples >= 1 and chunk_size >= 1, got {num_samples} "
-                         f"and {chunk_size}.")
+        raise UserError(f"Generation needs num_samples >= 1 and chunk_size >= 1, got {num_samples} "
+                        f"and {chunk_size}.")
     starts = range(0, num_samples, chunk_size)
     outputs, start_time = [], time.perf_counter()
     pending = run_chunk(starts[0])

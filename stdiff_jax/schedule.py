@@ -17,6 +17,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from stdiff_jax.errors import UserError
+
 
 def _angles(logsnr_min, logsnr_max):
     """(a, b) with logsnr(t) = -2 log tan(a t + b); in float64 so the endpoints land exactly."""
@@ -65,9 +67,9 @@ class Schedule:
     def __post_init__(self):
         if not (math.isfinite(self.logsnr_min) and math.isfinite(self.logsnr_max)
                 and self.logsnr_min < self.logsnr_max):
-            raise ValueError(f"The schedule needs finite logsnr_min < logsnr_max, got "
-                             f"[{self.logsnr_min}, {self.logsnr_max}]; set config.diffusion."
-                             f"logsnr_min/logsnr_max (defaults -15, 15).")
+            raise UserError(f"The schedule needs finite logsnr_min < logsnr_max, got "
+                            f"[{self.logsnr_min}, {self.logsnr_max}]; set config.diffusion."
+                            f"logsnr_min/logsnr_max (defaults -15, 15).")
 
     @classmethod
     def from_config(cls, config):

@@ -15,6 +15,8 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 
+from stdiff_jax.errors import UserError
+
 
 def num_frames(length, n_fft, hop, center=True):
     """T = 1 + (L + 2 * (n_fft // 2) - n_fft) // hop frames (with centring)."""
@@ -34,7 +36,7 @@ def get_window(window, n_fft):
             return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
         if window in ("ones", "boxcar", "rectangular"):
             return np.ones(n_fft)
-        raise ValueError(f"Unknown STFT window {window!r}; use 'hann', 'ones' or pass an array.")
+        raise UserError(f"Unknown STFT window {window!r}; use 'hann', 'ones' or pass an array.")
     window = np.asarray(window, dtype=np.float64)
     if window.shape != (n_fft,):
         raise ValueError(f"STFT window has shape {window.shape}, expected ({n_fft},).")
@@ -58,20 +60,21 @@ def _window_sum_squares(length, n_fft, hop, window, center):
 
 
 def check_stft_settings(length, n_fft, hop, window="hann", center=True):
-    """Raise a ValueError naming the fix when (length, n_fft, hop) cannot be inverted exactly."""
+    """Raise a UserError naming the fix when (length, n_fft, hop) cannot be inverted exactly."""
     if n_fft < 2 or hop < 1:
-        raise ValueError(f"STFT needs n_fft >= 2 and hop >= 1, got n_fft={n_fft}, hop={hop}.")
+        raise UserError(f"STFT needs n_fft >= 2 and hop >= 1 (config.video.n_fft, "
+                        f"config.video.hop), got n_fft={n_fft}, hop={hop}.")
     if hop > n_fft:
-        raise ValueError(f"STFT hop={hop} exceeds n_fft={n_fft}: samples between frames would be "
-                         "lost. Use hop <= n_fft.")
+        raise UserError(f"STFT hop={hop} exceeds n_fft={n_fft}: samples between frames would be "
+                        "lost. Use hop <= n_fft.")
     min_length = n_fft // 2 + 1 if center else n_fft
     if length < min_length:
-        raise ValueError(
+        raise UserError(
             f"Sequence length {length} is too short for an STFT window of n_fft={n_fft} "
             f"(needs at least {min_length} samples). Use a longer seq_len or a smaller n_fft.")
     uncovered = np.flatnonzero(_window_sum_squares(length, n_fft, hop, window, center) < 1e-8)
     if uncovered.size:
-        raise ValueError(
+        raise UserError(
             f"STFT frames (n_fft={n_fft}, hop={hop}, L={length}) leave samples {uncovered[:5].tolist()}"
             " uncovered, so the series cannot be reconstructed. Use a smaller hop.")
 
@@ -90,8 +93,8 @@ def stft(x, n_fft, hop, window="hann", center=True):
     if center:
         pad = n_fft // 2
         if x.shape[-1] <= pad:
-            raise ValueError(f"Sequence length {x.shape[-1]} is too short for reflect padding of "
-                             f"{pad} (n_fft={n_fft}); use a longer sequence or smaller n_fft.")
+            raise UserError(f"Sequence length {x.shape[-1]} is too short for reflect padding of "
+                            f"{pad} (n_fft={n_fft}); use a longer sequence or smaller n_fft.")
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
     frames = frame(x, n_fft, hop) * get_window(window, n_fft).astype(x.dtype)  # (..., T, n_fft)
     return jnp.fft.rfft(frames, n=n_fft, axis=-1)  # (..., T, F)

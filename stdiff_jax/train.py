@@ -125,7 +125,7 @@ def create_sharded_state(mesh, abstract, init_fn, seed):
 # Update step.
 # ------------------------------------------------------------------------------------------------
 def train_step(state, batch, *, apply_fn, tx, learning_rate, to_video, schedule, normalizer,
-               cov_weight, ema_decay):
+               cov_weight, weighting, ema_decay):
     """One AdamW update on a global batch of series (B, L, K) -> (new state, metrics).
 
     Everything after `batch` is bound with functools.partial before jit. Metrics are device
@@ -135,7 +135,8 @@ def train_step(state, batch, *, apply_fn, tx, learning_rate, to_video, schedule,
     x0 = to_video(batch)  # (B, T, F, K, 3)
 
     def loss_fn(params):
-        return diffusion.diffusion_loss(params, apply_fn, x0, rng, schedule, normalizer, cov_weight)
+        return diffusion.diffusion_loss(params, apply_fn, x0, rng, schedule, normalizer, cov_weight,
+                                        weighting=weighting)
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -155,7 +156,9 @@ def compile_train_step(config, mesh, abstract, *, model, tx, learning_rate, norm
         train_step, apply_fn=apply_fn_of(model), tx=tx, learning_rate=learning_rate,
         to_video=video_transform(config.video, normalizer), schedule=Schedule.from_config(
             config.diffusion), normalizer=normalizer,
-        cov_weight=float(config.diffusion.cov_loss_weight), ema_decay=float(config.train.ema_decay))
+        cov_weight=float(config.diffusion.cov_loss_weight),
+        weighting=config.diffusion.get("loss_weighting", "eps"),
+        ema_decay=float(config.train.ema_decay))
     state_sharding = jax.tree.map(lambda a: a.sharding, abstract)
     return jax.jit(step, in_shardings=(state_sharding, NamedSharding(mesh, P(DATA_AXIS))),
                    out_shardings=(state_sharding, NamedSharding(mesh, P())), donate_argnums=0)
@@ -185,7 +188,8 @@ def compile_eval_step(config, mesh, abstract, *, model, normalizer):
         _, metrics = diffusion.validation_loss(
             params, apply_fn_of(model), video_transform(config.video, normalizer)(batch),
             Schedule.from_config(config.diffusion), key, normalizer,
-            float(config.diffusion.cov_loss_weight))
+            float(config.diffusion.cov_loss_weight),
+            weighting=config.diffusion.get("loss_weighting", "eps"))
         return metrics["loss"]
 
     replicated = NamedSharding(mesh, P())

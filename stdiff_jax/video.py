@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stdiff_jax import stft as stft_lib
+from stdiff_jax.errors import UserError
 
 DEFAULT_EMA_ALPHA = 0.2  # Not given by the paper: smooths over ~5 samples, below the STFT window.
 
@@ -30,7 +31,7 @@ DEFAULT_EMA_ALPHA = 0.2  # Not given by the paper: smooths over ~5 samples, belo
 def ema_trend(x, alpha=DEFAULT_EMA_ALPHA, axis=-2):
     """Exponential moving average along `axis`: y_0 = x_0, y_n = alpha x_n + (1 - alpha) y_{n-1}."""
     if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"EMA factor alpha must lie in (0, 1], got {alpha}.")
+        raise UserError(f"EMA factor alpha must lie in (0, 1], got {alpha}.")
     x = jnp.moveaxis(jnp.asarray(x), axis, 0)
 
     def step(prev, xn):
@@ -175,8 +176,8 @@ def fit_video_statistics(windows, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, windo
     normalizer: "frame" (statistics per frame) or "pooled" (over frames), see `VideoNormalizer`.
     """
     if normalizer not in NORMALIZERS:
-        raise ValueError(f"Unknown video normaliser {normalizer!r}; use one of {NORMALIZERS} "
-                         f"(config.video.normalizer).")
+        raise UserError(f"Unknown video normaliser {normalizer!r}; use one of {NORMALIZERS} "
+                        f"(config.video.normalizer).")
     pooled_axes = (0, 1) if normalizer == "pooled" else (0,)
     windows = np.asarray(windows, np.float32)
     if windows.ndim != 3 or not np.all(np.isfinite(windows)):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stdiff_jax import diffusion
+from stdiff_jax import diffusion, errors
 from stdiff_jax.schedule import Schedule, alpha_sigma
 from stdiff_jax.video import VideoNormalizer
 
@@ -65,6 +65,22 @@ def test_oracle_denoiser_has_zero_loss_under_jit():
     assert loss < 1e-5
     # Antithetic times over 16 samples: logsnr >= 2 holds for about the least noisy 22%.
     assert 0.1 < metrics["cov_fraction"] < 0.35
+
+
+def test_v_weighting_is_the_velocity_mse():
+    x0, eps = _videos(0), _videos(1)
+    t = diffusion.stratified_times(SHAPE[0])
+    params = {"w": jnp.float32(0.3), "b": jnp.float32(0.2)}
+    _, metrics = diffusion.objective(params, linear_apply, x0, t, eps, SCHEDULE, weighting="v")
+    logsnr = SCHEDULE.logsnr(t)
+    alpha, sigma = (a[:, None, None, None, None] for a in alpha_sigma(logsnr))
+    z = alpha * x0 + sigma * eps
+    x0_hat = diffusion.predict_x0(z, linear_apply(params, z, logsnr), logsnr)
+    v_hat = (alpha * z - x0_hat) / sigma  # v = alpha eps - sigma x0 = (alpha z - x0) / sigma
+    v = alpha * eps - sigma * x0
+    np.testing.assert_allclose(metrics["mse"], jnp.mean((v_hat - v) ** 2), rtol=1e-4)
+    with pytest.raises(errors.UserError, match=r"weighting 'x0' \(config.diffusion.loss_weighting"):
+        diffusion.objective(params, linear_apply, x0, t, eps, SCHEDULE, weighting="x0")
 
 
 def test_zero_denoiser_mse_is_the_noise_power_and_cov_off_means_no_cov_term():

@@ -69,6 +69,20 @@ def test_indivisible_batch_is_a_user_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("override,message", [
+    ("--config.sample.method=dpm", "config.sample.method='dpm' is not one of ('ddim', "),
+    ("--config.diffusion.loss_weighting=x0", "config.diffusion.loss_weighting='x0' is not one of"),
+    ("--config.model.heads=3", "model.hidden (32) must split into model.heads (3) heads"),
+    ("--config.video.hop=12", "STFT hop=12 exceeds n_fft=11"),
+])
+def test_bad_config_values_are_user_errors_before_any_training(tmp_path, override, message):
+    proc = run_main(f"--config={REPO}/configs/sines.py:smoke", f"--workdir={tmp_path / 'run'}",
+                    override)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert message in proc.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_user_errors_exit_with_status_2_and_bugs_keep_their_traceback(capsys):
     from stdiff_jax import errors
 

@@ -99,7 +99,7 @@ def test_ancestral_is_ddim_at_eta_one_and_keys_decide_the_noise():
 def test_bad_options_fail_clearly():
     with pytest.raises(ValueError, match="Unknown sampler"):
         sampling.sample(gaussian_denoiser, (2, *DIMS), jax.random.key(0), method="euler")
-    with pytest.raises(ValueError, match="eta must lie"):
+    with pytest.raises(ValueError, match=r"eta \(config.sample.eta\) must lie"):
         sampling.ddim_sample(gaussian_denoiser, jnp.zeros((2, *DIMS)), jnp.zeros(3), eta=2.0)
     with pytest.raises(ValueError, match="pass keys"):
         sampling.ddim_sample(gaussian_denoiser, jnp.zeros((2, *DIMS)), jnp.zeros(3), eta=0.5)

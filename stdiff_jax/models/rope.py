@@ -8,6 +8,8 @@ the paper uses it along time frames and frequency patches.
 import numpy as np
 import jax.numpy as jnp
 
+from stdiff_jax.errors import UserError
+
 
 def rope_angles(length, head_dim, base=10000.0):
     """cos and sin tables, each (length, head_dim // 2), for positions 0..length-1.
@@ -15,7 +17,7 @@ def rope_angles(length, head_dim, base=10000.0):
     Computed in numpy: they depend only on static shapes, so under jit they are constants.
     """
     if head_dim % 2:
-        raise ValueError(
+        raise UserError(
             f"RoPE needs an even head dimension, got {head_dim}: pick hidden / heads even.")
     inv_freq = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)  # (H/2,)
     angles = np.arange(length, dtype=np.float64)[:, None] * inv_freq[None, :]  # (S, H/2)

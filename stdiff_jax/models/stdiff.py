@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from stdiff_jax.errors import UserError
 from stdiff_jax.models.rope import apply_rope, rope_angles
 
 # ------------------------------------------------------------------------------------------------
@@ -369,13 +370,13 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
            for name in ("depth", "hidden", "heads", "mlp_ratio", "patch_freq")}
     remat, dtype = bool(model_config.get("remat", False)), model_config.get("dtype", "float32")
     if dtype not in DTYPES:
-        raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
+        raise UserError(f"model.dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
     if cfg["hidden"] % cfg["heads"] or (cfg["hidden"] // cfg["heads"]) % 2:
-        raise ValueError(
+        raise UserError(
             f"model.hidden ({cfg['hidden']}) must split into model.heads ({cfg['heads']}) heads of "
             "even size (RoPE rotates feature pairs); change hidden or heads.")
     if cfg["patch_freq"] < 1 or cfg["depth"] < 1:
-        raise ValueError(f"model.patch_freq and model.depth must be >= 1, got {cfg}.")
+        raise UserError(f"model.patch_freq and model.depth must be >= 1, got {cfg}.")
 
     inits = {}
     if stats is not None:
