@@ -11,7 +11,8 @@ value was ever seen in training: a random validation window would share all but 
 its trained neighbours.
 Tasks: imputation with each --rates share of the values missing, point-wise at random (a fixed
 seed), and forecasting the last --horizons share of every window from the rest. Each model row
-is a --settings entry, method:num_steps:jumps, drawing --num_samples samples per window.
+is a --settings entry, method:num_steps:jumps[:renoise], drawing --num_samples samples per window
+(renoise 0: only the clean prediction is projected, the noisy state is left as sampled).
 
 Scores, over the held-out values, in the [0, 1] units of the metrics (the data scaler's): MSE and
 MAE of the per-value sample median, CRPS of the S samples (E|X - y| - E|X - X'| / 2) and the
@@ -48,8 +49,8 @@ flags.DEFINE_integer("num_windows", 200, "Held-out windows evaluated (fewer if t
 flags.DEFINE_integer("num_samples", 50, "Samples per window (S).")
 flags.DEFINE_list("rates", ["0.5", "0.7", "0.9"], "Missing rates of the imputation tasks.")
 flags.DEFINE_list("horizons", ["0.25", "0.5"], "Forecast horizons, as shares of the window.")
-flags.DEFINE_list("settings", [], "Sampler settings method:num_steps:jumps (default: the "
-                  "config's condition section).")
+flags.DEFINE_list("settings", [], "Sampler settings method:num_steps:jumps[:renoise 0/1] "
+                  "(default: the config's condition section).")
 flags.DEFINE_integer("seed", 0, "Seed of the window subset, the masks and the samplers.")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 flags.mark_flags_as_required(["config"])
@@ -130,8 +131,9 @@ def best_period(train_windows, context):
 # The run.
 # ------------------------------------------------------------------------------------------------
 def parse_setting(spec):
-    method, steps, jumps = spec.split(":")
-    return {"method": method, "num_steps": int(steps), "jumps": int(jumps)}
+    method, steps, jumps, *renoise = spec.split(":")
+    return {"method": method, "num_steps": int(steps), "jumps": int(jumps),
+            "renoise": bool(int(renoise[0])) if renoise else True}
 
 
 def main(argv):
@@ -177,7 +179,8 @@ def main(argv):
     for overrides in settings_list:
         settings = conditional.condition_settings(config, num_samples=FLAGS.num_samples,
                                                   seed=FLAGS.seed, **overrides)
-        label = f"ST-Diff {settings.method} {settings.num_steps} steps, {settings.jumps} jump(s)"
+        label = (f"ST-Diff {settings.method} {settings.num_steps} steps, {settings.jumps} "
+                 f"jump(s){'' if settings.renoise else ', no renoise'}")
         num_rows = truth.shape[0] * settings.num_samples
         with settings.unlocked():
             settings.chunk_size = settings.chunk_size or generate.auto_chunk_size(

@@ -52,7 +52,9 @@ def base_config():
     c.diffusion.logsnr_min = -15.0
     c.diffusion.logsnr_max = 15.0
     c.diffusion.cov_loss_weight = 0.1  # Cross-covariance loss on STFT magnitudes; 0 turns it off.
-    c.diffusion.loss_weighting = "eps"  # MSE weight across noise levels: "eps" or "v" (diffusion.py).
+    # MSE weight across noise levels: "v" (velocity MSE) or "eps" (the paper's). v put the stocks
+    # volume-price coupling right where eps missed it (docs/results.md, ablations).
+    c.diffusion.loss_weighting = "v"
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 128  # Global batch, split over all devices. Not given by the paper.
@@ -99,6 +101,7 @@ def base_config():
     c.condition.method = "dpmpp_2m"  # "ddim", "ancestral" or "dpmpp_2m".
     c.condition.num_steps = 20
     c.condition.jumps = 1  # Network calls per step (RePaint resampling when > 1).
+    c.condition.renoise = True  # Redraw the observed part of each noisy state (RePaint).
     c.condition.seed = 0
     c.condition.chunk_size = 0  # 0: chosen from available memory.
     c.condition.output_dir = ""  # "": the workdir.

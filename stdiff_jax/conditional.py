@@ -64,7 +64,7 @@ FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
 # ------------------------------------------------------------------------------------------------
 # The guided step and the conditional sampler, in model space.
 # ------------------------------------------------------------------------------------------------
-def observation_guide(encode, decode, observed, mask, jumps=1):
+def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True):
     """The `sampling.Guide` that conditions videos on observed values (module docstring).
 
     encode: (B, L, K) series -> (B, T, F, K, 3) videos, affine and acting on every covariate
@@ -72,6 +72,9 @@ def observation_guide(encode, decode, observed, mask, jumps=1):
       exact left inverse, affine too.
     observed: (B, L, K) series in model space (values where mask is False are ignored).
     mask: (B, L, K) bool, True where observed.
+    renoise: redraw the observed part of every noisy state from the forward process (RePaint);
+      False leaves z as the sampler made it, so only the projection of the clean prediction
+      conditions (DDNM-style, Wang et al. 2023).
     """
     length, num_columns = observed.shape[1:]
     video_shape = jax.eval_shape(encode, observed).shape[1:]
@@ -107,17 +110,17 @@ def observation_guide(encode, decode, observed, mask, jumps=1):
         alpha, sigma = alpha_sigma(logsnr)
         return impose(z, decode(alpha * known + sigma * noise))
 
-    return sampling.Guide(x0_fn=x0_fn, z_fn=z_fn, jumps=jumps)
+    return sampling.Guide(x0_fn=x0_fn, z_fn=z_fn if renoise else None, jumps=jumps)
 
 
 def conditional_sample(denoise_fn, encode, decode, observed, mask, video_shape, key, *,
-                       jumps=1, first_index=0, **sampler_options):
+                       jumps=1, renoise=True, first_index=0, **sampler_options):
     """(B, L, K) series in model space that agree with `observed` where `mask`, bit for bit.
 
     Sample b is sample first_index + b of the run of `key`. sampler_options: `sampling.sample`'s
     method, num_steps, eta, schedule, grid and clip_x0.
     """
-    guide = observation_guide(encode, decode, observed, mask, jumps)
+    guide = observation_guide(encode, decode, observed, mask, jumps, renoise)
     videos = sampling.sample(denoise_fn, (observed.shape[0], *video_shape), key,
                              first_index=first_index, guide=guide, **sampler_options)
     return jnp.where(mask, observed, decode(videos))
@@ -163,7 +166,7 @@ def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, enc
 
     return conditional_sample(
         denoise, encode, decode, observed, mask, video_shape, key, jumps=settings.jumps,
-        first_index=first_index, method=settings.method, num_steps=settings.num_steps,
+        renoise=settings.renoise, first_index=first_index, method=settings.method, num_steps=settings.num_steps,
         eta=sample_config.eta, schedule=schedule, grid=sample_config.grid,
         clip_x0=sample_config.get("clip_x0") or None)
 

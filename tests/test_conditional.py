@@ -94,14 +94,14 @@ MASK[_rng.choice(L, L // 2, replace=False)] = True  # half the steps observed
 TRUTH = _rng.multivariate_normal(MU, SERIES_COV)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "method", "num_steps", "jumps"))
-def gaussian_conditional_samples(key, mask, n, method, num_steps, jumps):
+@functools.partial(jax.jit, static_argnames=("n", "method", "num_steps", "jumps", "renoise"))
+def gaussian_conditional_samples(key, mask, n, method, num_steps, jumps, renoise=True):
     given = jnp.asarray(np.where(MASK, TRUTH, 0.0), jnp.float32)  # (L,)
     observed = jnp.broadcast_to(given[None, :, None], (n, L, K))
     return conditional.conditional_sample(
         gaussian_denoiser, encode, decode, observed,
         jnp.broadcast_to(mask[None, :, None], (n, L, K)), VIDEO_SHAPE, key, jumps=jumps,
-        method=method, num_steps=num_steps)
+        renoise=renoise, method=method, num_steps=num_steps)
 
 
 def conditional_errors(samples, mask=MASK):
@@ -142,10 +142,11 @@ def test_resampling_jumps_shrink_the_error():
     assert mean_2 < mean_1 and cov_2 < 0.7 * cov_1
 
 
-@pytest.mark.parametrize("method,num_steps", [("ddim", 50), ("ancestral", 50), ("dpmpp_2m", 20)])
-def test_every_sampler_returns_the_observations_exactly(method, num_steps):
+@pytest.mark.parametrize("method,num_steps,renoise", [
+    ("ddim", 50, True), ("ancestral", 50, True), ("dpmpp_2m", 20, True), ("dpmpp_2m", 20, False)])
+def test_every_sampler_returns_the_observations_exactly(method, num_steps, renoise):
     samples = np.asarray(gaussian_conditional_samples(jax.random.key(1), jnp.asarray(MASK), 64,
-                                                      method, num_steps, 1))
+                                                      method, num_steps, 1, renoise))
     observed = np.float32(TRUTH[MASK])
     assert np.array_equal(samples[:, MASK, 0], np.broadcast_to(observed, (64, MASK.sum())))
     assert np.all(np.isfinite(samples)) and samples[:, ~MASK].std(0).min() > 0
