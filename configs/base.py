@@ -100,7 +100,9 @@ def base_config():
     c.condition.quantiles = (0.05, 0.5, 0.95)  # Per-value quantiles written beside the output.
     c.condition.method = "dpmpp_2m"  # "ddim", "ancestral" or "dpmpp_2m".
     c.condition.num_steps = 20
-    c.condition.jumps = 1  # Network calls per step (RePaint resampling when > 1).
+    # Network calls per step (RePaint resampling when > 1). 2: on held-out stocks windows it
+    # halved the MSE of 1 (4 cut it further at twice the cost); docs/results.md.
+    c.condition.jumps = 2
     c.condition.renoise = True  # Redraw the observed part of each noisy state (RePaint).
     c.condition.seed = 0
     c.condition.chunk_size = 0  # 0: chosen from available memory.

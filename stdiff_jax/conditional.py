@@ -27,8 +27,13 @@ the exact denoiser, DDIM with 100 steps, 4,096 samples) it put the conditional m
 conditional standard deviations off and the standard deviations up to 18 times too large; the
 orthogonal projection, 1.3 and 58% (the rest is RePaint's approximation, see below).
 
-Default: DPM-Solver++(2M) with 20 steps and no resampling (jumps = 1): see configs/base.py's
-condition section for the measurements behind it (docs/results.md, "Conditional generation").
+Default: DPM-Solver++(2M) with 20 steps and 2 jumps (two network calls a step). Measured
+(docs/results.md, "Conditional generation"): on held-out stocks windows a second jump halves the
+MSE of the sample median or better at every task (impute 90%: 0.038 -> 0.012; forecast 50%:
+0.023 -> 0.009) and 4 jumps cut it further (impute 90%: 0.029 -> 0.0025 for the v-loss model) at
+4x the cost; on the exact Gaussian of tests/test_conditional.py, 2 jumps give the smallest
+covariance error (13% against 23% and 19% for 1 and 4). More sampler steps without jumps (DDIM or
+DPM-Solver++ with 50-100) did not help, nor did leaving the noisy state alone (`renoise=False`).
 
 The final series is decoded and then set to the observations where observed, bit for bit; in
 original units the user's own values are put back (`impute`), so they round-trip exactly too.

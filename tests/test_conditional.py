@@ -120,26 +120,27 @@ NUM_SAMPLES = 2048  # Monte Carlo: 0.02 sd on a mean, ~0.05 on the covariance's 
 
 
 def test_default_conditional_samples_approach_the_analytic_conditional():
-    """The default (DPM-Solver++(2M), 20 steps, no jumps). Measured: the worst unobserved mean off
-    by 0.36 conditional sd, the covariance by 23%: RePaint's approximation (each step's network
+    """The default (DPM-Solver++(2M), 20 steps, 2 jumps). Measured: the worst unobserved mean off
+    by 0.31 conditional sd, the covariance by 13%: RePaint's approximation (each step's network
     call sees the observations through noise of the step's level), not Monte Carlo error."""
     samples = gaussian_conditional_samples(jax.random.key(0), jnp.asarray(MASK), NUM_SAMPLES,
-                                           "dpmpp_2m", 20, 1)
+                                           "dpmpp_2m", 20, 2)
     mean_error, cov_error = conditional_errors(samples)
-    assert mean_error < 0.45 and cov_error < 0.3
+    assert mean_error < 0.4 and cov_error < 0.2
     mean, cov = analytic_conditional(MASK, TRUTH)
     prior_mean_error = np.max(np.abs(MU[~MASK] - mean) / np.sqrt(np.diag(cov)))
     assert prior_mean_error > 4 * mean_error  # the observations moved the samples
 
 
 def test_resampling_jumps_shrink_the_error():
-    """Measured with DPM-Solver++(2M), 20 steps: mean error 0.36 -> 0.31 sd and covariance error
-    23% -> 13% from one to two network calls a step."""
+    """Measured with DPM-Solver++(2M), 20 steps, 1 / 2 / 4 network calls a step: mean error
+    0.36 / 0.31 / 0.24 sd, covariance error 23% / 13% / 19% (4 jumps under-disperse: the sample
+    variances 0.8x the analytic ones, where one jump gives 1.15x)."""
     errors = [conditional_errors(gaussian_conditional_samples(
         jax.random.key(0), jnp.asarray(MASK), NUM_SAMPLES, "dpmpp_2m", 20, jumps))
-        for jumps in (1, 2)]
-    (mean_1, cov_1), (mean_2, cov_2) = errors
-    assert mean_2 < mean_1 and cov_2 < 0.7 * cov_1
+        for jumps in (1, 2, 4)]
+    (mean_1, cov_1), (mean_2, cov_2), (mean_4, _) = errors
+    assert mean_4 < mean_2 < mean_1 and cov_2 < 0.7 * cov_1
 
 
 @pytest.mark.parametrize("method,num_steps,renoise", [
