@@ -39,7 +39,6 @@ from ml_collections import config_flags
 
 from stdiff_jax import checkpoint, conditional, fingerprint, generate, trained
 from stdiff_jax import mesh as mesh_lib
-from stdiff_jax.data import dataset_of
 from stdiff_jax.errors import UserError
 
 config_flags.DEFINE_config_file("config", None, "Config file of the trained run, e.g. "
@@ -141,11 +140,10 @@ def main(argv):
     logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
     config = FLAGS.config
     workdir = FLAGS.workdir or f"workdirs/{config.name}"
-    dataset = dataset_of(config.data)
+    dataset = fingerprint.checked_dataset(config, workdir)
     if dataset.test_windows is None:
         raise UserError("Nothing is held out: train and score with --config.data.test_fraction="
                         "0.1 (the last 10% of the rows, never trained on).")
-    fingerprint.check(workdir, {"data": fingerprint.of_data(dataset)})
     mesh = mesh_lib.make_mesh()
     tm = trained.load(config, workdir, mesh)
     rng = np.random.default_rng(FLAGS.seed)

@@ -469,8 +469,7 @@ def forecast_to_workdir(config, workdir):
     if settings.input:
         history, _ = read_input_csv(settings.input, names)
     else:  # The end of the data set's series: its last window, of the data the model learnt.
-        dataset = dataset_of(config.data)
-        fingerprint.check(workdir, {"data": fingerprint.of_data(dataset)})
+        dataset = fingerprint.checked_dataset(config, workdir)
         history = dataset.to_raw(dataset.windows[-1])
     samples = forecast(tm, history, settings.horizon)  # (S, H, K)
     quantiles, labels = _quantile_columns(samples, names, tuple(settings.quantiles))

@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from stdiff_jax import trained
-from stdiff_jax.data.loaders import custom_file
+from stdiff_jax.data.loaders import custom_file, dataset_of
 from stdiff_jax.errors import UserError
 from stdiff_jax.mesh import make_mesh
 
@@ -51,6 +51,13 @@ def of_data(dataset):
     return {"name": resolved_data_name(dataset.name), "windows": list(dataset.windows.shape),
             "windows_sha256": _digest(np.ascontiguousarray(dataset.windows)),
             "scaler_min": dataset.scaler.min.tolist(), "scaler_max": dataset.scaler.max.tolist()}
+
+
+def checked_dataset(config, workdir, allow_data_mismatch=False):
+    """The data set of `config`, after `check`ing that it is the one `workdir` was trained on."""
+    dataset = dataset_of(config.data)
+    check(workdir, {"data": of_data(dataset)}, allow_data_mismatch)
+    return dataset
 
 
 def of_model(config, series_shape):

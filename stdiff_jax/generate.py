@@ -172,7 +172,6 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
     workdir was trained on (`fingerprint.check`; allow_workdir_mismatch scores other data anyway).
     """
     from stdiff_jax import metrics  # Only this mode needs the metrics' networks.
-    from stdiff_jax.data import dataset_of
 
     workdir = pathlib.Path(workdir)
     path = workdir / SAMPLES_UNIT
@@ -185,8 +184,7 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
     fake = np.clip(fake, 0.0, 1.0)
     names = None  # of the columns, for the plots
     if real_unit is None:
-        dataset = dataset_of(config.data)
-        fingerprint.check(workdir, {"data": fingerprint.of_data(dataset)}, allow_workdir_mismatch)
+        dataset = fingerprint.checked_dataset(config, workdir, allow_workdir_mismatch)
         real_unit, names = dataset.unit_windows, dataset.column_names
     scores = metrics.evaluate(real_unit, fake, repeats=config.eval.repeats, seed=config.eval.seed,
                               metrics=tuple(config.eval.metrics))
