@@ -6,7 +6,8 @@ Each config is trained (or resumed) in WORKDIR_ROOT/<config name>, then as many 
 set has windows are generated and scored with the four metrics (5 repeats, mean +- 95% t-interval),
 exactly as `python -m stdiff_jax.main` does. Finished stages are reused: a workdir with samples is
 not resampled and one with metrics.json is not rescored unless --rescore. Prints the table and the
-time each stage took; --from_workdirs only reads existing workdirs.
+wall and process CPU seconds of each stage (the training's CPU seconds as its checkpoints recorded
+them, summed over resumed runs); --from_workdirs only reads existing workdirs.
 """
 
 import json
@@ -75,21 +76,33 @@ PAPER = {
 }
 
 
+def timed(times, stage, fn, *args):
+    """Runs fn(*args), recording its (wall, process CPU) seconds as times[stage]."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn(*args)
+    times[stage] = (time.perf_counter() - wall, time.process_time() - cpu)
+    return out
+
+
 def run(config, workdir, rescore):
-    """Trains, samples and scores one config; returns (metrics dict, seconds per stage)."""
+    """Trains, samples and scores one config -> (metrics dict, {stage: (wall s, CPU s)}).
+
+    The training's CPU seconds are those its checkpoints recorded, summed over every run that
+    resumed it; its wall seconds are this call's.
+    """
     times = {}
-    start = time.perf_counter()
-    train.train_and_evaluate(config, workdir)
-    times["train"] = time.perf_counter() - start
+    outcome = timed(times, "train", train.train_and_evaluate, config, workdir)
+    times["train"] = (times["train"][0], outcome["train_cpu_s"])
     if not (workdir / generate.SAMPLES_UNIT).exists():
-        start = time.perf_counter()
-        generate.sample_to_workdir(config, workdir)
-        times["sample"] = time.perf_counter() - start
+        timed(times, "sample", generate.sample_to_workdir, config, workdir)
     if rescore or not (workdir / generate.METRICS).exists():
-        start = time.perf_counter()
-        generate.evaluate_workdir(config, workdir)
-        times["evaluate"] = time.perf_counter() - start
+        timed(times, "evaluate", generate.evaluate_workdir, config, workdir)
     return json.loads((workdir / generate.METRICS).read_text()), times
+
+
+def format_times(stage_times):
+    return ", ".join(f"{stage} {wall:.0f} s ({cpu:.0f} CPU s)"
+                     for stage, (wall, cpu) in stage_times.items())
 
 
 def cell(value):
@@ -125,12 +138,11 @@ def main(argv):
             results[config.name] = json.loads((workdir / generate.METRICS).read_text())
             continue
         results[config.name], times[config.name] = run(config, workdir, FLAGS.rescore)
-        print(f"{config.name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in times[config.name].items()),
-              flush=True)
+        print(f"{config.name}: {format_times(times[config.name])}", flush=True)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {jax.device_count()} "
           f"{jax.devices()[0].platform} device(s), jax {jax.__version__}.")
     for name, stage_times in times.items():
-        print(f"{name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in stage_times.items()))
+        print(f"{name}: {format_times(stage_times)}")
     print()
     print(table(results))
 

@@ -324,8 +324,10 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
         allow_workdir_mismatch: resume a workdir trained on other data (same network) anyway.
 
     Returns:
-        dict with step, best_val_loss, stopped_early and checkpoint_dir.
+        dict with step, best_val_loss, stopped_early, checkpoint_dir and train_cpu_s (the process
+        CPU seconds of the training so far, summed over resumed runs, as of its last checkpoint).
     """
+    cpu_start = time.process_time()
     workdir = pathlib.Path(workdir)
     tc = config.train
 
@@ -364,6 +366,11 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
         if resume_step < newest:
             logging.warning("Resuming from step %d, the newest intact checkpoint: the %d steps to "
                             "step %d will be redone.", resume_step, newest - resume_step, newest)
+    cpu_base = host.train_cpu_s  # of the runs before this one
+
+    def cpu_seconds():
+        return cpu_base + time.process_time() - cpu_start
+
     val_batches = [shard_batch(val_windows[i:i + tc.batch_size], batch_sharding)
                    for i in range(0, len(val_windows), tc.batch_size)]
 
@@ -394,7 +401,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     def log(step, rows):
         means = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
         rate, eta = progress.report(step)
-        writer.write(step, **means, steps_per_sec=rate, samples_per_sec=rate * tc.batch_size)
+        writer.write(step, **means, steps_per_sec=rate, samples_per_sec=rate * tc.batch_size,
+                     train_cpu_s=cpu_seconds())
         logging.info("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.2f steps/s (%.0f samples/s)"
                      "  ETA %s%s", step, tc.num_steps, means["loss"], means["grad_norm"],
                      means["learning_rate"], rate, rate * tc.batch_size, format_seconds(eta),
@@ -441,7 +449,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
                 val_loss, improved, stopped_early = evaluate(step)
                 is_save = is_save or improved or stopped_early
             if is_save:
-                host.iterator = iterator.state()
+                host.iterator, host.train_cpu_s = iterator.state(), cpu_seconds()
                 checkpoint.save(manager, step, state, host.to_json(), val_loss)
     finally:
         manager.wait_until_finished()
@@ -450,4 +458,4 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     outcome = "Preempted" if preempted else "Stopped early" if stopped_early else "Done"
     logging.info("%s at step %d; best validation loss %s.", outcome, step, host.best_val_loss)
     return {"step": step, "best_val_loss": host.best_val_loss, "stopped_early": stopped_early,
-            "checkpoint_dir": str(checkpoint_dir(workdir))}
+            "checkpoint_dir": str(checkpoint_dir(workdir)), "train_cpu_s": host.train_cpu_s}

@@ -96,6 +96,9 @@ class HostState:
     normalizer: video.VideoNormalizer
     stats: video.AttentionStats
     column_names: tuple | None = None  # K names of the data; None in checkpoints older than them
+    # Process CPU seconds of training up to this checkpoint, summed over the runs that resumed it
+    # (each run's data loading and compilation included); 0 in checkpoints older than it.
+    train_cpu_s: float = 0.0
 
     def record_evaluation(self, val_loss, patience):
         """Updates the early-stopping record -> (improved, stop: `patience` evaluations in a row
@@ -122,7 +125,8 @@ class HostState:
                    scaler=MinMaxScaler.from_dict(d["scaler"]),
                    normalizer=video.VideoNormalizer.from_dict(d["normalizer"]),
                    stats=video.AttentionStats.from_dict(d["stats"]),
-                   column_names=None if names is None else tuple(names))
+                   column_names=None if names is None else tuple(names),
+                   train_cpu_s=d.get("train_cpu_s", 0.0))
 
 
 def read_host(manager, step):

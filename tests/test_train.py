@@ -46,8 +46,12 @@ def tiny_config(npy_path):
 
 def losses(workdir):
     """Per-step training metrics and validation losses from metrics.jsonl, timing left out."""
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if not k.endswith("per_sec")} for row in rows]
+    return [{k: v for k, v in row.items() if not k.endswith(("per_sec", "cpu_s"))}
+            for row in log_rows(workdir)]
+
+
+def log_rows(workdir):
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
 def flat_state(state):
@@ -392,13 +396,28 @@ def test_failed_first_run_leaves_no_empty_checkpoint_directory(runs):
     assert "checkpoints" not in files and "config.json" in files
 
 
-def test_host_items_without_column_names_still_load(runs):
+def test_host_items_without_column_names_or_cpu_seconds_still_load(runs):
     manager = checkpoint.create_manager(trained.checkpoint_dir(runs / "one"), 3, async_saves=False)
     item = checkpoint.restore_host(manager, NUM_STEPS)
     manager.close()
-    assert trained.HostState.from_json(item).column_names == tuple(f"c{k}" for k in range(5))
-    del item["column_names"]  # as written before the names were recorded
-    assert trained.HostState.from_json(item).column_names is None
+    host = trained.HostState.from_json(item)
+    assert host.column_names == tuple(f"c{k}" for k in range(5)) and host.train_cpu_s > 0
+    del item["column_names"], item["train_cpu_s"]  # as written before they were recorded
+    host = trained.HostState.from_json(item)
+    assert host.column_names is None and host.train_cpu_s == 0
+
+
+def test_training_cpu_seconds_add_up_over_a_resume(runs):
+    """The resumed run's CPU count goes on from its checkpoint's instead of restarting at 0."""
+    rows = [r for r in log_rows(runs / "resumed") if "train_cpu_s" in r]
+    before = [r["train_cpu_s"] for r in rows if r["step"] <= STOP_AT]
+    after = [r["train_cpu_s"] for r in rows if r["step"] > STOP_AT]
+    assert before and after and min(after) > max(before) > 0
+    manager = checkpoint.create_manager(trained.checkpoint_dir(runs / "resumed"), 3,
+                                        async_saves=False)
+    final = trained.HostState.from_json(checkpoint.restore_host(manager, NUM_STEPS)).train_cpu_s
+    manager.close()
+    assert final >= after[-1]
 
 
 # ------------------------------------------------------------------------------------------------
