@@ -16,7 +16,9 @@ is a --settings entry, method:num_steps:jumps[:renoise], drawing --num_samples s
 
 Scores, over the held-out values, in the [0, 1] units of the metrics (the data scaler's): MSE and
 MAE of the per-value sample median, CRPS of the S samples (E|X - y| - E|X - X'| / 2) and the
-share of held-out values inside the central 90% interval (5% and 95% sample quantiles). The
+share of held-out values inside the central 90% interval (the 5% and 95% quantiles of the S
+samples at plotting positions q (S + 1), `conditional.sample_quantiles`: 90% of new draws of a
+calibrated sampler fall inside, whatever S). The
 baselines are point forecasts, so their CRPS is their MAE and they have no interval:
 - linear interpolation (imputation) per window and column between the observed values, constant
   beyond the first and last; a column with nothing observed takes its training mean;
@@ -89,7 +91,7 @@ def scores(truth, held_out, median, samples=None):
     row = {"mse": float(np.mean(err ** 2)), "mae": float(np.mean(np.abs(err)))}
     if samples is None:
         return row | {"crps": row["mae"], "coverage90": None}
-    low, high = np.quantile(samples, [0.05, 0.95], axis=1)
+    low, high = conditional.sample_quantiles(samples, [0.05, 0.95], axis=1)
     inside = (truth >= low) & (truth <= high)
     return row | {"crps": float(np.mean(crps(samples, truth)[held_out])),
                   "coverage90": float(np.mean(inside[held_out]))}

@@ -407,9 +407,22 @@ def _write_csv(path, index, names, values):
             writer.writerow(([index[1][r]] if index else []) + [repr(float(v)) for v in row])
 
 
+def sample_quantiles(samples, quantiles, axis=0):
+    """Quantiles of S samples along `axis` as predictions of one more draw of their distribution.
+
+    The plotting position q (S + 1) (numpy's "weibull" method) puts the quantile so that a new
+    draw falls below it with probability q in expectation: the 5%-95% interval of S >= 19 samples
+    covers 90% of new draws (fewer samples clamp it to their extremes, (S - 1) / (S + 1)).
+    numpy's default (linear, position q (S - 1) + 1) covers 0.9 (S - 1) / (S + 1): 81% at
+    S = 20 and 88% at S = 100, which reads as an over-confident model where the samples are
+    right (tests/test_conditional.py). The median is the same for both.
+    """
+    return np.quantile(samples, quantiles, axis=axis, method="weibull")
+
+
 def _quantile_columns(samples, names, quantiles):
     """(R, Q * K) per-value quantiles of samples (S, R, K), named `<column>_q<percent>`."""
-    q = np.quantile(samples, quantiles, axis=0)  # (Q, R, K)
+    q = sample_quantiles(samples, quantiles)  # (Q, R, K)
     values = np.concatenate(list(q), axis=1)  # (R, Q * K): quantile-major
     labels = [f"{name}_q{100 * level:g}" for level in quantiles for name in names]
     return values, labels

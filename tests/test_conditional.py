@@ -161,6 +161,18 @@ def test_a_fully_observed_window_comes_back_as_given():
     assert np.array_equal(samples[:, :, 0], np.broadcast_to(given, (4, L)))
 
 
+@pytest.mark.parametrize("num_samples", [20, 50, 100])
+def test_sample_quantile_intervals_cover_new_draws_at_their_level(num_samples):
+    """90% of new draws of the samples' own distribution fall inside their 5%-95% interval (numpy's
+    default positions cover 0.9 (S - 1) / (S + 1) of them: 81% at S = 20)."""
+    draws = np.random.default_rng(0).standard_normal((20_000, num_samples + 1))
+    low, high = conditional.sample_quantiles(draws[:, :-1], [0.05, 0.95], axis=1)
+    coverage = np.mean((draws[:, -1] >= low) & (draws[:, -1] <= high))
+    assert abs(coverage - 0.9) < 0.01  # binomial sd 0.002
+    low, high = np.quantile(draws[:, :-1], [0.05, 0.95], axis=1)  # numpy's default positions
+    assert np.mean((draws[:, -1] >= low) & (draws[:, -1] <= high)) < 0.9 - 1.0 / (num_samples + 1)
+
+
 def test_guide_projection_is_orthogonal_and_exact():
     """x0_fn's edit decodes to the observations and is the smallest such edit: orthogonal to every
     video direction that leaves the observed values alone."""
