@@ -385,17 +385,12 @@ def read_input_csv(path, column_names):
     path = pathlib.Path(path).expanduser()
     if not path.is_file():
         raise MissingFileError(f"No input CSV at {path} (config.condition.input).")
-    raw, names = tables.read_csv(path)
+    raw, names, dates = tables.read_csv(path, keep_dates=True)
     if tuple(names) != tuple(column_names):
         raise UserError(f"{path} has the columns {list(names)}, but the model was trained on "
                         f"{list(column_names)}: give the same columns in the same order (a "
                         f"date-like first column may come before them).")
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row]
-    index = None
-    if len(rows[0]) == len(names) + 1:  # read_csv dropped a date-like first column: keep it
-        index = (rows[0][0].strip(), [row[0] for row in rows[1:]])
-    return raw, index
+    return raw, dates
 
 
 def _write_csv(path, index, names, values):

@@ -33,14 +33,20 @@ def _is_date_like(header, values):
         return False
 
 
-def read_csv(path):
-    """A CSV with a header row -> (raw (rows, K) float64, names).
+def read_csv(path, keep_dates=False):
+    """A CSV with a header row -> (raw (rows, K) float64, names), + dates if keep_dates.
 
     A non-numeric first column that looks like a date (named date/time/... or holding ISO dates)
     is dropped, as the protocol drops ETTh's and energy's `date`; every other column must be
     numeric. numpy's C parser reads well-formed files; anything it rejects is re-read cell by cell
-    to say exactly which column, row and value is wrong.
+    to say exactly which column, row and value is wrong. keep_dates: also return the dropped
+    column as (its name, its rows' strings), or None when there was none.
     """
+    raw, names, dates = _read_csv(path)
+    return (raw, names, dates) if keep_dates else (raw, names)
+
+
+def _read_csv(path):
     with open(path, newline="") as f:
         rows = [row for _, row in zip(range(2), csv.reader(f))]
     if len(rows) < 2:
@@ -54,7 +60,11 @@ def read_csv(path):
                          ndmin=2, quotechar='"')
     except ValueError:
         return _read_csv_diagnosing(path)
-    return raw, [header[j] for j in usecols]
+    dates = None
+    if drop_date:
+        dates = (header[0], [v.strip() for v in np.loadtxt(
+            path, delimiter=",", skiprows=1, usecols=0, dtype=str, ndmin=1, quotechar='"')])
+    return raw, [header[j] for j in usecols], dates
 
 
 def write_windows_csv(path, windows, names):
@@ -84,13 +94,14 @@ def _read_csv_diagnosing(path):
                             f"{len(header)} ({', '.join(header)}).")
     table = np.char.strip(np.array(body, dtype=str))  # (rows, columns) strings
     table = np.where(table == "", "nan", table)  # np.where widens the dtype to fit "nan"
-    columns, names, bad = [], [], []
+    columns, names, bad, dates = [], [], [], None
     for j, name in enumerate(header):
         try:
             columns.append(table[:, j].astype(np.float64))
             names.append(name)
         except ValueError:
             if j == 0 and _is_date_like(name, table[:, 0]):
+                dates = (name, list(table[:, 0]))
                 continue
             row = next(i for i, v in enumerate(table[:, j]) if not _parses_as_float(v))
             bad.append(f"{name!r} (data row {row}, file line {row + 2}: {str(table[row, j])!r})")
@@ -99,7 +110,7 @@ def _read_csv_diagnosing(path):
                         f"column is dropped; remove or encode the others as numbers.")
     if not columns:
         raise UserError(f"{path} has no numeric column.")
-    return np.stack(columns, axis=1), names
+    return np.stack(columns, axis=1), names, dates
 
 
 def read_mat(path, key="ts"):
