@@ -14,16 +14,19 @@ TABLE4 = {
 }
 
 # Transformer sizes that replace the Table-4 ones for CPU work; the STFT settings stay those of L.
-# `cpu` must train at >= 900 samples/s at L = 24, K = 7 on a 2-core CPU (the budget of Diffusion-TS,
-# the system CPU users run instead; benchmarks/model_step.py measures it). On XLA:CPU the cost is
-# per token and small widths do not amortise it, so the lever is the token count: patch_freq 6 makes
-# one patch of all F = 6 bins at L = 24 (8 frames x 7 covariates = 56 tokens instead of 168), with
-# one block of width 48: 2,459 samples/s, against 1,069 for two blocks of width 48 and 774 for two
-# of width 64 (benchmarks/model_step.py, batch 256, the idle 2-core machine, 2026-11-24;
-# docs/results.md).
+# On XLA:CPU the cost is per token and small widths do not amortise it, so the lever is the token
+# count: patch_freq 6 makes one patch of all F = 6 bins at L = 24 (8 frames x 7 covariates = 56
+# tokens instead of 168). Process CPU per training step at L = 24, K = 7, batch 128, one thread
+# (benchmarks/train_step.py on the shared machine, 2026-12-01): `cpu` 150 ms; two blocks of width
+# 64, 464 ms; the same with patch_freq 3 (F' = 2), 1,054 ms; three blocks of width 96, 1,110 ms.
+# - `cpu`: one block of width 48, 9,000 steps: ~900 CPU s of training on the idle machine.
+# - `cpu_long`: two blocks of width 64, 24,000 steps: at most 10,800 CPU s (ETTh, K = 7, the
+#   costliest of the L = 24 sets). A 12x budget goes into a 3x network and 2.7x the steps: at the
+#   1x budget two blocks of width 64 matched one of width 48 per CPU second (docs/results.md).
 # Longer L keep more frequency patches (F' = ceil(F / 6)).
 CPU_SIZES = {
     "cpu": dict(depth=1, hidden=48, heads=4, mlp_ratio=2.0, patch_freq=6),
+    "cpu_long": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6),
     "smoke": dict(depth=1, hidden=32, heads=2, mlp_ratio=2.0),
 }
 
