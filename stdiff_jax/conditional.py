@@ -34,6 +34,9 @@ MSE of the sample median or better at every task (impute 90%: 0.038 -> 0.012; fo
 4x the cost; on the exact Gaussian of tests/test_conditional.py, 2 jumps give the smallest
 covariance error (13% against 23% and 19% for 1 and 4). More sampler steps without jumps (DDIM or
 DPM-Solver++ with 50-100) did not help, nor did leaving the noisy state alone (`renoise=False`).
+Jumps narrow the samples (conditional sds 1.05x / 0.94x / 0.90x the Gaussian's at 1 / 2 / 4):
+on held-out ETTh windows one jump's 90% intervals cover 86-87% and two jumps' 78-81%, at 3-11%
+lower MSE and lower CRPS, which is why 2 stays the default; jumps=1 for calibrated intervals.
 
 The final series is decoded and then set to the observations where observed, bit for bit; in
 original units the user's own values are put back (`impute`), so they round-trip exactly too.
