@@ -16,6 +16,21 @@ from stdiff_jax.errors import UserError
 from stdiff_jax.models import sizes
 
 
+# Training settings of the variants (over base_config's).
+VARIANT_TRAINING = {
+    # The small network tolerates a 5x higher peak rate than the paper's, and needs it: on sines,
+    # 5,000 steps at 1e-3 reached Context-FID 0.40 where 10,000 at 2e-4 gave 1.59, and 9,000 at
+    # 1e-3 gave 0.21 (2,000 or 10,000 series, one repeat; docs/results.md).
+    "cpu": dict(learning_rate=1e-3, num_steps=9000, warmup_steps=100, ema_decay=0.995,
+                eval_every=250, checkpoint_every=500),
+    # The cpu recipe, for 24,000 steps of a 3x costlier network.
+    "cpu_long": dict(learning_rate=1e-3, num_steps=24_000, warmup_steps=300, ema_decay=0.999,
+                     eval_every=1000, checkpoint_every=1000),
+    "smoke": dict(batch_size=32, num_steps=30, warmup_steps=5, ema_decay=0.9, log_every=10,
+                  eval_every=10, checkpoint_every=20),
+}
+
+
 def base_config():
     """Paper settings (Section 5, Table 4) where the paper gives them; documented choices elsewhere."""
     c = ml_collections.ConfigDict()
@@ -145,31 +160,8 @@ def make_config(dataset, arg=None, default_seq_len=24):
     variant = next(iter(flags), "")
     if variant:
         c.model.update(sizes.CPU_SIZES[variant])
-    if variant == "cpu":
-        # The small network tolerates a 5x higher peak rate than the paper's, and needs it: on
-        # sines, 5,000 steps at 1e-3 reached Context-FID 0.40 where 10,000 at 2e-4 gave 1.59, and
-        # 9,000 at 1e-3 gave 0.21 (2,000 or 10,000 series, one repeat; docs/results.md).
-        c.train.learning_rate = 1e-3
-        c.train.num_steps = 9000
-        c.train.warmup_steps = 100
-        c.train.ema_decay = 0.995
-        c.train.eval_every = 250
-        c.train.checkpoint_every = 500
-    if variant == "cpu_long":  # the cpu recipe, for 24,000 steps of a 3x costlier network
-        c.train.learning_rate = 1e-3
-        c.train.num_steps = 24_000
-        c.train.warmup_steps = 300
-        c.train.ema_decay = 0.999
-        c.train.eval_every = 1000
-        c.train.checkpoint_every = 1000
+        c.train.update(VARIANT_TRAINING[variant])
     if variant == "smoke":
-        c.train.batch_size = 32
-        c.train.num_steps = 30
-        c.train.warmup_steps = 5
-        c.train.ema_decay = 0.9
-        c.train.log_every = 10
-        c.train.eval_every = 10
-        c.train.checkpoint_every = 20
         c.sample.num_steps = 10
         c.sample.num_samples = 64
         c.eval.repeats = 2
