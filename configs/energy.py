@@ -1,4 +1,5 @@
-"""The energy data set (PROTOCOL.md); variants: seq_len=N, cpu, cpu_long, smoke (see configs/base.py)."""
+"""The energy data set (PROTOCOL.md); variants: seq_len=N, cpu, cpu_long, smoke
+(see configs/base.py)."""
 
 from configs import base
 

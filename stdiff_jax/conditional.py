@@ -174,9 +174,9 @@ def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, enc
 
     return conditional_sample(
         denoise, encode, decode, observed, mask, video_shape, key, jumps=settings.jumps,
-        renoise=settings.renoise, first_index=first_index, method=settings.method, num_steps=settings.num_steps,
-        eta=sample_config.eta, schedule=schedule, grid=sample_config.grid,
-        clip_x0=sample_config.get("clip_x0") or None)
+        renoise=settings.renoise, first_index=first_index, method=settings.method,
+        num_steps=settings.num_steps, eta=sample_config.eta, schedule=schedule,
+        grid=sample_config.grid, clip_x0=sample_config.get("clip_x0") or None)
 
 
 def compile_conditional_sampler(tm, settings, mesh, chunk_size):

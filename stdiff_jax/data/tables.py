@@ -42,11 +42,11 @@ def read_csv(path, keep_dates=False):
     to say exactly which column, row and value is wrong. keep_dates: also return the dropped
     column as (its name, its rows' strings), or None when there was none.
     """
-    raw, names, dates = _read_csv(path)
+    raw, names, dates = _read_csv(path, keep_dates)
     return (raw, names, dates) if keep_dates else (raw, names)
 
 
-def _read_csv(path):
+def _read_csv(path, keep_dates):
     with open(path, newline="") as f:
         rows = [row for _, row in zip(range(2), csv.reader(f))]
     if len(rows) < 2:
@@ -61,7 +61,7 @@ def _read_csv(path):
     except ValueError:
         return _read_csv_diagnosing(path)
     dates = None
-    if drop_date:
+    if drop_date and keep_dates:  # a second pass, for the one caller that writes them back
         dates = (header[0], [v.strip() for v in np.loadtxt(
             path, delimiter=",", skiprows=1, usecols=0, dtype=str, ndmin=1, quotechar='"')])
     return raw, [header[j] for j in usecols], dates
