@@ -5,10 +5,10 @@
     python benchmarks/conditional.py --config=configs/etth.py:cpu \
         --config.data.test_fraction=0.1 --workdir=workdirs/etth_heldout
 
-Windows: a fixed random subset (--num_windows, --seed) of the held-out tail's windows
-(config.data.test_fraction of the rows, kept out of training and of the scaler fit), so no scored
-value was ever seen in training: a random validation window would share all but one step with
-its trained neighbours.
+Windows: a fixed random subset (--num_windows, --seed) of the held-out block's windows
+(config.data.test_fraction of the rows, kept out of training and of the scaler fit; the last rows,
+or where config.data.test_position puts them), so no scored value was ever seen in training: a
+random validation window would share all but one step with its trained neighbours.
 Tasks: imputation with each --rates share of the values missing, point-wise at random (a fixed
 seed), and forecasting the last --horizons share of every window from the rest. Each model row
 is a --settings entry, method:num_steps:jumps[:renoise], drawing --num_samples samples per window

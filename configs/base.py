@@ -43,9 +43,10 @@ def base_config():
     c.data.root = ml_collections.FieldReference(None, field_type=str)  # None: $STDIFF_DATA_DIR or cache.
     c.data.val_fraction = 0.05  # Held-out windows for early stopping (0: score a fixed training subset).
     c.data.seed = 0
-    # The last share of the rows (windows, for window sets) held out of training and the scaler:
+    # A share of the rows (windows, for window sets) held out of training and the scaler:
     # Dataset.test_windows, what benchmarks/conditional.py scores on (0: the protocol's, none).
     c.data.test_fraction = 0.0
+    c.data.test_position = 1.0  # Where that block sits: 1 the last rows, 0.5 the middle, 0 the first.
 
     c.video = ml_collections.ConfigDict()
     c.video.n_fft = 11

@@ -282,6 +282,30 @@ def test_test_fraction_holds_out_the_tail_from_windows_and_scaler(tmp_path):
         load_dataset(f"csv:{csv_path}", 24, test_fraction=1.0)
 
 
+def test_test_position_holds_out_a_middle_block_no_window_straddles(tmp_path):
+    rows = np.cumsum(np.random.default_rng(1).normal(size=(200, 2)), axis=0)
+    rows[100] = [1e3, -1e3]  # inside the block: the scaler must not see it
+    csv_path = write_csv(tmp_path / "mine.csv", ["a", "b"], rows.tolist())
+    ds = load_dataset(f"csv:{csv_path}", 24, test_fraction=0.25, test_position=0.5)
+    # 50 rows held out from row 75; 75 rows on either side give 52 windows each.
+    assert ds.windows.shape == (2 * (75 - 23), 24, 2) and ds.test_windows.shape == (50 - 23, 24, 2)
+    rest = np.concatenate([rows[:75], rows[125:]])
+    np.testing.assert_array_equal(ds.scaler.min, rest.min(0))
+    np.testing.assert_array_equal(ds.scaler.max, rest.max(0))
+    expected = [rows[i:i + 24] for i in [*range(52), *range(125, 177)]]  # none crosses the block
+    np.testing.assert_allclose(ds.to_raw(ds.windows), np.stack(expected), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(ds.to_raw(ds.test_windows[0]), rows[75:99], rtol=1e-5, atol=1e-4)
+    tail = load_dataset(f"csv:{csv_path}", 24, test_fraction=0.25)  # the default: the last rows
+    np.testing.assert_array_equal(tail.windows, load_dataset(
+        f"csv:{csv_path}", 24, test_fraction=0.25, test_position=1.0).windows)
+    first = load_dataset("sines", 24, test_fraction=0.1, test_position=0.0)  # a window set
+    np.testing.assert_array_equal(first.test_windows, load_dataset("sines", 24).windows[:1000])
+    with pytest.raises(errors.UserError, match="test_position=0.05 leaves 8 rows on one side"):
+        load_dataset(f"csv:{csv_path}", 24, test_fraction=0.25, test_position=0.05)
+    with pytest.raises(errors.UserError, match=r"test_position must lie in \[0, 1\]"):
+        load_dataset(f"csv:{csv_path}", 24, test_fraction=0.25, test_position=1.5)
+
+
 def test_windows_csv_reads_back_exactly(tmp_path):
     windows = (np.random.default_rng(0).standard_normal((3, 4, 2)) * 1e3).astype(np.float32)
     tables.write_windows_csv(tmp_path / "samples.csv", windows, ["HUFL", "load, total"])

@@ -4,10 +4,13 @@ The pipeline is the same for all: a raw float64 series (rows, K), or raw windows
 generated sets; a check for bad values; a per-column min-max scaler fitted on all of it; every
 stride-1 window of length L (a zero-copy `sliding_window_view`); then `2u - 1`.
 
-With a `test_fraction` the last share of the rows (of the windows, for window sets) is held out
-before any of that: the scaler and the training windows come from the rest, and the held-out
-part's windows (`Dataset.test_windows`, scaled by the same scaler) share no value with a training
-window. The protocol trains on everything (test_fraction 0); the conditional benchmark holds out.
+With a `test_fraction` a contiguous block of that share of the rows (of the windows, for window
+sets) is held out before any of that, by default the last rows (`test_position` 1; 0 is the
+first rows, 0.5 the middle). The scaler and the training windows come from the rest, no window
+straddling the block, and the held-out block's windows (`Dataset.test_windows`, scaled by the
+same scaler) share no value with a training window. A middle block of a trending series (stock
+prices) stays inside the training range where its tail does not. The protocol trains on
+everything (test_fraction 0); the conditional benchmark holds out.
 """
 
 import dataclasses
@@ -33,7 +36,7 @@ class Dataset:
         windows: (N, L, K) float32 in [-1, 1], what the model trains on.
         scaler: the fitted per-column `MinMaxScaler` (raw <-> [0, 1]).
         column_names: K names, from the file's header where it has one.
-        test_windows: (M, L, K) float32 windows of the held-out tail (`load_dataset`'s
+        test_windows: (M, L, K) float32 windows of the held-out block (`load_dataset`'s
             test_fraction), in the training scaler's [-1, 1] (values may fall outside it);
             None when nothing is held out.
     """
@@ -109,37 +112,49 @@ def _windows(raw, scaler, seq_len):
     return windows
 
 
-def split_tail(raw, test_fraction, seq_len, where):
-    """(head, tail) of raw data along its first axis, the tail `test_fraction` of it (0: None).
+def split_held_out(raw, test_fraction, test_position, seq_len, where):
+    """(pieces, block) of raw data along its first axis: `block` the held-out `test_fraction` of
+    it, starting `test_position` of the way from the first rows (0) to the last (1); `pieces` the
+    one or two non-empty parts around it. Nothing held out: ([raw], None).
 
-    A series' tail must hold a window (seq_len rows) and its head a window too."""
+    The block must hold a window (seq_len rows of a series, 1 of a window set), and so must every
+    piece: a piece too short for a window would feed the scaler rows no window trains on."""
     if not 0.0 <= test_fraction < 1.0:
         raise UserError(f"config.data.test_fraction must lie in [0, 1), got {test_fraction}.")
+    if not 0.0 <= test_position <= 1.0:
+        raise UserError(f"config.data.test_position must lie in [0, 1] (0: the first rows, "
+                        f"1: the last), got {test_position}.")
     if test_fraction == 0.0:
-        return raw, None
+        return [raw], None
     size = round(test_fraction * raw.shape[0])
+    start = round(test_position * (raw.shape[0] - size))
+    pieces = [piece for piece in (raw[:start], raw[start + size:]) if len(piece)]
     least = seq_len if raw.ndim == 2 else 1
+    unit = "rows" if raw.ndim == 2 else "windows"
     if size < least or raw.shape[0] - size < least:
-        unit = "rows" if raw.ndim == 2 else "windows"
         raise UserError(f"{where}: test_fraction={test_fraction} holds out {size} of "
                         f"{raw.shape[0]} {unit}; the held-out part and the rest each need at "
                         f"least {least}. Use another test_fraction or more data.")
-    return raw[:-size], raw[-size:]
+    if min(map(len, pieces)) < least:
+        raise UserError(f"{where}: test_position={test_position} leaves {min(map(len, pieces))} "
+                        f"{unit} on one side of the held-out block, fewer than a window "
+                        f"({least}). Move the block (0 or 1 puts it at an end).")
+    return pieces, raw[start:start + size]
 
 
-def make_dataset(name, raw, names, seq_len, scaler=None, test_fraction=0.0):
+def make_dataset(name, raw, names, seq_len, scaler=None, test_fraction=0.0, test_position=1.0):
     """Validates, scales and windows raw data. `raw` is (rows, K) or (N, L, K) float64.
 
-    `scaler` defaults to a min-max scaler fitted on all of `raw` but the held-out
-    `test_fraction` of it (module docstring).
+    `scaler` defaults to a min-max scaler fitted on all of `raw` but the held-out block
+    (`test_fraction`, `test_position`; module docstring).
     """
     validate_raw(raw, names, seq_len, name)
-    head, tail = split_tail(raw, test_fraction, seq_len, name)
+    pieces, block = split_held_out(raw, test_fraction, test_position, seq_len, name)
     if scaler is None:
-        scaler = MinMaxScaler.fit(head)
-    return Dataset(name=name, windows=_windows(head, scaler, seq_len), scaler=scaler,
-                   column_names=tuple(names),
-                   test_windows=None if tail is None else _windows(tail, scaler, seq_len))
+        scaler = MinMaxScaler.fit(np.concatenate(pieces))
+    windows = np.concatenate([_windows(piece, scaler, seq_len) for piece in pieces])
+    return Dataset(name=name, windows=windows, scaler=scaler, column_names=tuple(names),
+                   test_windows=None if block is None else _windows(block, scaler, seq_len))
 
 
 def _check_download(source, read):
@@ -170,7 +185,7 @@ def _custom_path(spec):
     return path
 
 
-def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0):
+def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=1.0):
     """Stride-1 windows of a data set, in [-1, 1], with the scaler back to raw units.
 
     Args:
@@ -179,8 +194,9 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0):
         seq_len: window length L.
         data_dir: directory of the data files (the config's `data.root`); None means
             $STDIFF_DATA_DIR, else the user cache (see `download.resolve_data_dir`).
-        test_fraction: the share of the last rows (windows, for window sets) held out from the
+        test_fraction: the share of the rows (windows, for window sets) held out from the
             training windows and the scaler (module docstring); 0 holds out nothing.
+        test_position: where the held-out block sits, from 0 (the first rows) to 1 (the last).
 
     Returns:
         A `Dataset`. Window counts at L = 24: sines 10,000; stocks 3,662; etth 17,397;
@@ -194,7 +210,7 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0):
         unit = synthetic.sine_windows(seq_len=seq_len)  # (N, L, 5), already in [0, 1]
         names = [f"sine_{k}" for k in range(unit.shape[-1])]
         return make_dataset(name, unit, names, seq_len, MinMaxScaler.identity(unit.shape[-1]),
-                            test_fraction)
+                            test_fraction, test_position)
     elif name == "mujoco":
         raw = mujoco.cached_hopper_trajectories(data_dir, seq_len)  # (N, L, 14)
         names = [f"qpos_{k}" for k in range(7)] + [f"qvel_{k}" for k in range(7)]
@@ -205,10 +221,12 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0):
     else:
         raise UserError(f"Unknown data set {name!r}: use one of {', '.join(NAMES)}, "
                         f"or csv:PATH / npy:PATH for your own data.")
-    return make_dataset(name, raw, names, seq_len, test_fraction=test_fraction)
+    return make_dataset(name, raw, names, seq_len, test_fraction=test_fraction,
+                        test_position=test_position)
 
 
 def dataset_of(data_config):
-    """`load_dataset` of a config's data section (name, seq_len, root, test_fraction)."""
+    """`load_dataset` of a config's data section (name, seq_len, root, the held-out block)."""
     return load_dataset(data_config.name, data_config.seq_len, data_config.root,
-                        data_config.get("test_fraction", 0.0))
+                        data_config.get("test_fraction", 0.0),
+                        data_config.get("test_position", 1.0))
