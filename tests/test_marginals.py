@@ -71,3 +71,7 @@ def test_a_run_with_normal_marginals_keeps_the_map_and_samples_through_it(normal
     np.testing.assert_array_equal(samples.transpose(1, 0, 2, 3)[:, observed],
                                   np.broadcast_to(gaps[observed], (6, observed.sum())))
     assert np.all(np.isfinite(samples))
+    with config.unlocked():
+        config.video.marginals = "none"
+    with pytest.raises(ValueError, match="marginals: recorded normal, this run None"):
+        train.train_and_evaluate(config, workdir)  # a resume must not drop the map silently
