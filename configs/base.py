@@ -54,9 +54,6 @@ def base_config():
     c.video.ema_alpha = 0.2  # Not given by the paper.
     c.video.window = "hann"
     c.video.normalizer = "pooled"  # "frame": statistics per frame (sines); "pooled": over frames.
-    # "normal": each column through its own monotone map to normal scores before the video
-    # (stdiff_jax/marginals.py; heavy tails such as stocks' volume); "none": the values as scaled.
-    c.video.marginals = "none"
 
     c.model = ml_collections.ConfigDict()
     c.model.patch_freq = 2

@@ -59,7 +59,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import fingerprint, generate, marginals, sampling, trained
+from stdiff_jax import fingerprint, generate, sampling, trained
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import dataset_of, tables
 from stdiff_jax.errors import MissingFileError, UserError
@@ -211,9 +211,7 @@ def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.lo
     sampler = sampler or compile_conditional_sampler(tm, settings, mesh, chunk_size)
     data = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
     key = jax.random.PRNGKey(settings.seed)
-    given, mask = np.asarray(observed, np.float32), np.asarray(mask, bool)
-    # The constraint is affine in the space the videos are made of (the marginal map's scores).
-    observed = np.where(mask, marginals.to_model_space(tm.host.marginals, given), 0.0)
+    observed, mask = np.asarray(observed, np.float32), np.asarray(mask, bool)
 
     def run_chunk(first):
         window = np.minimum(np.arange(first, first + chunk_size) // s, n - 1)  # (chunk,)
@@ -224,9 +222,8 @@ def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.lo
                  "in chunks of %d on %d devices.", n, s, settings.method, settings.num_steps,
                  settings.jumps, chunk_size, mesh.size)
     out = sampling.run_chunks(run_chunk, rows, chunk_size, fetch=mesh_lib.to_host,
-                              progress=progress).reshape(n, s, *observed.shape[1:])
-    out = np.asarray(marginals.from_model_space(tm.host.marginals, out))
-    return np.where(mask[:, None], given[:, None], out)
+                              progress=progress)
+    return out.reshape(n, s, *observed.shape[1:])
 
 
 # ------------------------------------------------------------------------------------------------

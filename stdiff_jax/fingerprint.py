@@ -66,10 +66,8 @@ def of_model(config, series_shape):
     params = trained.abstract_params(model, video_shape, make_mesh())
     shapes = [f"{jax.tree_util.keystr(path)}{leaf.shape}"
               for path, leaf in jax.tree_util.tree_leaves_with_path(params)]
-    marginals = config.video.get("marginals", "none")  # recorded when set: old records lack it
     return {"series": list(series_shape), "video": list(video_shape),
             **{key: config.model[key] for key in SIZE_KEYS},
-            **({"marginals": marginals} if marginals != "none" else {}),
             "parameters": int(sum(leaf.size for leaf in jax.tree.leaves(params))),
             "parameter_shapes_sha256": _digest("\n".join(shapes).encode())}
 

@@ -64,16 +64,14 @@ def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_shar
     return decode(videos)  # (B, L, K)
 
 
-def compile_sampler(config, mesh, model, host, chunk_size):
-    """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`; host: the
-    checkpoint's `trained.HostState` (shape, video normaliser, marginal map)."""
+def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
+    """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`."""
     mesh_lib.check_divisible(chunk_size, mesh, "config.sample.chunk_size")
-    series_shape = host.series_shape
     video_shape = trained.video_shape_of(config.video, series_shape)
     data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
     fn = functools.partial(
         sample_chunk, apply_fn=trained.apply_fn_of(model),
-        decode=trained.run_decoder(config.video, host),
+        decode=trained.series_decoder(config.video, normalizer, series_shape[0]),
         shape=(chunk_size, *video_shape), data_sharding=data, sample_config=config.sample,
         schedule=Schedule.from_config(config.diffusion))
     return jax.jit(fn, in_shardings=(replicated, replicated, replicated), out_shardings=data)
@@ -146,7 +144,7 @@ def sample_to_workdir(config, workdir):
     num_samples = config.sample.num_samples or host.num_windows
     chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, tm.video_shape,
                                                              num_samples)
-    sampler = compile_sampler(config, mesh, model, host, chunk_size)
+    sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)
     logging.info("Generating %d series with %s, %d steps, in chunks of %d on %d devices.",
                  num_samples, config.sample.method, config.sample.num_steps, chunk_size, mesh.size)
     start = time.perf_counter()

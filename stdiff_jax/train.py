@@ -24,7 +24,7 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, diffusion, fingerprint, marginals, video
+from stdiff_jax import checkpoint, diffusion, fingerprint, video
 from stdiff_jax.data import BatchIterator, dataset_of
 from stdiff_jax.errors import UserError
 from stdiff_jax.mesh import DATA_AXIS, check_divisible, make_mesh, shard_batch
@@ -353,15 +353,13 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     newest = max(checkpoint_steps(workdir), default=None)
     resume_step = None
     if newest is None:
-        marginal_map = marginals.fit_marginals(config.video.get("marginals", "none"),
-                                               train_windows)
         normalizer, stats = video.fit_video_statistics(
-            marginals.to_model_space(marginal_map, train_windows), config.video.n_fft, config.video.hop,
-            config.video.ema_alpha, config.video.window, normalizer=config.video.normalizer)
+            train_windows, config.video.n_fft, config.video.hop, config.video.ema_alpha,
+            config.video.window, normalizer=config.video.normalizer)
         host = HostState(iterator=iterator.state(), best_val_loss=None, evals_since_best=0,
                          num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
                          scaler=dataset.scaler, normalizer=normalizer, stats=stats,
-                         column_names=tuple(dataset.column_names), marginals=marginal_map)
+                         column_names=tuple(dataset.column_names))
     else:
         state, host, _, resume_step = restore_train_state(config, workdir, mesh, prefer_best=False)
         iterator.restore(host.iterator)
@@ -369,9 +367,6 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
             logging.warning("Resuming from step %d, the newest intact checkpoint: the %d steps to "
                             "step %d will be redone.", resume_step, newest - resume_step, newest)
     cpu_base = host.train_cpu_s  # of the runs before this one
-    # What the videos are made of (the marginal map's scores, if the run has one).
-    train_windows = np.asarray(marginals.to_model_space(host.marginals, train_windows))
-    val_windows = np.asarray(marginals.to_model_space(host.marginals, val_windows))
 
     def cpu_seconds():
         return cpu_base + time.process_time() - cpu_start

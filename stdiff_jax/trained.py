@@ -1,13 +1,11 @@
 """The trained-model side that training, generation and conditional sampling share.
 
-- `video_transform` and `series_decoder`: series in model space (B, L, K) to normalised videos
-  (B, T, F, K, 3), what the network sees, and back (affine maps). Model space is the data's
-  [-1, 1] scale, or the normal scores of a run's marginal map (`stdiff_jax.marginals`);
-  `run_decoder` decodes all the way back to [-1, 1];
+- `video_transform` and `series_decoder`: series in model space [-1, 1] (B, L, K) to normalised
+  videos (B, T, F, K, 3), what the network sees, and back;
 - `build_model` and `apply_fn_of`: the network for a data shape, and the eps-predicting function
   the loss and the samplers call;
-- `HostState`: the JSON item of every checkpoint (data scaler, marginal map, video normaliser,
-  attention statistics, data shape, and the trainer's position);
+- `HostState`: the JSON item of every checkpoint (data scaler, video normaliser, attention
+  statistics, data shape, and the trainer's position);
 - `load_config` and `load`: a run's config, and a `TrainedModel`, the parameters of a workdir's checkpoint with everything needed to
   sample from them.
 """
@@ -23,7 +21,7 @@ import ml_collections
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, diffusion, marginals as marginals_lib, video
+from stdiff_jax import checkpoint, diffusion, video
 from stdiff_jax.data import MinMaxScaler
 from stdiff_jax.errors import MissingFileError
 from stdiff_jax.mesh import make_mesh
@@ -50,13 +48,6 @@ def series_decoder(video_config, normalizer, length):
                                      video_config.hop, length, video_config.window)
 
     return decode
-
-
-def run_decoder(video_config, host):
-    """(B, T, F, K, 3) normalised videos -> (B, L, K) series in [-1, 1] of a run (`HostState`):
-    `series_decoder`, then back through the run's marginal map if it has one."""
-    decode = series_decoder(video_config, host.normalizer, host.series_shape[0])
-    return lambda videos: marginals_lib.from_model_space(host.marginals, decode(videos))
 
 
 def video_shape_of(video_config, series_shape):
@@ -108,8 +99,6 @@ class HostState:
     # Process CPU seconds of training up to this checkpoint, summed over the runs that resumed it
     # (each run's data loading and compilation included); 0 in checkpoints older than it.
     train_cpu_s: float = 0.0
-    # The per-column map to normal scores the network models (config.video.marginals); None: none.
-    marginals: marginals_lib.MarginalMap | None = None
 
     def record_evaluation(self, val_loss, patience):
         """Updates the early-stopping record -> (improved, stop: `patience` evaluations in a row
@@ -124,8 +113,7 @@ class HostState:
     def to_json(self):
         d = dataclasses.asdict(self) | {"scaler": self.scaler.to_dict(),
                                         "normalizer": self.normalizer.to_dict(),
-                                        "stats": self.stats.to_dict(),
-                                        "marginals": self.marginals and self.marginals.to_dict()}
+                                        "stats": self.stats.to_dict()}
         return checkpoint.to_json(d)
 
     @classmethod
@@ -138,9 +126,7 @@ class HostState:
                    normalizer=video.VideoNormalizer.from_dict(d["normalizer"]),
                    stats=video.AttentionStats.from_dict(d["stats"]),
                    column_names=None if names is None else tuple(names),
-                   train_cpu_s=d.get("train_cpu_s", 0.0),
-                   marginals=d.get("marginals") and marginals_lib.MarginalMap.from_dict(
-                       d["marginals"]))
+                   train_cpu_s=d.get("train_cpu_s", 0.0))
 
 
 def read_host(manager, step):
@@ -198,12 +184,12 @@ class TrainedModel:
 
     def to_video(self, series):
         """(B, L, K) series in [-1, 1] -> (B, T, F, K, 3) normalised videos."""
-        encode = video_transform(self.config.video, self.host.normalizer)
-        return encode(marginals_lib.to_model_space(self.host.marginals, series))
+        return video_transform(self.config.video, self.host.normalizer)(series)
 
     def decode(self, videos):
         """(B, T, F, K, 3) normalised videos -> (B, L, K) series in [-1, 1], unclipped."""
-        return run_decoder(self.config.video, self.host)(videos)
+        return series_decoder(self.config.video, self.host.normalizer,
+                              self.series_shape[0])(videos)
 
 
 def load_config(workdir):
