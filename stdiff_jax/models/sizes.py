@@ -19,13 +19,14 @@ TABLE4 = {
 # tokens instead of 168). Process CPU per training step at L = 24, K = 7, batch 128, one thread
 # (benchmarks/train_step.py on the shared machine, 2026-12-01): `cpu` 150 ms; two blocks of width
 # 64, 464 ms; the same with patch_freq 3 (F' = 2), 1,054 ms; three blocks of width 96, 1,110 ms.
-# - `cpu`: one block of width 48, 9,000 steps: ~900 CPU s of training on the idle machine.
-# - `cpu_long`: two blocks of width 64, 24,000 steps: at most 10,800 CPU s (ETTh, K = 7, the
-#   costliest of the L = 24 sets). A 12x budget goes into a 3x network and 2.7x the steps: at the
-#   1x budget two blocks of width 64 matched one of width 48 per CPU second (docs/results.md).
+# - `cpu`: two blocks of width 64, 3,000 steps: ~900 CPU s of training on the idle machine. At
+#   equal CPU it beat one block of width 48 trained for 9,000 steps on ETTh, stocks and sines
+#   (2 seeds each, docs/results.md): depth and width buy more than steps at this budget.
+# - `cpu_long`: the same network for 24,000 steps: at most 10,800 CPU s (ETTh, K = 7, the
+#   costliest of the L = 24 sets).
 # Longer L keep more frequency patches (F' = ceil(F / 6)).
 CPU_SIZES = {
-    "cpu": dict(depth=1, hidden=48, heads=4, mlp_ratio=2.0, patch_freq=6),
+    "cpu": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6),
     "cpu_long": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6),
     "smoke": dict(depth=1, hidden=32, heads=2, mlp_ratio=2.0),
 }
