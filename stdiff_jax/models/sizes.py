@@ -17,11 +17,13 @@ TABLE4 = {
 # On XLA:CPU the cost is per token and small widths do not amortise it, so the lever is the token
 # count: patch_freq 6 makes one patch of all F = 6 bins at L = 24 (8 frames x 7 covariates = 56
 # tokens instead of 168). Process CPU per training step at L = 24, K = 7, batch 128, one thread
-# (benchmarks/train_step.py on the shared machine, 2026-12-01): `cpu` 150 ms; two blocks of width
-# 64, 464 ms; the same with patch_freq 3 (F' = 2), 1,054 ms; three blocks of width 96, 1,110 ms.
-# - `cpu`: two blocks of width 64, 3,000 steps: ~900 CPU s of training on the idle machine. At
-#   equal CPU it beat one block of width 48 trained for 9,000 steps on ETTh, stocks and sines
-#   (2 seeds each, docs/results.md): depth and width buy more than steps at this budget.
+# (benchmarks/train_step.py on the shared machine, 2026-12-01): one block of width 48 (the earlier
+# `cpu`), 150 ms; two blocks of width 64 (`cpu`, `cpu_long`), 464 ms; the same with patch_freq 3
+# (F' = 2), 1,054 ms; three blocks of width 96, 1,110 ms.
+# - `cpu`: two blocks of width 64, 3,000 steps: ~900-980 CPU s of training on the idle machine
+#   (estimated from the shared machine). At equal CPU it beat one block of width 48 trained for
+#   9,000 steps on ETTh and stocks and tied on sines (2 seeds each, docs/results.md): depth and
+#   width buy more than steps at this budget.
 # - `cpu_long`: the same network for 24,000 steps: at most 10,800 CPU s (ETTh, K = 7, the
 #   costliest of the L = 24 sets).
 # Longer L keep more frequency patches (F' = ceil(F / 6)).
