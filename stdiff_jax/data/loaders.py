@@ -135,8 +135,9 @@ def split_held_out(raw, test_fraction, test_position, seq_len, where):
         raise UserError(f"{where}: test_fraction={test_fraction} holds out {size} of "
                         f"{raw.shape[0]} {unit}; the held-out part and the rest each need at "
                         f"least {least}. Use another test_fraction or more data.")
-    if min(map(len, pieces)) < least:
-        raise UserError(f"{where}: test_position={test_position} leaves {min(map(len, pieces))} "
+    shortest = min(map(len, pieces))
+    if shortest < least:
+        raise UserError(f"{where}: test_position={test_position} leaves {shortest} "
                         f"{unit} on one side of the held-out block, fewer than a window "
                         f"({least}). Move the block (0 or 1 puts it at an end).")
     return pieces, raw[start:start + size]
