@@ -32,6 +32,16 @@ def test_cpu_variant_keeps_stft_and_shrinks_network():
     assert c.model.hidden < 384 and c.name == "etth_L64_cpu"
 
 
+def test_cpu_budgets_set_the_steps_of_their_data_sets_only():
+    for (name, seq_len), steps in base.BUDGET_STEPS.items():
+        for variant, num_steps in steps.items():
+            assert base.make_config(name, variant).train.num_steps == num_steps
+            other_length = base.make_config(name, f"seq_len=64,{variant}").train.num_steps
+            assert seq_len == 24 and other_length == base.VARIANT_TRAINING[variant]["num_steps"]
+    assert base.make_config("energy", "cpu").train.num_steps == 3000
+    assert importlib.import_module("configs.sines").get_config("cpu").train.num_steps == 2250
+
+
 def test_typos_fail():
     c = base.make_config("etth", "smoke")
     with pytest.raises(AttributeError, match="num_steps"):

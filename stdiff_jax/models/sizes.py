@@ -20,12 +20,11 @@ TABLE4 = {
 # (benchmarks/train_step.py on the shared machine, 2026-12-01): one block of width 48 (the earlier
 # `cpu`), 150 ms; two blocks of width 64 (`cpu`, `cpu_long`), 464 ms; the same with patch_freq 3
 # (F' = 2), 1,054 ms; three blocks of width 96, 1,110 ms.
-# - `cpu`: two blocks of width 64, 3,000 steps: ~900-980 CPU s of training on the idle machine
-#   (estimated from the shared machine). At equal CPU it beat one block of width 48 trained for
-#   9,000 steps on ETTh and stocks and tied on sines (2 seeds each, docs/results.md): depth and
-#   width buy more than steps at this budget.
-# - `cpu_long`: the same network for 24,000 steps: at most 10,800 CPU s (ETTh, K = 7, the
-#   costliest of the L = 24 sets).
+# - `cpu`: two blocks of width 64 for the steps that fit 900 CPU s of training on the idle
+#   machine (configs/base.py BUDGET_STEPS: 2,250 / 1,900 / 1,650 on sines / stocks / etth). At
+#   equal CPU (3,000 steps against 9,000) it beat one block of width 48 on ETTh and stocks and
+#   tied on sines (2 seeds each, docs/results.md): depth and width buy more than steps here.
+# - `cpu_long`: the same network for the steps that fit 10,800 CPU s (24,000; etth 20,000).
 # Longer L keep more frequency patches (F' = ceil(F / 6)).
 CPU_SIZES = {
     "cpu": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6),
