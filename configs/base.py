@@ -4,7 +4,7 @@ A data set config calls `make_config(dataset, arg)`; `arg` is the text after the
 `--config=configs/etth.py:seq_len=64,cpu`, a comma-separated list of variants:
   seq_len=N   the sequence length; selects the Table-4 row (n_fft, hop, patch, depth, width, heads);
   cpu         a small network; on sines, stocks and etth at L = 24 at most 900 process CPU
-              seconds of training on a 2-core CPU (BUDGET_STEPS), elsewhere 3,000 steps;
+              seconds of training on a 2-core CPU (BUDGET_TRAINING), elsewhere 3,000 steps;
   cpu_long    the cpu network, at most 10,800 CPU seconds on those three, elsewhere 24,000 steps;
   smoke       a tiny network and a few steps, for tests and a first look.
 The returned config is locked: assigning a key that does not exist is an error, so a typo in a
@@ -24,7 +24,7 @@ VARIANT_TRAINING = {
     # gave 1.59 (docs/results.md).
     "cpu": dict(learning_rate=1e-3, num_steps=3000, warmup_steps=100, ema_decay=0.995,
                 eval_every=250, checkpoint_every=500),
-    # The cpu network for 8x the steps (BUDGET_STEPS sets both where a budget is set).
+    # The cpu network for 8x the steps (BUDGET_TRAINING sets both where a budget is set).
     "cpu_long": dict(learning_rate=1e-3, num_steps=24_000, warmup_steps=300, ema_decay=0.999,
                      eval_every=1000, checkpoint_every=1000),
     "smoke": dict(batch_size=32, num_steps=30, warmup_steps=5, ema_decay=0.9, log_every=10,
@@ -32,16 +32,20 @@ VARIANT_TRAINING = {
 }
 
 
-# Steps of `cpu` and `cpu_long` that fit their budgets, 900 and 10,800 process CPU seconds of
+# Training of `cpu` and `cpu_long` within their budgets, 900 and 10,800 process CPU seconds of
 # training (compilation, validation and checkpoints included), on the data sets and the length
-# (L = 24) the budgets are set for. The cost of a step grows with the covariates: 372 / 440 / 507 ms at K = 5 / 6 / 7
-# (sines / stocks / etth; benchmarks/train_step.py on the idle 2-core machine, 2026-12-01), about
-# 90 ms per covariate beyond (1.1 s at K = 14, 2.4 s at 28, 4.6 s at 50), so the other data sets
-# (and other lengths) keep VARIANT_TRAINING's steps and cost more.
-BUDGET_STEPS = {
-    ("sines", 24): {"cpu": 2250, "cpu_long": 24_000},
-    ("stocks", 24): {"cpu": 1900, "cpu_long": 24_000},
-    ("etth", 24): {"cpu": 1650, "cpu_long": 20_000},
+# (L = 24) the budgets are set for. The cost of a step grows with the covariates: 372 / 440 / 507 ms
+# at K = 5 / 6 / 7 (sines / stocks / etth; benchmarks/train_step.py on the idle 2-core machine,
+# 2026-12-01), about 90 ms per covariate beyond (1.1 s at K = 14, 2.4 s at 28, 4.6 s at 50), so
+# the other data sets (and other lengths) keep VARIANT_TRAINING's steps and cost more. A step is
+# linear in the batch (stocks: 440 / 213 / 117 ms at 128 / 64 / 32): stocks' `cpu` trains batch 64
+# for twice the steps, which at the same CPU cut its Context-FID 0.161 -> 0.058 and correlational
+# score 0.153 -> 0.042 (2 seeds, docs/results.md); sines and etth are not yet measured so.
+BUDGET_TRAINING = {
+    ("sines", 24): {"cpu": dict(num_steps=2250), "cpu_long": dict(num_steps=24_000)},
+    ("stocks", 24): {"cpu": dict(num_steps=3800, batch_size=64),
+                     "cpu_long": dict(num_steps=24_000)},
+    ("etth", 24): {"cpu": dict(num_steps=1650), "cpu_long": dict(num_steps=20_000)},
 }
 
 
@@ -176,9 +180,7 @@ def make_config(dataset, arg=None, default_seq_len=24):
     if variant:
         c.model.update(sizes.CPU_SIZES[variant])
         c.train.update(VARIANT_TRAINING[variant])
-        budget_steps = BUDGET_STEPS.get((dataset, c.data.seq_len), {})
-        if variant in budget_steps:
-            c.train.num_steps = budget_steps[variant]
+        c.train.update(BUDGET_TRAINING.get((dataset, c.data.seq_len), {}).get(variant, {}))
     if variant == "smoke":
         c.sample.num_steps = 10
         c.sample.num_samples = 64

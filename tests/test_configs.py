@@ -32,14 +32,18 @@ def test_cpu_variant_keeps_stft_and_shrinks_network():
     assert c.model.hidden < 384 and c.name == "etth_L64_cpu"
 
 
-def test_cpu_budgets_set_the_steps_of_their_data_sets_only():
-    for (name, seq_len), steps in base.BUDGET_STEPS.items():
-        for variant, num_steps in steps.items():
-            assert base.make_config(name, variant).train.num_steps == num_steps
-            other_length = base.make_config(name, f"seq_len=64,{variant}").train.num_steps
-            assert seq_len == 24 and other_length == base.VARIANT_TRAINING[variant]["num_steps"]
+def test_cpu_budgets_set_the_training_of_their_data_sets_only():
+    for (name, seq_len), variants in base.BUDGET_TRAINING.items():
+        for variant, training in variants.items():
+            tc = base.make_config(name, variant).train
+            assert all(tc[key] == value for key, value in training.items())
+            other_length = base.make_config(name, f"seq_len=64,{variant}").train
+            default_steps = base.VARIANT_TRAINING[variant]["num_steps"]
+            assert seq_len == 24 and other_length.num_steps == default_steps
+            assert other_length.batch_size == 128
     assert base.make_config("energy", "cpu").train.num_steps == 3000
-    assert importlib.import_module("configs.sines").get_config("cpu").train.num_steps == 2250
+    stocks = importlib.import_module("configs.stocks").get_config("cpu").train
+    assert (stocks.num_steps, stocks.batch_size) == (3800, 64)
 
 
 def test_typos_fail():
