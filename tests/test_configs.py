@@ -40,7 +40,7 @@ def test_cpu_budgets_set_the_training_of_their_data_sets_only():
             other_length = base.make_config(name, f"seq_len=64,{variant}").train
             default_steps = base.VARIANT_TRAINING[variant]["num_steps"]
             assert seq_len == 24 and other_length.num_steps == default_steps
-            assert other_length.batch_size == 128
+            assert other_length.batch_size == base.base_config().train.batch_size
     assert base.make_config("energy", "cpu").train.num_steps == 3000
     stocks = importlib.import_module("configs.stocks").get_config("cpu").train
     assert (stocks.num_steps, stocks.batch_size) == (3800, 64)
