@@ -13,6 +13,17 @@ is defined against that frame-rate trend *upsampled back to L*:
 
 Decoding averages the F copies of the trend channel, upsamples it the same way and adds the inverse
 STFT of the residual, so `video_to_series(series_to_video(x)) == x` up to float32 rounding.
+
+How the trend channel holds the T trend frames (`trend`, config.video.trend):
+- "frames" (the paper's): every frequency bin holds the frame's trend value;
+- "level": bin 0 holds the window's level (the mean of its trend frames) at every frame, bins 1 to
+  F-1 each frame's deviation from that level. The elementwise normaliser then scales the level
+  and the within-window trend separately. With "frames" both share one std per element, which
+  the level's spread across windows dominates wherever a covariate moves little within a window
+  (ETTh's oil temperature: frame-to-frame trend changes of 0.09 of that std), so the network
+  resolves its within-window trend only to ~1/10 of unit variance. Decoding averages bin 0 over
+  frames and bins 1 to F-1 over bins, and removes the deviations' mean over frames (their least-
+  squares reading: in a video that some series produces they sum to zero).
 """
 
 import dataclasses
@@ -26,6 +37,7 @@ from stdiff_jax import stft as stft_lib
 from stdiff_jax.errors import UserError
 
 DEFAULT_EMA_ALPHA = 0.2  # Not given by the paper: smooths over ~5 samples, below the STFT window.
+TRENDS = ("frames", "level")
 
 
 def ema_trend(x, alpha=DEFAULT_EMA_ALPHA, axis=-2):
@@ -59,33 +71,58 @@ def _upsample_matrix(length, n_fft, hop, center):
     return np.stack(cols, axis=1).astype(np.float32)
 
 
-def series_to_video(x, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann", center=True):
-    """(B, L, K) series -> (B, T, F, K, 3) video with channels (real, imag, trend)."""
+def _check_trend(trend):
+    if trend not in TRENDS:
+        raise UserError(f"Unknown trend layout {trend!r}; use one of {TRENDS} "
+                        f"(config.video.trend).")
+
+
+def series_to_video(x, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann", center=True,
+                    trend="frames"):
+    """(B, L, K) series -> (B, T, F, K, 3) video with channels (real, imag, trend); `trend` is the
+    trend channel's layout (module docstring)."""
     x = jnp.asarray(x, jnp.float32)
     if x.ndim != 3:
         raise ValueError(f"series_to_video expects (B, L, K) series, got shape {x.shape}.")
     length = x.shape[1]
     stft_lib.check_stft_settings(length, n_fft, hop, window, center)
+    _check_trend(trend)
     centres = _frame_centres(length, n_fft, hop, center)
     trend_frames = ema_trend(x, ema_alpha, axis=1)[:, centres]  # (B, T, K)
     upsample = _upsample_matrix(length, n_fft, hop, center)  # (L, T)
     residual = x - jnp.einsum("lt,btk->blk", upsample, trend_frames)  # (B, L, K)
     spec = stft_lib.stft(jnp.swapaxes(residual, 1, 2), n_fft, hop, window, center)  # (B, K, T, F)
     spec = jnp.transpose(spec, (0, 2, 3, 1))  # (B, T, F, K)
-    trend = jnp.broadcast_to(trend_frames[:, :, None, :], spec.shape)  # (B, T, F, K)
-    return jnp.stack([spec.real, spec.imag, trend], axis=-1)  # (B, T, F, K, 3)
+    if trend == "level":
+        level = jnp.mean(trend_frames, axis=1, keepdims=True)  # (B, 1, K)
+        trend_channel = jnp.broadcast_to((trend_frames - level)[:, :, None, :], spec.shape)
+        trend_channel = trend_channel.at[:, :, 0].set(jnp.broadcast_to(level, trend_frames.shape))
+    else:
+        trend_channel = jnp.broadcast_to(trend_frames[:, :, None, :], spec.shape)  # (B, T, F, K)
+    return jnp.stack([spec.real, spec.imag, trend_channel], axis=-1)  # (B, T, F, K, 3)
 
 
-def video_to_series(v, n_fft, hop, length, window="hann", center=True):
-    """(B, T, F, K, 3) video -> (B, L, K) series; the exact inverse of `series_to_video`."""
+def _trend_frames(trend_channel, trend):
+    """(B, T, F, K) trend channel -> (B, T, K) trend frames, the left inverse of its layout."""
+    if trend == "frames":
+        return jnp.mean(trend_channel, axis=2)
+    deviation = jnp.mean(trend_channel[:, :, 1:], axis=2)  # (B, T, K)
+    level = jnp.mean(trend_channel[:, :, 0], axis=1, keepdims=True)  # (B, 1, K)
+    return level + deviation - jnp.mean(deviation, axis=1, keepdims=True)
+
+
+def video_to_series(v, n_fft, hop, length, window="hann", center=True, trend="frames"):
+    """(B, T, F, K, 3) video -> (B, L, K) series; the exact inverse of `series_to_video` with the
+    same `trend` layout."""
     v = jnp.asarray(v, jnp.float32)
     expected = (stft_lib.num_frames(length, n_fft, hop, center), stft_lib.num_freqs(n_fft))
     if v.ndim != 5 or v.shape[-1] != 3 or v.shape[1:3] != expected:
         raise ValueError(f"video_to_series expects (B, {expected[0]}, {expected[1]}, K, 3) for "
                          f"L={length}, n_fft={n_fft}, hop={hop}; got shape {v.shape}.")
+    _check_trend(trend)
     spec = jnp.transpose(v[..., 0] + 1j * v[..., 1], (0, 3, 1, 2))  # (B, K, T, F)
     residual = stft_lib.istft(spec, n_fft, hop, length, window, center)  # (B, K, L)
-    trend_frames = jnp.mean(v[..., 2], axis=2)  # (B, T, K)
+    trend_frames = _trend_frames(v[..., 2], trend)  # (B, T, K)
     upsample = _upsample_matrix(length, n_fft, hop, center)  # (L, T)
     return jnp.swapaxes(residual, 1, 2) + jnp.einsum("lt,btk->blk", upsample, trend_frames)
 
@@ -170,10 +207,11 @@ NORMALIZERS = ("frame", "pooled")
 
 
 def fit_video_statistics(windows, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann",
-                         center=True, chunk_size=2048, normalizer="pooled"):
+                         center=True, chunk_size=2048, normalizer="pooled", trend="frames"):
     """Normaliser and attention statistics of the videos of `windows` (N, L, K), streamed in chunks.
 
-    normalizer: "frame" (statistics per frame) or "pooled" (over frames), see `VideoNormalizer`.
+    normalizer: "frame" (statistics per frame) or "pooled" (over frames), see `VideoNormalizer`;
+    trend: the videos' trend layout (`series_to_video`).
     """
     if normalizer not in NORMALIZERS:
         raise UserError(f"Unknown video normaliser {normalizer!r}; use one of {NORMALIZERS} "
@@ -183,7 +221,8 @@ def fit_video_statistics(windows, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, windo
     if windows.ndim != 3 or not np.all(np.isfinite(windows)):
         raise ValueError(f"fit_video_statistics needs finite (N, L, K) windows, got {windows.shape}.")
     to_video = jax.jit(functools.partial(series_to_video, n_fft=n_fft, hop=hop,
-                                         ema_alpha=ema_alpha, window=window, center=center))
+                                         ema_alpha=ema_alpha, window=window, center=center,
+                                         trend=trend))
     num_k = windows.shape[2]
     num_f = stft_lib.num_freqs(n_fft)
     channel_sum, channel_sq, count = 0.0, 0.0, 0

@@ -468,12 +468,14 @@ def test_early_stopping_counts_evaluations_without_improvement():
     assert host.record_evaluation(5.0, patience=0) == (False, False)
 
 
+@pytest.mark.parametrize("trend", video.TRENDS)
 @pytest.mark.parametrize("kind", video.NORMALIZERS)
-def test_sample_decoder_inverts_the_training_video_transform(kind):
+def test_sample_decoder_inverts_the_training_video_transform(kind, trend):
     config = sines.get_config("smoke")
+    config.video.trend = trend
     windows = (2 * sine_windows(num=64) - 1).astype(np.float32)  # (N, L, K) in [-1, 1]
     normalizer, _ = video.fit_video_statistics(windows, config.video.n_fft, config.video.hop,
-                                               normalizer=kind)
+                                               normalizer=kind, trend=trend)
     videos = trained.video_transform(config.video, normalizer)(windows)
     decoded = trained.series_decoder(config.video, normalizer, windows.shape[1])(videos)
     np.testing.assert_allclose(decoded, windows, atol=1e-5)
