@@ -369,6 +369,21 @@ def test_workdir_of_another_network_stops_and_names_both_shapes(runs, tmp_path):
     assert snapshot(workdir) == before
 
 
+def test_workdir_of_another_trend_layout_stops_and_old_records_read_frames(runs, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "one", workdir)
+    record = json.loads((workdir / fingerprint.FILE).read_text())
+    assert record["model"].pop("trend") == "frames"
+    (workdir / fingerprint.FILE).write_text(json.dumps(record))  # a record from before the field
+    config = tiny_config(runs / "tiny.npy")
+    dataset = load_dataset(f"npy:{runs / 'tiny.npy'}", 24)
+    current = {"model": fingerprint.of_model(config, dataset.windows.shape[1:])}
+    fingerprint.check(workdir, current)  # the same network: no mismatch
+    config.video.trend = "level"
+    with pytest.raises(fingerprint.WorkdirMismatch, match="trend: recorded frames, this run level"):
+        fingerprint.check(workdir, {"model": fingerprint.of_model(config, (24, 5))})
+
+
 def test_command_line_names_the_workdir_mismatch(runs, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(runs / "one", workdir)
