@@ -16,14 +16,17 @@ STFT of the residual, so `video_to_series(series_to_video(x)) == x` up to float3
 
 How the trend channel holds the T trend frames (`trend`, config.video.trend):
 - "frames" (the paper's): every frequency bin holds the frame's trend value;
-- "level": bin 0 holds the window's level (the mean of its trend frames) at every frame, bins 1 to
-  F-1 each frame's deviation from that level. The elementwise normaliser then scales the level
+- "level": the lower half of the bins (0 to ceil(F/2) - 1) holds the window's level (the mean of
+  its trend frames) at every frame, the upper half each frame's deviation from that level. The elementwise normaliser then scales the level
   and the within-window trend separately. With "frames" both share one std per element, which
   the level's spread across windows dominates wherever a covariate moves little within a window
   (ETTh's oil temperature: frame-to-frame trend changes of 0.09 of that std), so the network
-  resolves its within-window trend only to ~1/10 of unit variance. Decoding averages bin 0 over
-  frames and bins 1 to F-1 over bins, and removes the deviations' mean over frames (their least-
-  squares reading: in a video that some series produces they sum to zero).
+  resolves its within-window trend only to ~1/10 of unit variance (stocks' prices: 1/26). Half
+  the bins each keep both parts' weight in the loss and their signal-to-noise ratio under the
+  diffusion noise; with the level in bin 0 alone, stocks' price-volume level correlation was
+  lost (docs/results.md). Decoding averages the level bins over frames and the deviation bins over
+  bins, and removes the deviations' mean over frames (their least-squares reading: in a video
+  that some series produces they sum to zero).
 """
 
 import dataclasses
@@ -95,19 +98,28 @@ def series_to_video(x, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann", c
     spec = jnp.transpose(spec, (0, 2, 3, 1))  # (B, T, F, K)
     if trend == "level":
         level = jnp.mean(trend_frames, axis=1, keepdims=True)  # (B, 1, K)
-        trend_channel = jnp.broadcast_to((trend_frames - level)[:, :, None, :], spec.shape)
-        trend_channel = trend_channel.at[:, :, 0].set(jnp.broadcast_to(level, trend_frames.shape))
+        split = _level_bins(spec.shape[2])
+        trend_channel = jnp.concatenate([
+            jnp.broadcast_to(level[:, :, None, :], (*spec.shape[:2], split, spec.shape[3])),
+            jnp.broadcast_to((trend_frames - level)[:, :, None, :],
+                             (*spec.shape[:2], spec.shape[2] - split, spec.shape[3]))], axis=2)
     else:
         trend_channel = jnp.broadcast_to(trend_frames[:, :, None, :], spec.shape)  # (B, T, F, K)
     return jnp.stack([spec.real, spec.imag, trend_channel], axis=-1)  # (B, T, F, K, 3)
+
+
+def _level_bins(num_freqs):
+    """How many of the lowest bins hold the level in the "level" layout: half, rounded up."""
+    return (num_freqs + 1) // 2
 
 
 def _trend_frames(trend_channel, trend):
     """(B, T, F, K) trend channel -> (B, T, K) trend frames, the left inverse of its layout."""
     if trend == "frames":
         return jnp.mean(trend_channel, axis=2)
-    deviation = jnp.mean(trend_channel[:, :, 1:], axis=2)  # (B, T, K)
-    level = jnp.mean(trend_channel[:, :, 0], axis=1, keepdims=True)  # (B, 1, K)
+    split = _level_bins(trend_channel.shape[2])
+    deviation = jnp.mean(trend_channel[:, :, split:], axis=2)  # (B, T, K)
+    level = jnp.mean(trend_channel[:, :, :split], axis=(1, 2))[:, None]  # (B, 1, K)
     return level + deviation - jnp.mean(deviation, axis=1, keepdims=True)
 
 
