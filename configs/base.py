@@ -72,7 +72,6 @@ def base_config():
     c.video.ema_alpha = 0.2  # Not given by the paper.
     c.video.window = "hann"
     c.video.normalizer = "pooled"  # "frame": statistics per frame (sines); "pooled": over frames.
-    c.video.trend = "frames"  # "level": the window's trend level apart from its frames' deviations.
 
     c.model = ml_collections.ConfigDict()
     c.model.patch_freq = 2

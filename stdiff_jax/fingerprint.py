@@ -2,8 +2,8 @@
 
   data   the data set (a registered name, or csv:/npy: with the file's resolved path), the
          windows' shape, a sha256 of the windows and the min-max scaler;
-  model  the series (L, K) and video shapes, the video's trend layout, the network's size
-         settings, its parameter count and a sha256 of its parameter shapes.
+  model  the series (L, K) and video shapes, the network's size settings, its parameter count
+         and a sha256 of its parameter shapes.
 
 The first training run writes the record (a workdir from before records gets its next run's). A
 later run compares its own before it touches the workdir: other data stops it (`WorkdirMismatch`)
@@ -29,7 +29,6 @@ FILE = "fingerprint.json"
 OVERRIDE = "--allow_workdir_mismatch"
 SIZE_KEYS = ("patch_freq", "depth", "hidden", "heads", "mlp_ratio")
 DIGEST_CHARS = 16
-RECORDED_BEFORE = {"trend": "frames"}  # Model fields records from before them held implicitly.
 
 
 class WorkdirMismatch(UserError):
@@ -68,7 +67,6 @@ def of_model(config, series_shape):
     shapes = [f"{jax.tree_util.keystr(path)}{leaf.shape}"
               for path, leaf in jax.tree_util.tree_leaves_with_path(params)]
     return {"series": list(series_shape), "video": list(video_shape),
-            "trend": trained.trend_of(config.video),
             **{key: config.model[key] for key in SIZE_KEYS},
             "parameters": int(sum(leaf.size for leaf in jax.tree.leaves(params))),
             "parameter_shapes_sha256": _digest("\n".join(shapes).encode())}
@@ -99,8 +97,7 @@ def check(workdir, current, allow_data_mismatch=False):
         return
     recorded = json.loads(path.read_text())
     workdir = pathlib.Path(workdir).resolve()
-    model = (_differences({**RECORDED_BEFORE, **recorded.get("model", {})}, current["model"])
-             if "model" in current else [])
+    model = _differences(recorded.get("model", {}), current["model"]) if "model" in current else []
     if model:
         raise WorkdirMismatch(
             f"The workdir {workdir} holds another network than this run builds ("

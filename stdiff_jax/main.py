@@ -74,8 +74,7 @@ def default_workdir(config):
 CHOICES = {("sample", "method"): sampling.METHODS, ("sample", "grid"): sampling.GRIDS,
            ("condition", "method"): sampling.METHODS,
            ("diffusion", "loss_weighting"): diffusion.WEIGHTINGS,
-           ("video", "normalizer"): video.NORMALIZERS, ("video", "trend"): video.TRENDS,
-           ("model", "dtype"): tuple(sorted(DTYPES))}
+           ("video", "normalizer"): video.NORMALIZERS, ("model", "dtype"): tuple(sorted(DTYPES))}
 
 
 def check_choices(config):

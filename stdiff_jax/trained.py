@@ -28,18 +28,12 @@ from stdiff_jax.mesh import make_mesh
 from stdiff_jax.models import create_model
 
 
-def trend_of(video_config):
-    """The trend layout of a video config ("frames" in workdirs from before config.video.trend)."""
-    return video_config.get("trend", "frames")
-
-
 def video_transform(video_config, normalizer):
     """(B, L, K) series in [-1, 1] -> (B, T, F, K, 3) normalised video: what the model sees."""
 
     def to_video(series):
         v = video.series_to_video(series, video_config.n_fft, video_config.hop,
-                                  video_config.ema_alpha, video_config.window,
-                                  trend=trend_of(video_config))
+                                  video_config.ema_alpha, video_config.window)
         return normalizer.normalize(v)
 
     return to_video
@@ -51,8 +45,7 @@ def series_decoder(video_config, normalizer, length):
 
     def decode(videos):
         return video.video_to_series(normalizer.denormalize(videos), video_config.n_fft,
-                                     video_config.hop, length, video_config.window,
-                                     trend=trend_of(video_config))
+                                     video_config.hop, length, video_config.window)
 
     return decode
 

@@ -13,20 +13,6 @@ is defined against that frame-rate trend *upsampled back to L*:
 
 Decoding averages the F copies of the trend channel, upsamples it the same way and adds the inverse
 STFT of the residual, so `video_to_series(series_to_video(x)) == x` up to float32 rounding.
-
-How the trend channel holds the T trend frames (`trend`, config.video.trend):
-- "frames" (the paper's): every frequency bin holds the frame's trend value;
-- "level": the lower half of the bins (0 to ceil(F/2) - 1) holds the window's level (the mean of
-  its trend frames) at every frame, the upper half each frame's deviation from that level. The elementwise normaliser then scales the level
-  and the within-window trend separately. With "frames" both share one std per element, which
-  the level's spread across windows dominates wherever a covariate moves little within a window
-  (ETTh's oil temperature: frame-to-frame trend changes of 0.09 of that std), so the network
-  resolves its within-window trend only to ~1/10 of unit variance (stocks' prices: 1/26). Half
-  the bins each keep both parts' weight in the loss and their signal-to-noise ratio under the
-  diffusion noise; with the level in bin 0 alone, stocks' price-volume level correlation was
-  lost (docs/results.md). Decoding averages the level bins over frames and the deviation bins over
-  bins, and removes the deviations' mean over frames (their least-squares reading: in a video
-  that some series produces they sum to zero).
 """
 
 import dataclasses
@@ -40,7 +26,6 @@ from stdiff_jax import stft as stft_lib
 from stdiff_jax.errors import UserError
 
 DEFAULT_EMA_ALPHA = 0.2  # Not given by the paper: smooths over ~5 samples, below the STFT window.
-TRENDS = ("frames", "level")
 
 
 def ema_trend(x, alpha=DEFAULT_EMA_ALPHA, axis=-2):
@@ -74,67 +59,33 @@ def _upsample_matrix(length, n_fft, hop, center):
     return np.stack(cols, axis=1).astype(np.float32)
 
 
-def _check_trend(trend):
-    if trend not in TRENDS:
-        raise UserError(f"Unknown trend layout {trend!r}; use one of {TRENDS} "
-                        f"(config.video.trend).")
-
-
-def series_to_video(x, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann", center=True,
-                    trend="frames"):
-    """(B, L, K) series -> (B, T, F, K, 3) video with channels (real, imag, trend); `trend` is the
-    trend channel's layout (module docstring)."""
+def series_to_video(x, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann", center=True):
+    """(B, L, K) series -> (B, T, F, K, 3) video with channels (real, imag, trend)."""
     x = jnp.asarray(x, jnp.float32)
     if x.ndim != 3:
         raise ValueError(f"series_to_video expects (B, L, K) series, got shape {x.shape}.")
     length = x.shape[1]
     stft_lib.check_stft_settings(length, n_fft, hop, window, center)
-    _check_trend(trend)
     centres = _frame_centres(length, n_fft, hop, center)
     trend_frames = ema_trend(x, ema_alpha, axis=1)[:, centres]  # (B, T, K)
     upsample = _upsample_matrix(length, n_fft, hop, center)  # (L, T)
     residual = x - jnp.einsum("lt,btk->blk", upsample, trend_frames)  # (B, L, K)
     spec = stft_lib.stft(jnp.swapaxes(residual, 1, 2), n_fft, hop, window, center)  # (B, K, T, F)
     spec = jnp.transpose(spec, (0, 2, 3, 1))  # (B, T, F, K)
-    if trend == "level":
-        level = jnp.mean(trend_frames, axis=1, keepdims=True)  # (B, 1, K)
-        split = _level_bins(spec.shape[2])
-        trend_channel = jnp.concatenate([
-            jnp.broadcast_to(level[:, :, None, :], (*spec.shape[:2], split, spec.shape[3])),
-            jnp.broadcast_to((trend_frames - level)[:, :, None, :],
-                             (*spec.shape[:2], spec.shape[2] - split, spec.shape[3]))], axis=2)
-    else:
-        trend_channel = jnp.broadcast_to(trend_frames[:, :, None, :], spec.shape)  # (B, T, F, K)
-    return jnp.stack([spec.real, spec.imag, trend_channel], axis=-1)  # (B, T, F, K, 3)
+    trend = jnp.broadcast_to(trend_frames[:, :, None, :], spec.shape)  # (B, T, F, K)
+    return jnp.stack([spec.real, spec.imag, trend], axis=-1)  # (B, T, F, K, 3)
 
 
-def _level_bins(num_freqs):
-    """How many of the lowest bins hold the level in the "level" layout: half, rounded up."""
-    return (num_freqs + 1) // 2
-
-
-def _trend_frames(trend_channel, trend):
-    """(B, T, F, K) trend channel -> (B, T, K) trend frames, the left inverse of its layout."""
-    if trend == "frames":
-        return jnp.mean(trend_channel, axis=2)
-    split = _level_bins(trend_channel.shape[2])
-    deviation = jnp.mean(trend_channel[:, :, split:], axis=2)  # (B, T, K)
-    level = jnp.mean(trend_channel[:, :, :split], axis=(1, 2))[:, None]  # (B, 1, K)
-    return level + deviation - jnp.mean(deviation, axis=1, keepdims=True)
-
-
-def video_to_series(v, n_fft, hop, length, window="hann", center=True, trend="frames"):
-    """(B, T, F, K, 3) video -> (B, L, K) series; the exact inverse of `series_to_video` with the
-    same `trend` layout."""
+def video_to_series(v, n_fft, hop, length, window="hann", center=True):
+    """(B, T, F, K, 3) video -> (B, L, K) series; the exact inverse of `series_to_video`."""
     v = jnp.asarray(v, jnp.float32)
     expected = (stft_lib.num_frames(length, n_fft, hop, center), stft_lib.num_freqs(n_fft))
     if v.ndim != 5 or v.shape[-1] != 3 or v.shape[1:3] != expected:
         raise ValueError(f"video_to_series expects (B, {expected[0]}, {expected[1]}, K, 3) for "
                          f"L={length}, n_fft={n_fft}, hop={hop}; got shape {v.shape}.")
-    _check_trend(trend)
     spec = jnp.transpose(v[..., 0] + 1j * v[..., 1], (0, 3, 1, 2))  # (B, K, T, F)
     residual = stft_lib.istft(spec, n_fft, hop, length, window, center)  # (B, K, L)
-    trend_frames = _trend_frames(v[..., 2], trend)  # (B, T, K)
+    trend_frames = jnp.mean(v[..., 2], axis=2)  # (B, T, K)
     upsample = _upsample_matrix(length, n_fft, hop, center)  # (L, T)
     return jnp.swapaxes(residual, 1, 2) + jnp.einsum("lt,btk->blk", upsample, trend_frames)
 
@@ -219,11 +170,10 @@ NORMALIZERS = ("frame", "pooled")
 
 
 def fit_video_statistics(windows, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, window="hann",
-                         center=True, chunk_size=2048, normalizer="pooled", trend="frames"):
+                         center=True, chunk_size=2048, normalizer="pooled"):
     """Normaliser and attention statistics of the videos of `windows` (N, L, K), streamed in chunks.
 
-    normalizer: "frame" (statistics per frame) or "pooled" (over frames), see `VideoNormalizer`;
-    trend: the videos' trend layout (`series_to_video`).
+    normalizer: "frame" (statistics per frame) or "pooled" (over frames), see `VideoNormalizer`.
     """
     if normalizer not in NORMALIZERS:
         raise UserError(f"Unknown video normaliser {normalizer!r}; use one of {NORMALIZERS} "
@@ -233,8 +183,7 @@ def fit_video_statistics(windows, n_fft, hop, ema_alpha=DEFAULT_EMA_ALPHA, windo
     if windows.ndim != 3 or not np.all(np.isfinite(windows)):
         raise ValueError(f"fit_video_statistics needs finite (N, L, K) windows, got {windows.shape}.")
     to_video = jax.jit(functools.partial(series_to_video, n_fft=n_fft, hop=hop,
-                                         ema_alpha=ema_alpha, window=window, center=center,
-                                         trend=trend))
+                                         ema_alpha=ema_alpha, window=window, center=center))
     num_k = windows.shape[2]
     num_f = stft_lib.num_freqs(n_fft)
     channel_sum, channel_sq, count = 0.0, 0.0, 0

@@ -369,21 +369,6 @@ def test_workdir_of_another_network_stops_and_names_both_shapes(runs, tmp_path):
     assert snapshot(workdir) == before
 
 
-def test_workdir_of_another_trend_layout_stops_and_old_records_read_frames(runs, tmp_path):
-    workdir = tmp_path / "run"
-    shutil.copytree(runs / "one", workdir)
-    record = json.loads((workdir / fingerprint.FILE).read_text())
-    assert record["model"].pop("trend") == "frames"
-    (workdir / fingerprint.FILE).write_text(json.dumps(record))  # a record from before the field
-    config = tiny_config(runs / "tiny.npy")
-    dataset = load_dataset(f"npy:{runs / 'tiny.npy'}", 24)
-    current = {"model": fingerprint.of_model(config, dataset.windows.shape[1:])}
-    fingerprint.check(workdir, current)  # the same network: no mismatch
-    config.video.trend = "level"
-    with pytest.raises(fingerprint.WorkdirMismatch, match="trend: recorded frames, this run level"):
-        fingerprint.check(workdir, {"model": fingerprint.of_model(config, (24, 5))})
-
-
 def test_command_line_names_the_workdir_mismatch(runs, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(runs / "one", workdir)
@@ -483,14 +468,12 @@ def test_early_stopping_counts_evaluations_without_improvement():
     assert host.record_evaluation(5.0, patience=0) == (False, False)
 
 
-@pytest.mark.parametrize("trend", video.TRENDS)
 @pytest.mark.parametrize("kind", video.NORMALIZERS)
-def test_sample_decoder_inverts_the_training_video_transform(kind, trend):
+def test_sample_decoder_inverts_the_training_video_transform(kind):
     config = sines.get_config("smoke")
-    config.video.trend = trend
     windows = (2 * sine_windows(num=64) - 1).astype(np.float32)  # (N, L, K) in [-1, 1]
     normalizer, _ = video.fit_video_statistics(windows, config.video.n_fft, config.video.hop,
-                                               normalizer=kind, trend=trend)
+                                               normalizer=kind)
     videos = trained.video_transform(config.video, normalizer)(windows)
     decoded = trained.series_decoder(config.video, normalizer, windows.shape[1])(videos)
     np.testing.assert_allclose(decoded, windows, atol=1e-5)

@@ -9,13 +9,12 @@ from stdiff_jax import video as video_lib
 TABLE4 = [(24, 11, 3), (64, 31, 11), (128, 63, 15), (256, 127, 32)]
 
 
-@pytest.mark.parametrize("trend", video_lib.TRENDS)
 @pytest.mark.parametrize("length,n_fft,hop", TABLE4)
-def test_video_round_trip_is_exact(length, n_fft, hop, trend):
+def test_video_round_trip_is_exact(length, n_fft, hop):
     x = np.random.default_rng(0).uniform(-1, 1, (4, length, 5)).astype(np.float32)
-    v = video_lib.series_to_video(x, n_fft=n_fft, hop=hop, trend=trend)
+    v = video_lib.series_to_video(x, n_fft=n_fft, hop=hop)
     assert v.shape[0] == 4 and v.shape[2:] == (n_fft // 2 + 1, 5, 3)
-    recon = video_lib.video_to_series(v, n_fft=n_fft, hop=hop, length=length, trend=trend)
+    recon = video_lib.video_to_series(v, n_fft=n_fft, hop=hop, length=length)
     assert float(jnp.max(jnp.abs(recon - x))) < 1e-5
 
 
@@ -35,47 +34,6 @@ def test_trend_channel_carries_a_constant_series():
     v = np.asarray(video_lib.series_to_video(x, n_fft=11, hop=3))
     np.testing.assert_allclose(v[..., 2], 0.7, atol=1e-6)  # trend, broadcast over frequency
     np.testing.assert_allclose(v[..., :2], 0.0, atol=1e-6)  # nothing left for the STFT
-
-
-def level_and_slope_windows(num, length=24, seed=5):
-    """Windows whose level spreads 10x more across windows than the series moves within one."""
-    rng = np.random.default_rng(seed)
-    level = rng.uniform(-0.8, 0.8, (num, 1, 2))
-    slope = rng.normal(0, 0.004, (num, 1, 2))
-    return (level + slope * (np.arange(length)[None, :, None] - length / 2)).astype(np.float32)
-
-
-def test_level_layout_holds_the_level_in_the_lower_bins_and_the_deviations_above():
-    x = level_and_slope_windows(8)
-    frames = np.asarray(video_lib.series_to_video(x, n_fft=11, hop=3))[..., 2]  # (B, T, 6, K)
-    level = np.asarray(video_lib.series_to_video(x, n_fft=11, hop=3, trend="level"))[..., 2]
-    np.testing.assert_allclose(level[:, :, :3], np.broadcast_to(
-        frames[:, :, :3].mean(1, keepdims=True), level[:, :, :3].shape), atol=1e-6)
-    deviation = frames - frames.mean(1, keepdims=True)
-    np.testing.assert_allclose(level[:, :, 3:], deviation[:, :, 3:], atol=1e-6)
-
-
-def test_level_layout_decodes_deviations_by_least_squares():
-    """A common offset of every frame's deviations is no trend (they sum to zero): ignored."""
-    x = level_and_slope_windows(4)
-    v = np.array(video_lib.series_to_video(x, n_fft=11, hop=3, trend="level"))
-    v[:, :, 3:, :, 2] += 0.3
-    recon = video_lib.video_to_series(v, n_fft=11, hop=3, length=24, trend="level")
-    np.testing.assert_allclose(recon, x, atol=1e-5)
-
-
-def test_level_layout_lifts_the_within_window_trend_to_unit_scale():
-    x = level_and_slope_windows(512)
-    spread = {}
-    for trend in video_lib.TRENDS:
-        normalizer, _ = video_lib.fit_video_statistics(x, n_fft=11, hop=3, trend=trend)
-        z = np.asarray(normalizer.normalize(video_lib.series_to_video(x, n_fft=11, hop=3,
-                                                                      trend=trend)))
-        frames = z[:, :, 3:, :, 2].mean(2)  # (B, T, K): the trend frames, normalised
-        spread[trend] = (frames - frames.mean(1, keepdims=True)).std()
-    assert spread["frames"] < 0.1 and spread["level"] > 0.9  # the same direction, ~20x apart
-    with pytest.raises(ValueError, match="config.video.trend"):
-        video_lib.series_to_video(x, n_fft=11, hop=3, trend="levels")
 
 
 def test_bad_shapes_are_named():
