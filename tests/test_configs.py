@@ -44,6 +44,8 @@ def test_cpu_budgets_set_the_training_of_their_data_sets_only():
     assert base.make_config("energy", "cpu").train.num_steps == 3000
     stocks = importlib.import_module("configs.stocks").get_config("cpu").train
     assert (stocks.num_steps, stocks.batch_size) == (3800, 64)
+    etth = importlib.import_module("configs.etth").get_config("cpu").train
+    assert (etth.num_steps, etth.batch_size) == (3300, 64)
 
 
 def test_typos_fail():
