@@ -28,7 +28,8 @@ baselines are point forecasts, so their CRPS is their MAE and they have no inter
   training windows.
 Costs: wall and process CPU seconds per window (S samples) on this machine, compilation
 excluded and shown apart.
-Prints a markdown table; --json writes every number.
+Prints a markdown table (--per_column adds each column's coverage and spread ratio, where a
+band too wide or too narrow shows which column it is); --json writes every number.
 """
 
 import json
@@ -53,6 +54,8 @@ flags.DEFINE_list("horizons", ["0.25", "0.5"], "Forecast horizons, as shares of 
 flags.DEFINE_list("settings", [], "Sampler settings method:num_steps:jumps[:renoise 0/1] "
                   "(default: the config's condition section).")
 flags.DEFINE_integer("seed", 0, "Seed of the window subset, the masks and the samplers.")
+flags.DEFINE_bool("per_column", False, "Also print each model row's coverage and spread per "
+                  "column: where a band is too wide or too narrow.")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
@@ -95,6 +98,23 @@ def scores(truth, held_out, median, samples=None):
     inside = (truth >= low) & (truth <= high)
     return row | {"crps": float(np.mean(crps(samples, truth)[held_out])),
                   "coverage90": float(np.mean(inside[held_out]))}
+
+
+def column_scores(truth, held_out, samples):
+    """Per column k: 90% coverage, and the robust spread of the samples (their interquartile
+    range / 1.349, the sd of a normal) over 1.2533 x the MAE of their median (the same sd for
+    normal errors): 1 for calibrated samples, above 1 too wide, below too narrow."""
+    low, high = conditional.sample_quantiles(samples, [0.05, 0.95], axis=1)
+    q1, q3 = np.quantile(samples, [0.25, 0.75], axis=1)
+    error = np.abs(np.median(samples, axis=1) - truth)
+    out = []
+    for k in range(truth.shape[-1]):
+        held = held_out[..., k]
+        inside = (truth[..., k] >= low[..., k]) & (truth[..., k] <= high[..., k])
+        spread = np.mean((q3 - q1)[..., k][held]) / 1.349
+        out.append({"coverage90": float(np.mean(inside[held])),
+                    "spread_ratio": float(spread / (1.2533 * np.mean(error[..., k][held])))})
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,6 +220,8 @@ def main(argv):
                        (time.process_time() - cpu) / truth.shape[0])
             samples = (series.astype(np.float64) + 1) / 2  # (N, S, L, K) in [0, 1]
             row = scores(truth, ~mask, np.median(samples, axis=1), samples)
+            if FLAGS.per_column:
+                row["columns"] = column_scores(truth, ~mask, samples)
             rows.append((name, label, row, seconds))
             logging.info("%s, %s: %s, %.3f s (%.3f CPU s) per window", name, label, row,
                          *seconds)
@@ -209,12 +231,15 @@ def main(argv):
           f"device(s); compile {', '.join(f'{v:.0f} s' for v in compile_s.values())}")
     print("| task | method | MSE | MAE | CRPS | 90% coverage | s / window (wall, CPU) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for name, method, s, seconds in sorted(rows, key=lambda r: [n for n, _ in task_list].index(
-            r[0])):
+    task_names = [n for n, _ in task_list]
+    rows.sort(key=lambda r: task_names.index(r[0]))  # stable: baselines, then the settings
+    for name, method, s, seconds in rows:
         coverage = "–" if s["coverage90"] is None else f"{s['coverage90']:.3f}"
         cost = "–" if seconds is None else f"{seconds[0]:.3f}, {seconds[1]:.3f}"
         print(f"| {name} | {method} | {s['mse']:.3g} | {s['mae']:.3g} | {s['crps']:.3g} | "
               f"{coverage} | {cost} |")
+    if FLAGS.per_column:
+        print_columns(rows, dataset.column_names)
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             json.dump({"config": config.name, "step": tm.step, "num_windows": truth.shape[0],
@@ -222,6 +247,18 @@ def main(argv):
                        "rows": [{"task": n, "method": m, **s, "seconds_per_window": c and c[0],
                                  "cpu_seconds_per_window": c and c[1]}
                                 for n, m, s, c in rows]}, f, indent=2)
+
+
+def print_columns(rows, column_names):
+    """The per-column table of the model rows: coverage / spread ratio in each column."""
+    print("\nPer column: 90% coverage / spread ratio (IQR / 1.349 over 1.2533 MAE; 1 calibrated)")
+    print(f"| task | method | {' | '.join(column_names)} |")
+    print(f"| --- | --- |{' --- |' * len(column_names)}")
+    for name, method, s, _ in rows:
+        if "columns" in s:
+            cells = " | ".join(f"{c['coverage90']:.3f} / {c['spread_ratio']:.2f}"
+                               for c in s["columns"])
+            print(f"| {name} | {method} | {cells} |")
 
 
 if __name__ == "__main__":
