@@ -144,6 +144,10 @@ def base_config():
     # 1 gives calibrated 90% intervals on ETTh (86-87% coverage, 2: 78-81%); docs/results.md.
     c.condition.jumps = 2
     c.condition.renoise = True  # Redraw the observed part of each noisy state (RePaint).
+    # How each clean prediction is made to agree with the observations: "projection" (the
+    # smallest change of video) or "regression" (the Gaussian regression on the training data's
+    # covariance, which carries them to the correlated covariates; conditional.py).
+    c.condition.correction = "projection"
     c.condition.seed = 0
     c.condition.chunk_size = 0  # 0: chosen from available memory.
     c.condition.output_dir = ""  # "": the workdir.

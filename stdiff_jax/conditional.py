@@ -65,6 +65,7 @@ from stdiff_jax.data import dataset_of, tables
 from stdiff_jax.errors import MissingFileError, UserError
 from stdiff_jax.schedule import Schedule, alpha_sigma
 
+CORRECTIONS = ("projection", "regression")  # config.condition.correction
 IMPUTED, IMPUTED_QUANTILES = "imputed.csv", "imputed_quantiles.csv"
 FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
 
@@ -72,7 +73,7 @@ FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
 # ------------------------------------------------------------------------------------------------
 # The guided step and the conditional sampler, in model space.
 # ------------------------------------------------------------------------------------------------
-def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True):
+def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True, covariance=None):
     """The `sampling.Guide` that conditions videos on observed values (module docstring).
 
     encode: (B, L, K) series -> (B, T, F, K, 3) videos, affine and acting on every covariate
@@ -83,6 +84,9 @@ def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True):
     renoise: redraw the observed part of every noisy state from the forward process (RePaint);
       False leaves z as the sampler made it, so only the projection of the clean prediction
       conditions (DDNM-style, Wang et al. 2023).
+    covariance: None, or the (L K, L K) prior covariance of the series (`series_covariance`):
+      the clean prediction is then corrected by `regression_correction` instead of the
+      orthogonal projection (the noisy state keeps the projection).
     """
     length, num_columns = observed.shape[1:]
     video_shape = jax.eval_shape(encode, observed).shape[1:]
@@ -111,8 +115,11 @@ def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True):
 
     known = encode(observed)  # a video whose series holds the observations
 
+    correct = impose if covariance is None else regression_correction(
+        encode, decode, mask, covariance)
+
     def x0_fn(x0_hat, logsnr):
-        return impose(x0_hat, observed)
+        return correct(x0_hat, observed)
 
     def z_fn(z, logsnr, noise):
         alpha, sigma = alpha_sigma(logsnr)
@@ -121,14 +128,68 @@ def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True):
     return sampling.Guide(x0_fn=x0_fn, z_fn=z_fn if renoise else None, jumps=jumps)
 
 
+def regression_correction(encode, decode, mask, covariance):
+    """correct(v, target) -> v edited so that decode(v) == target where `mask`, by the Gaussian
+    regression of the residual on the prior `covariance` (L K, L K) of the series.
+
+    The residual r_o = (target - decode(v))_o of the observed values o moves the series by
+    Sigma_{:, o} Sigma_oo^{-1} r_o, the change of the conditional mean of a Gaussian prior
+    N(., Sigma) when its observed values move by r_o: exact on o, and carried to every unobserved
+    value of every covariate as far as the data's correlations reach (the five price columns of
+    stocks move together). The orthogonal projection edits only the covariate it observes and
+    leaves that coupling to the network, which RePaint shows the observations one noise level at
+    a time: its samples stay too wide where few values pin many (docs/results.md). The edit is
+    encoded by the linear part of `encode`, so the video decodes exactly to the corrected series.
+    """
+    batch, length, num_columns = mask.shape
+    size = length * num_columns
+    cov = jnp.asarray(covariance, jnp.float32)
+    m = mask.reshape(batch, size).astype(jnp.float32)
+    # Sigma_oo on the observed values, the identity on the others: one Cholesky for every mask.
+    gram = m[:, :, None] * cov * m[:, None, :] + (1.0 - m)[:, :, None] * jnp.eye(size)
+    cholesky = jnp.linalg.cholesky(gram)  # (B, LK, LK)
+
+    def correct(v, target):
+        residual = jnp.where(mask, target - decode(v), 0.0).reshape(batch, size)
+        weights = jax.scipy.linalg.cho_solve((cholesky, True), residual[..., None])[..., 0] * m
+        edit = (weights @ cov).reshape(batch, length, num_columns)  # cov is symmetric
+        return v + encode(edit) - encode(jnp.zeros_like(edit))
+
+    return correct
+
+
+def series_covariance(windows, ridge=1e-3):
+    """(L K, L K) float64 covariance of series windows (N, L, K), flattened step-major, with
+    `ridge` x its mean variance added to the diagonal: a little independent noise per value, so
+    that the observed block stays invertible where columns are copies (stocks' Close and Adj
+    Close) and the regression stays exact on the observed values."""
+    flat = np.asarray(windows, np.float64).reshape(len(windows), -1)
+    cov = np.cov(flat, rowvar=False)
+    return cov + ridge * np.mean(np.diag(cov)) * np.eye(cov.shape[0])
+
+
+def prior_covariance(tm):
+    """`series_covariance` of the training windows of the data set the `trained.TrainedModel`
+    was trained on (its config's data section), in model space."""
+    dataset = dataset_of(tm.config.data)
+    if not (np.allclose(dataset.scaler.min, tm.host.scaler.min)
+            and np.allclose(dataset.scaler.max, tm.host.scaler.max)):
+        raise UserError(f"The data set {tm.config.data.name!r} is not scaled as the model's "
+                        f"training data was (it changed since training), so its covariance is not "
+                        f"the model's prior: use config.condition.correction=projection.")
+    return series_covariance(dataset.windows)
+
+
 def conditional_sample(denoise_fn, encode, decode, observed, mask, video_shape, key, *,
-                       jumps=1, renoise=True, first_index=0, **sampler_options):
+                       jumps=1, renoise=True, covariance=None, first_index=0,
+                       **sampler_options):
     """(B, L, K) series in model space that agree with `observed` where `mask`, bit for bit.
 
-    Sample b is sample first_index + b of the run of `key`. sampler_options: `sampling.sample`'s
-    method, num_steps, eta, schedule, grid and clip_x0.
+    Sample b is sample first_index + b of the run of `key`. covariance: as for
+    `observation_guide`. sampler_options: `sampling.sample`'s method, num_steps, eta, schedule,
+    grid and clip_x0.
     """
-    guide = observation_guide(encode, decode, observed, mask, jumps, renoise)
+    guide = observation_guide(encode, decode, observed, mask, jumps, renoise, covariance)
     videos = sampling.sample(denoise_fn, (observed.shape[0], *video_shape), key,
                              first_index=first_index, guide=guide, **sampler_options)
     return jnp.where(mask, observed, decode(videos))
@@ -155,6 +216,9 @@ def condition_settings(config, **overrides):
     if settings.method not in sampling.METHODS:
         raise UserError(f"Unknown sampler config.condition.method={settings.method!r}; use one "
                         f"of {sampling.METHODS}.")
+    if settings.correction not in CORRECTIONS:
+        raise UserError(f"Unknown config.condition.correction={settings.correction!r}; use one "
+                        f"of {CORRECTIONS}.")
     for name in ("num_samples", "num_steps", "jumps"):
         if settings[name] < 1:
             raise UserError(f"config.condition.{name} must be >= 1, got {settings[name]}.")
@@ -165,7 +229,8 @@ def condition_settings(config, **overrides):
 
 
 def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, encode, decode,
-                      video_shape, data_sharding, settings, sample_config, schedule):
+                      video_shape, data_sharding, settings, sample_config, schedule,
+                      covariance=None):
     """`conditional_sample` of a chunk with the network split along the `data` mesh axis."""
 
     def denoise(z, logsnr):  # (B, T, F, K, 3), (B,)
@@ -174,23 +239,27 @@ def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, enc
 
     return conditional_sample(
         denoise, encode, decode, observed, mask, video_shape, key, jumps=settings.jumps,
-        renoise=settings.renoise, first_index=first_index, method=settings.method,
+        renoise=settings.renoise, covariance=covariance, first_index=first_index,
+        method=settings.method,
         num_steps=settings.num_steps, eta=sample_config.eta, schedule=schedule,
         grid=sample_config.grid, clip_x0=sample_config.get("clip_x0") or None)
 
 
 def compile_conditional_sampler(tm, settings, mesh, chunk_size):
     """jit of `conditional_chunk` for `chunk_size` windows of the `trained.TrainedModel` tm:
-    fn(params, key, first_index, observed, mask) -> (chunk_size, L, K) in model space."""
+    fn(params, key, first_index, observed, mask) -> (chunk_size, L, K) in model space. The
+    regression correction reads the training data's covariance (`prior_covariance`)."""
     mesh_lib.check_divisible(chunk_size, mesh, "config.condition.chunk_size")
     config, host = tm.config, tm.host
+    covariance = prior_covariance(tm) if settings.correction == "regression" else None
     data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
     fn = functools.partial(
         conditional_chunk, apply_fn=tm.apply_fn,
         encode=trained.video_transform(config.video, host.normalizer),
         decode=trained.series_decoder(config.video, host.normalizer, host.series_shape[0]),
         video_shape=tm.video_shape, data_sharding=data, settings=settings,
-        sample_config=config.sample, schedule=Schedule.from_config(config.diffusion))
+        sample_config=config.sample, schedule=Schedule.from_config(config.diffusion),
+        covariance=covariance)
     return jax.jit(fn, in_shardings=(replicated,) * 3 + (data, data), out_shardings=data)
 
 

@@ -94,14 +94,17 @@ MASK[_rng.choice(L, L // 2, replace=False)] = True  # half the steps observed
 TRUTH = _rng.multivariate_normal(MU, SERIES_COV)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "method", "num_steps", "jumps", "renoise"))
-def gaussian_conditional_samples(key, mask, n, method, num_steps, jumps, renoise=True):
+@functools.partial(jax.jit, static_argnames=("n", "method", "num_steps", "jumps", "renoise",
+                                             "regression"))
+def gaussian_conditional_samples(key, mask, n, method, num_steps, jumps, renoise=True,
+                                 regression=False):
     given = jnp.asarray(np.where(MASK, TRUTH, 0.0), jnp.float32)  # (L,)
     observed = jnp.broadcast_to(given[None, :, None], (n, L, K))
     return conditional.conditional_sample(
         gaussian_denoiser, encode, decode, observed,
         jnp.broadcast_to(mask[None, :, None], (n, L, K)), VIDEO_SHAPE, key, jumps=jumps,
-        renoise=renoise, method=method, num_steps=num_steps)
+        renoise=renoise, covariance=SERIES_COV if regression else None, method=method,
+        num_steps=num_steps)
 
 
 def conditional_errors(samples, mask=MASK):
@@ -197,6 +200,38 @@ def test_guide_projection_is_orthogonal_and_exact():
     np.testing.assert_allclose(inner, 0.0, atol=1e-3 * float(jnp.abs(projected - v).sum()))
 
 
+def test_regression_correction_is_exact_and_moves_the_prior_mean_to_the_conditional_mean():
+    """Applied to the video of the prior mean, the regression on the Gaussian's own covariance
+    gives its conditional mean: exact on the observed values, the Gaussian regression elsewhere."""
+    mask = jnp.asarray(MASK[None, :, None])
+    correct = conditional.regression_correction(encode, decode, mask, SERIES_COV)
+    prior = encode(jnp.asarray(MU.reshape(1, L, K), jnp.float32))
+    target = jnp.asarray(TRUTH.reshape(1, L, K), jnp.float32)
+    decoded = np.asarray(jax.jit(lambda v: decode(correct(v, target)))(prior), np.float64)[0, :, 0]
+    np.testing.assert_allclose(decoded[MASK], TRUTH[MASK], atol=2e-4)
+    mean, cov = analytic_conditional(MASK, TRUTH)
+    np.testing.assert_allclose(decoded[~MASK], mean, atol=0.02 * np.sqrt(np.diag(cov)).min())
+
+
+def test_series_covariance_adds_its_ridge_to_the_sample_covariance():
+    windows = np.random.default_rng(3).normal(size=(500, 4, 2))
+    cov = conditional.series_covariance(windows, ridge=0.1)
+    sample = np.cov(windows.reshape(500, 8), rowvar=False)
+    np.testing.assert_allclose(cov, sample + 0.1 * np.mean(np.diag(sample)) * np.eye(8))
+
+
+def test_the_regression_correction_brings_one_jump_near_the_analytic_conditional():
+    """One network call a step, DPM-Solver++(2M), 20 steps. Measured on this Gaussian: mean error
+    0.11 sd and covariance error 7% with the regression on its covariance, against the
+    projection's 0.36 sd and 23% (and its two jumps' 0.31 sd and 13%)."""
+    mean_error, cov_error = conditional_errors(gaussian_conditional_samples(
+        jax.random.key(0), jnp.asarray(MASK), NUM_SAMPLES, "dpmpp_2m", 20, 1, regression=True))
+    assert mean_error < 0.2 and cov_error < 0.12
+    _, projection_cov_error = conditional_errors(gaussian_conditional_samples(
+        jax.random.key(0), jnp.asarray(MASK), NUM_SAMPLES, "dpmpp_2m", 20, 1))
+    assert cov_error < 0.5 * projection_cov_error
+
+
 # ------------------------------------------------------------------------------------------------
 # A tiny trained model: the Python API and the command line.
 # ------------------------------------------------------------------------------------------------
@@ -271,6 +306,19 @@ def test_impute_keeps_observations_and_does_not_depend_on_chunking(trained_run):
     assert np.abs(other_seed - samples)[:, :, ~observed[0]].max() > 0
 
 
+def test_the_regression_correction_keeps_observations_on_a_trained_model(trained_run):
+    """With the training data's covariance (the tiny run's CSV), as the command line uses it."""
+    _, _, tm = trained_run
+    _, gaps = gappy_windows(tm)
+    samples = conditional.impute(tm, gaps, progress=None, correction="regression")
+    observed = np.isfinite(gaps)
+    assert samples.shape == (3, 6, *tm.series_shape) and np.all(np.isfinite(samples))
+    np.testing.assert_array_equal(samples.transpose(1, 0, 2, 3)[:, observed],
+                                  np.broadcast_to(gaps[observed], (6, observed.sum())))
+    projected = conditional.impute(tm, gaps, progress=None)
+    assert np.abs(samples - projected)[:, :, ~observed[0]].max() > 0
+
+
 def test_forecast_continues_the_history(trained_run):
     _, _, tm = trained_run
     history = series(TRAIN_ROWS)[-40:]
@@ -293,6 +341,8 @@ def test_nothing_to_generate_and_bad_inputs_fail_clearly(trained_run):
         conditional.forecast(tm, values[0], 24)
     with pytest.raises(ValueError, match="Unknown conditional-sampling setting"):
         conditional.impute(tm, gaps, num_sample=3)
+    with pytest.raises(ValueError, match="correction='least_squares'; use one of"):
+        conditional.impute(tm, gaps, correction="least_squares")
     with pytest.raises(ValueError, match="Nothing to impute"):
         conditional.impute_table(tm, values[0])
 
