@@ -52,6 +52,7 @@ Entry points: `impute` and `forecast` (arrays in original units, for notebooks),
 import csv
 import functools
 import pathlib
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +74,7 @@ FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
 # ------------------------------------------------------------------------------------------------
 # The guided step and the conditional sampler, in model space.
 # ------------------------------------------------------------------------------------------------
-def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True, covariance=None):
+def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True, prior=None):
     """The `sampling.Guide` that conditions videos on observed values (module docstring).
 
     encode: (B, L, K) series -> (B, T, F, K, 3) videos, affine and acting on every covariate
@@ -84,9 +85,9 @@ def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True, cov
     renoise: redraw the observed part of every noisy state from the forward process (RePaint);
       False leaves z as the sampler made it, so only the projection of the clean prediction
       conditions (DDNM-style, Wang et al. 2023).
-    covariance: None, or the (L K, L K) prior covariance of the series (`series_covariance`):
-      the clean prediction is then corrected by `regression_correction` instead of the
-      orthogonal projection (the noisy state keeps the projection).
+    prior: None, or a `SeriesPrior`: the clean prediction is then corrected by
+      `regression_correction` instead of the orthogonal projection (the noisy state keeps the
+      projection).
     """
     length, num_columns = observed.shape[1:]
     video_shape = jax.eval_shape(encode, observed).shape[1:]
@@ -115,11 +116,14 @@ def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True, cov
 
     known = encode(observed)  # a video whose series holds the observations
 
-    correct = impose if covariance is None else regression_correction(
-        encode, decode, mask, covariance)
+    if prior is None:
+        def x0_fn(x0_hat, logsnr):
+            return impose(x0_hat, observed)
+    else:
+        correct = regression_correction(encode, decode, mask, prior)
 
-    def x0_fn(x0_hat, logsnr):
-        return correct(x0_hat, observed)
+        def x0_fn(x0_hat, logsnr):
+            return correct(x0_hat, observed, logsnr)
 
     def z_fn(z, logsnr, noise):
         alpha, sigma = alpha_sigma(logsnr)
@@ -128,30 +132,63 @@ def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True, cov
     return sampling.Guide(x0_fn=x0_fn, z_fn=z_fn if renoise else None, jumps=jumps)
 
 
-def regression_correction(encode, decode, mask, covariance):
-    """correct(v, target) -> v edited so that decode(v) == target where `mask`, by the Gaussian
-    regression of the residual on the prior `covariance` (L K, L K) of the series.
+class SeriesPrior(NamedTuple):
+    """A Gaussian prior N(., Sigma) of the flattened (L K,) series and what a noisy video tells of
+    them: with G = A^T A (A the linear part of `encode`), a video at signal-to-noise ratio snr
+    leaves the series the covariance Sigma_t = (Sigma^{-1} + snr G)^{-1}, kept factored as
+    P diag(1 / (1 + snr lam)) P^T (Sigma = L L^T, L^T G L = Q diag(lam) Q^T, P = L Q)."""
+
+    basis: np.ndarray  # P, (L K, L K)
+    eigenvalues: np.ndarray  # lam, (L K,)
+
+    def covariance(self, logsnr):
+        """Sigma_t at a log-SNR: Sigma at -inf, shrinking as the video gets cleaner."""
+        shrink = 1.0 / (1.0 + jnp.exp(logsnr) * jnp.asarray(self.eigenvalues, jnp.float32))
+        basis = jnp.asarray(self.basis, jnp.float32)
+        return (basis * shrink) @ basis.T
+
+
+def series_prior(covariance, encode, series_shape):
+    """The `SeriesPrior` of a covariance (L K, L K) of series (L, K) seen through `encode`."""
+    size = int(np.prod(series_shape))
+    basis = jnp.eye(size, dtype=jnp.float32).reshape(size, *series_shape)
+    zero = encode(jnp.zeros((1, *series_shape), jnp.float32))
+    images = np.asarray(encode(basis) - zero, np.float64).reshape(size, -1)  # A^T, (L K, video)
+    cholesky = np.linalg.cholesky(np.asarray(covariance, np.float64))
+    eigenvalues, q = np.linalg.eigh(cholesky.T @ (images @ images.T) @ cholesky)
+    return SeriesPrior(basis=cholesky @ q, eigenvalues=np.maximum(eigenvalues, 0.0))
+
+
+def regression_correction(encode, decode, mask, prior):
+    """correct(v, target, logsnr) -> v edited so that decode(v) == target where `mask`, by the
+    Gaussian regression of the residual on the series' covariance given the noisy video.
 
     The residual r_o = (target - decode(v))_o of the observed values o moves the series by
-    Sigma_{:, o} Sigma_oo^{-1} r_o, the change of the conditional mean of a Gaussian prior
-    N(., Sigma) when its observed values move by r_o: exact on o, and carried to every unobserved
-    value of every covariate as far as the data's correlations reach (the five price columns of
-    stocks move together). The orthogonal projection edits only the covariate it observes and
-    leaves that coupling to the network, which RePaint shows the observations one noise level at
-    a time: its samples stay too wide where few values pin many (docs/results.md). The edit is
-    encoded by the linear part of `encode`, so the video decodes exactly to the corrected series.
+    Sigma_t[:, o] Sigma_t[o, o]^{-1} r_o, with Sigma_t the `SeriesPrior` covariance at the step's
+    log-SNR: the conditioning of a Gaussian posterior of the clean series, centred on the network's
+    prediction, on the observations (PiGDM, Song et al. 2023, with a Gaussian prior's posterior
+    covariance). Exact on o, and carried to every unobserved value of every covariate as far as
+    the data's correlations reach at that noise level: at high noise the prior's (the five price
+    columns of stocks move together); at the clean end Sigma_t tends to (snr G)^{-1} and the
+    edit to the smallest one in the video metric, the projection's. The orthogonal
+    projection edits only the covariate it observes and leaves the coupling to the network,
+    which RePaint shows the observations one noise level at a time (docs/results.md). The edit
+    is encoded by the linear part of `encode`, so the video decodes exactly to the corrected
+    series.
     """
     batch, length, num_columns = mask.shape
     size = length * num_columns
-    cov = jnp.asarray(covariance, jnp.float32)
     m = mask.reshape(batch, size).astype(jnp.float32)
-    # Sigma_oo on the observed values, the identity on the others: one Cholesky for every mask.
-    gram = m[:, :, None] * cov * m[:, None, :] + (1.0 - m)[:, :, None] * jnp.eye(size)
-    cholesky = jnp.linalg.cholesky(gram)  # (B, LK, LK)
 
-    def correct(v, target):
+    def correct(v, target, logsnr):
+        cov = prior.covariance(logsnr)
+        # Sigma_t[o, o] on the observed values, the identity on the others: one Cholesky a mask.
+        scale = jnp.mean(jnp.diag(cov))
+        gram = (m[:, :, None] * cov * m[:, None, :]
+                + (1.0 - m)[:, :, None] * scale * jnp.eye(size))
         residual = jnp.where(mask, target - decode(v), 0.0).reshape(batch, size)
-        weights = jax.scipy.linalg.cho_solve((cholesky, True), residual[..., None])[..., 0] * m
+        weights = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(gram), True),
+                                             residual[..., None])[..., 0] * m
         edit = (weights @ cov).reshape(batch, length, num_columns)  # cov is symmetric
         return v + encode(edit) - encode(jnp.zeros_like(edit))
 
@@ -168,28 +205,26 @@ def series_covariance(windows, ridge=1e-3):
     return cov + ridge * np.mean(np.diag(cov)) * np.eye(cov.shape[0])
 
 
-def prior_covariance(tm):
-    """`series_covariance` of the training windows of the data set the `trained.TrainedModel`
-    was trained on (its config's data section), in model space."""
+def prior_of(tm):
+    """The `SeriesPrior` of the training windows of the data set the `trained.TrainedModel` was
+    trained on (its config's data section), in model space."""
     dataset = dataset_of(tm.config.data)
     if not (np.allclose(dataset.scaler.min, tm.host.scaler.min)
             and np.allclose(dataset.scaler.max, tm.host.scaler.max)):
         raise UserError(f"The data set {tm.config.data.name!r} is not scaled as the model's "
                         f"training data was (it changed since training), so its covariance is not "
                         f"the model's prior: use config.condition.correction=projection.")
-    return series_covariance(dataset.windows)
+    return series_prior(series_covariance(dataset.windows), tm.to_video, tm.series_shape)
 
 
 def conditional_sample(denoise_fn, encode, decode, observed, mask, video_shape, key, *,
-                       jumps=1, renoise=True, covariance=None, first_index=0,
-                       **sampler_options):
+                       jumps=1, renoise=True, prior=None, first_index=0, **sampler_options):
     """(B, L, K) series in model space that agree with `observed` where `mask`, bit for bit.
 
-    Sample b is sample first_index + b of the run of `key`. covariance: as for
-    `observation_guide`. sampler_options: `sampling.sample`'s method, num_steps, eta, schedule,
+    Sample b is sample first_index + b of the run of `key`. prior: as for `observation_guide`. sampler_options: `sampling.sample`'s method, num_steps, eta, schedule,
     grid and clip_x0.
     """
-    guide = observation_guide(encode, decode, observed, mask, jumps, renoise, covariance)
+    guide = observation_guide(encode, decode, observed, mask, jumps, renoise, prior)
     videos = sampling.sample(denoise_fn, (observed.shape[0], *video_shape), key,
                              first_index=first_index, guide=guide, **sampler_options)
     return jnp.where(mask, observed, decode(videos))
@@ -230,7 +265,7 @@ def condition_settings(config, **overrides):
 
 def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, encode, decode,
                       video_shape, data_sharding, settings, sample_config, schedule,
-                      covariance=None):
+                      prior=None):
     """`conditional_sample` of a chunk with the network split along the `data` mesh axis."""
 
     def denoise(z, logsnr):  # (B, T, F, K, 3), (B,)
@@ -239,7 +274,7 @@ def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, enc
 
     return conditional_sample(
         denoise, encode, decode, observed, mask, video_shape, key, jumps=settings.jumps,
-        renoise=settings.renoise, covariance=covariance, first_index=first_index,
+        renoise=settings.renoise, prior=prior, first_index=first_index,
         method=settings.method,
         num_steps=settings.num_steps, eta=sample_config.eta, schedule=schedule,
         grid=sample_config.grid, clip_x0=sample_config.get("clip_x0") or None)
@@ -248,10 +283,10 @@ def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, enc
 def compile_conditional_sampler(tm, settings, mesh, chunk_size):
     """jit of `conditional_chunk` for `chunk_size` windows of the `trained.TrainedModel` tm:
     fn(params, key, first_index, observed, mask) -> (chunk_size, L, K) in model space. The
-    regression correction reads the training data's covariance (`prior_covariance`)."""
+    regression correction reads the training data's covariance (`prior_of`)."""
     mesh_lib.check_divisible(chunk_size, mesh, "config.condition.chunk_size")
     config, host = tm.config, tm.host
-    covariance = prior_covariance(tm) if settings.correction == "regression" else None
+    prior = prior_of(tm) if settings.correction == "regression" else None
     data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
     fn = functools.partial(
         conditional_chunk, apply_fn=tm.apply_fn,
@@ -259,7 +294,7 @@ def compile_conditional_sampler(tm, settings, mesh, chunk_size):
         decode=trained.series_decoder(config.video, host.normalizer, host.series_shape[0]),
         video_shape=tm.video_shape, data_sharding=data, settings=settings,
         sample_config=config.sample, schedule=Schedule.from_config(config.diffusion),
-        covariance=covariance)
+        prior=prior)
     return jax.jit(fn, in_shardings=(replicated,) * 3 + (data, data), out_shardings=data)
 
 

@@ -89,6 +89,7 @@ def analytic_conditional(mask, values):
             SERIES_COV[np.ix_(u, u)] - gain @ SERIES_COV[np.ix_(o, u)])
 
 
+SERIES_PRIOR = conditional.series_prior(SERIES_COV, encode, (L, K))
 MASK = np.zeros(L, bool)
 MASK[_rng.choice(L, L // 2, replace=False)] = True  # half the steps observed
 TRUTH = _rng.multivariate_normal(MU, SERIES_COV)
@@ -103,7 +104,7 @@ def gaussian_conditional_samples(key, mask, n, method, num_steps, jumps, renoise
     return conditional.conditional_sample(
         gaussian_denoiser, encode, decode, observed,
         jnp.broadcast_to(mask[None, :, None], (n, L, K)), VIDEO_SHAPE, key, jumps=jumps,
-        renoise=renoise, covariance=SERIES_COV if regression else None, method=method,
+        renoise=renoise, prior=SERIES_PRIOR if regression else None, method=method,
         num_steps=num_steps)
 
 
@@ -201,16 +202,27 @@ def test_guide_projection_is_orthogonal_and_exact():
 
 
 def test_regression_correction_is_exact_and_moves_the_prior_mean_to_the_conditional_mean():
-    """Applied to the video of the prior mean, the regression on the Gaussian's own covariance
-    gives its conditional mean: exact on the observed values, the Gaussian regression elsewhere."""
+    """At a log-SNR where the video tells nothing (Sigma_t = Sigma), the regression moves the
+    video of the prior mean to the Gaussian's conditional mean: exact on the observed values, the
+    Gaussian regression elsewhere; exact on the observed values at the clean end too."""
     mask = jnp.asarray(MASK[None, :, None])
-    correct = conditional.regression_correction(encode, decode, mask, SERIES_COV)
+    correct = conditional.regression_correction(encode, decode, mask, SERIES_PRIOR)
     prior = encode(jnp.asarray(MU.reshape(1, L, K), jnp.float32))
     target = jnp.asarray(TRUTH.reshape(1, L, K), jnp.float32)
-    decoded = np.asarray(jax.jit(lambda v: decode(correct(v, target)))(prior), np.float64)[0, :, 0]
+    run = jax.jit(lambda v, logsnr: decode(correct(v, target, logsnr)))
+    decoded = np.asarray(run(prior, -30.0), np.float64)[0, :, 0]
     np.testing.assert_allclose(decoded[MASK], TRUTH[MASK], atol=2e-4)
     mean, cov = analytic_conditional(MASK, TRUTH)
     np.testing.assert_allclose(decoded[~MASK], mean, atol=0.02 * np.sqrt(np.diag(cov)).min())
+    clean = np.asarray(run(prior, 15.0), np.float64)[0, :, 0]  # Sigma_t ~ (snr G)^{-1}
+    np.testing.assert_allclose(clean[MASK], TRUTH[MASK], atol=2e-4)
+
+
+def test_series_prior_is_the_covariance_at_no_signal_and_shrinks_with_it():
+    np.testing.assert_allclose(SERIES_PRIOR.covariance(-30.0), SERIES_COV, rtol=1e-4, atol=1e-6)
+    g = A.T @ A  # what a video at SNR 1 tells of the series
+    np.testing.assert_allclose(SERIES_PRIOR.covariance(0.0),
+                               np.linalg.inv(np.linalg.inv(SERIES_COV) + g), rtol=1e-3, atol=1e-5)
 
 
 def test_series_covariance_adds_its_ridge_to_the_sample_covariance():
