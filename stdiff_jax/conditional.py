@@ -27,16 +27,26 @@ the exact denoiser, DDIM with 100 steps, 4,096 samples) it put the conditional m
 conditional standard deviations off and the standard deviations up to 18 times too large; the
 orthogonal projection, 1.3 and 58% (the rest is RePaint's approximation, see below).
 
-Default: DPM-Solver++(2M) with 20 steps and 2 jumps (two network calls a step). Measured
-(docs/results.md, "Conditional generation"): on held-out stocks windows a second jump halves the
-MSE of the sample median or better at every task (impute 90%: 0.038 -> 0.012; forecast 50%:
-0.023 -> 0.009) and 4 jumps cut it further (impute 90%: 0.029 -> 0.0025 for the v-loss model) at
-4x the cost; on the exact Gaussian of tests/test_conditional.py, 2 jumps give the smallest
-covariance error (13% against 23% and 19% for 1 and 4). More sampler steps without jumps (DDIM or
-DPM-Solver++ with 50-100) did not help, nor did leaving the noisy state alone (`renoise=False`).
-Jumps narrow the samples (conditional sds 1.05x / 0.94x / 0.90x the Gaussian's at 1 / 2 / 4):
-on held-out ETTh windows one jump's 90% intervals cover 86-87% and two jumps' 78-81%, at 3-11%
-lower MSE and lower CRPS, which is why 2 stays the default; jumps=1 for calibrated intervals.
+With `correction="regression"` the clean prediction is corrected instead by the Gaussian
+regression of its residual on the series' covariance given the noisy video (`SeriesPrior`, from
+the training windows; `regression_correction`): an observation then moves every correlated value
+of every covariate at once, as the conditional mean of a Gaussian would, where the projection
+edits only its own covariate and leaves the coupling to the network, which RePaint shows the
+observations one noise level at a time. On a Gaussian with three coupled covariates and the
+exact denoiser, the projection's samples came out 1.6-2x too wide at 1-2 jumps (still 1.1-1.3x
+at 4-8) and the regression's 0.9-1.0x at one.
+
+Default: DPM-Solver++(2M) with 20 steps, the regression and one network call a step. Measured
+(docs/results.md, "Conditional generation"): on 100 held-out ETTh windows (the `cpu` recipe) it
+lowers the MSE of the sample median by 23-44% and the CRPS by 16-27% against the projection
+with two jumps, the previous default, at two thirds of its cost, and its 90% intervals cover
+0.88-0.91 where those cover 0.79-0.81; on the exact Gaussian of tests/test_conditional.py its conditional mean is
+off by 0.05 sd and its covariance by 8% (projection: 0.36 sd and 23% at one jump, 0.31 and 13%
+at two). On stocks it lowers MSE and CRPS too, but its bands over-cover (0.98 on 20 windows):
+the five price columns' samples spread about twice their error. Jumps narrow the samples with
+either correction (the regression's covariance error is 17% at two jumps, the samples too
+narrow); `correction="projection"` needs no training data and suits windows of more than
+REGRESSION_MAX_SIZE values.
 
 The final series is decoded and then set to the observations where observed, bit for bit; in
 original units the user's own values are put back (`impute`), so they round-trip exactly too.
@@ -67,6 +77,7 @@ from stdiff_jax.errors import MissingFileError, UserError
 from stdiff_jax.schedule import Schedule, alpha_sigma
 
 CORRECTIONS = ("projection", "regression")  # config.condition.correction
+REGRESSION_MAX_SIZE = 1024  # L x K: (L K)^2 floats a sample for the regression's solve
 IMPUTED, IMPUTED_QUANTILES = "imputed.csv", "imputed_quantiles.csv"
 FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
 
@@ -208,7 +219,17 @@ def series_covariance(windows, ridge=1e-3):
 def prior_of(tm):
     """The `SeriesPrior` of the training windows of the data set the `trained.TrainedModel` was
     trained on (its config's data section), in model space."""
-    dataset = dataset_of(tm.config.data)
+    size = int(np.prod(tm.series_shape))
+    if size > REGRESSION_MAX_SIZE:
+        raise UserError(f"The regression correction solves a system of L x K = {size} values per "
+                        f"sample, more than {REGRESSION_MAX_SIZE}: use "
+                        f"config.condition.correction=projection for windows this large.")
+    try:
+        dataset = dataset_of(tm.config.data)
+    except MissingFileError as e:
+        raise MissingFileError(f"{e} The regression correction (config.condition.correction) "
+                               f"reads the training data's covariance; without the data, use "
+                               f"config.condition.correction=projection.") from e
     if not (np.allclose(dataset.scaler.min, tm.host.scaler.min)
             and np.allclose(dataset.scaler.max, tm.host.scaler.max)):
         raise UserError(f"The data set {tm.config.data.name!r} is not scaled as the model's "
