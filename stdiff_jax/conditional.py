@@ -34,17 +34,18 @@ of every covariate at once, as the conditional mean of a Gaussian would, where t
 edits only its own covariate and leaves the coupling to the network, which RePaint shows the
 observations one noise level at a time. On a Gaussian with three coupled covariates and the
 exact denoiser, the projection's samples came out 1.6-2x too wide at 1-2 jumps (still 1.1-1.3x
-at 4-8) and the regression's 0.9-1.0x at one.
+at 4-8) and the regression's 0.9-1.0x at one (its first version, with the prior's Sigma at
+every step, which over-widened densely observed stocks windows).
 
 Default: DPM-Solver++(2M) with 20 steps, the regression and one network call a step. Measured
 (docs/results.md, "Conditional generation"): on 100 held-out ETTh windows (the `cpu` recipe) it
 lowers the MSE of the sample median by 23-44% and the CRPS by 16-27% against the projection
 with two jumps, the previous default, at two thirds of its cost, and its 90% intervals cover
-0.88-0.91 where those cover 0.79-0.81; on the exact Gaussian of tests/test_conditional.py its conditional mean is
-off by 0.05 sd and its covariance by 8% (projection: 0.36 sd and 23% at one jump, 0.31 and 13%
-at two). On stocks it lowers MSE and CRPS too, but its bands over-cover (0.98 on 20 windows):
-the five price columns' samples spread about twice their error. Jumps narrow the samples with
-either correction (the regression's covariance error is 17% at two jumps, the samples too
+0.88-0.91 where those cover 0.79-0.81; on the exact Gaussian of tests/test_conditional.py its
+conditional mean is off by 0.05 sd and its covariance by 8% (projection: 0.36 sd and 23% at one
+jump, 0.31 and 13% at two). On stocks it lowers MSE and CRPS too, but its bands over-cover
+(0.98 on 20 windows): the five price columns' samples spread about twice their error. Jumps
+narrow the samples with either correction (the regression's covariance error is 17% at two jumps, the samples too
 narrow); `correction="projection"` needs no training data and suits windows of more than
 REGRESSION_MAX_SIZE values.
 
@@ -242,8 +243,8 @@ def conditional_sample(denoise_fn, encode, decode, observed, mask, video_shape, 
                        jumps=1, renoise=True, prior=None, first_index=0, **sampler_options):
     """(B, L, K) series in model space that agree with `observed` where `mask`, bit for bit.
 
-    Sample b is sample first_index + b of the run of `key`. prior: as for `observation_guide`. sampler_options: `sampling.sample`'s method, num_steps, eta, schedule,
-    grid and clip_x0.
+    Sample b is sample first_index + b of the run of `key`. prior: as for `observation_guide`.
+    sampler_options: `sampling.sample`'s method, num_steps, eta, schedule, grid and clip_x0.
     """
     guide = observation_guide(encode, decode, observed, mask, jumps, renoise, prior)
     videos = sampling.sample(denoise_fn, (observed.shape[0], *video_shape), key,
