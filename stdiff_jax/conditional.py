@@ -45,9 +45,9 @@ with two jumps, the previous default, at two thirds of its cost, and its 90% int
 conditional mean is off by 0.05 sd and its covariance by 8% (projection: 0.36 sd and 23% at one
 jump, 0.31 and 13% at two). On stocks it lowers MSE and CRPS too, but its bands over-cover
 (0.98 on 20 windows): the five price columns' samples spread about twice their error. Jumps
-narrow the samples with either correction (the regression's covariance error is 17% at two jumps, the samples too
-narrow); `correction="projection"` needs no training data and suits windows of more than
-REGRESSION_MAX_SIZE values.
+narrow the samples with either correction (the regression's covariance error is 17% at two
+jumps, its samples too narrow); `correction="projection"` needs no training data and suits
+windows of more than REGRESSION_MAX_SIZE values.
 
 The final series is decoded and then set to the observations where observed, bit for bit; in
 original units the user's own values are put back (`impute`), so they round-trip exactly too.
