@@ -11,9 +11,10 @@ or where config.data.test_position puts them), so no scored value was ever seen 
 random validation window would share all but one step with its trained neighbours.
 Tasks: imputation with each --rates share of the values missing, point-wise at random (a fixed
 seed), and forecasting the last --horizons share of every window from the rest. Each model row
-is a --settings entry, method:num_steps:jumps[:renoise[:correction]], drawing --num_samples
-samples per window (renoise 0: only the clean prediction is corrected, the noisy state is left as
-sampled; correction: projection or regression, config.condition.correction).
+is a --settings entry, method:num_steps:jumps[:renoise[:correction[:ridge]]], drawing
+--num_samples samples per window (renoise 0: only the clean prediction is corrected, the noisy
+state is left as sampled; correction: projection or regression, config.condition.correction;
+ridge: the regression's, config.condition.ridge).
 
 Scores, over the held-out values, in the [0, 1] units of the metrics (the data scaler's): MSE and
 MAE of the per-value sample median, CRPS of the S samples (E|X - y| - E|X - X'| / 2) and the
@@ -53,7 +54,7 @@ flags.DEFINE_integer("num_samples", 50, "Samples per window (S).")
 flags.DEFINE_list("rates", ["0.5", "0.7", "0.9"], "Missing rates of the imputation tasks.")
 flags.DEFINE_list("horizons", ["0.25", "0.5"], "Forecast horizons, as shares of the window.")
 flags.DEFINE_list("settings", [], "Sampler settings method:num_steps:jumps[:renoise 0/1"
-                  "[:correction]] (default: the config's condition section).")
+                  "[:correction[:ridge]]] (default: the config's condition section).")
 flags.DEFINE_integer("seed", 0, "Seed of the window subset, the masks and the samplers.")
 flags.DEFINE_bool("per_column", False, "Also print each model row's coverage and spread per "
                   "column: where a band is too wide or too narrow.")
@@ -156,7 +157,8 @@ def parse_setting(spec):
     method, steps, jumps, *rest = spec.split(":")
     return {"method": method, "num_steps": int(steps), "jumps": int(jumps),
             "renoise": bool(int(rest[0])) if rest else True,
-            "correction": rest[1] if len(rest) > 1 else "projection"}
+            "correction": rest[1] if len(rest) > 1 else "projection",
+            **({"ridge": float(rest[2])} if len(rest) > 2 else {})}
 
 
 def main(argv):
@@ -201,9 +203,10 @@ def main(argv):
     for overrides in settings_list:
         settings = conditional.condition_settings(config, num_samples=FLAGS.num_samples,
                                                   seed=FLAGS.seed, **overrides)
+        regression = settings.correction == "regression"
         label = (f"ST-Diff {settings.method} {settings.num_steps} steps, {settings.jumps} "
                  f"jump(s){'' if settings.renoise else ', no renoise'}"
-                 f"{', regression' if settings.correction == 'regression' else ''}")
+                 f"{f', regression (ridge {settings.ridge:g})' if regression else ''}")
         num_rows = truth.shape[0] * settings.num_samples
         with settings.unlocked():
             settings.chunk_size = settings.chunk_size or generate.auto_chunk_size(

@@ -147,6 +147,10 @@ def base_config():
     # 90% intervals covering 0.88-0.91, two thirds of the cost (docs/results.md, conditional.py).
     c.condition.jumps = 1
     c.condition.correction = "regression"
+    # The regression's covariance gets ridge x its mean variance on the diagonal, so that copied
+    # columns (stocks' Close and Adj Close) keep it invertible; 1e-4 and 1e-5 widened stocks'
+    # over-wide bands further and raised the MSE (docs/results.md).
+    c.condition.ridge = 1e-3
     c.condition.renoise = True  # Redraw the observed part of each noisy state (RePaint).
     c.condition.seed = 0
     c.condition.chunk_size = 0  # 0: chosen from available memory.

@@ -207,7 +207,7 @@ def regression_correction(encode, decode, mask, prior):
     return correct
 
 
-def series_covariance(windows, ridge=1e-3):
+def series_covariance(windows, ridge):
     """(L K, L K) float64 covariance of series windows (N, L, K), flattened step-major, with
     `ridge` x its mean variance added to the diagonal: a little independent noise per value, so
     that the observed block stays invertible where columns are copies (stocks' Close and Adj
@@ -217,9 +217,9 @@ def series_covariance(windows, ridge=1e-3):
     return cov + ridge * np.mean(np.diag(cov)) * np.eye(cov.shape[0])
 
 
-def prior_of(tm):
+def prior_of(tm, ridge):
     """The `SeriesPrior` of the training windows of the data set the `trained.TrainedModel` was
-    trained on (its config's data section), in model space."""
+    trained on (its config's data section), in model space, with `series_covariance`'s ridge."""
     size = int(np.prod(tm.series_shape))
     if size > REGRESSION_MAX_SIZE:
         raise UserError(f"The regression correction solves a system of L x K = {size} values per "
@@ -236,7 +236,7 @@ def prior_of(tm):
         raise UserError(f"The data set {tm.config.data.name!r} is not scaled as the model's "
                         f"training data was (it changed since training), so its covariance is not "
                         f"the model's prior: use config.condition.correction=projection.")
-    return series_prior(series_covariance(dataset.windows), tm.to_video, tm.series_shape)
+    return series_prior(series_covariance(dataset.windows, ridge), tm.to_video, tm.series_shape)
 
 
 def conditional_sample(denoise_fn, encode, decode, observed, mask, video_shape, key, *,
@@ -276,6 +276,9 @@ def condition_settings(config, **overrides):
     if settings.correction not in CORRECTIONS:
         raise UserError(f"Unknown config.condition.correction={settings.correction!r}; use one "
                         f"of {CORRECTIONS}.")
+    if not 0.0 < settings.ridge < 1.0:
+        raise UserError(f"config.condition.ridge must lie in (0, 1) (a share of the mean "
+                        f"variance), got {settings.ridge}.")
     for name in ("num_samples", "num_steps", "jumps"):
         if settings[name] < 1:
             raise UserError(f"config.condition.{name} must be >= 1, got {settings[name]}.")
@@ -308,7 +311,7 @@ def compile_conditional_sampler(tm, settings, mesh, chunk_size):
     regression correction reads the training data's covariance (`prior_of`)."""
     mesh_lib.check_divisible(chunk_size, mesh, "config.condition.chunk_size")
     config, host = tm.config, tm.host
-    prior = prior_of(tm) if settings.correction == "regression" else None
+    prior = prior_of(tm, settings.ridge) if settings.correction == "regression" else None
     data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
     fn = functools.partial(
         conditional_chunk, apply_fn=tm.apply_fn,

@@ -347,6 +347,8 @@ def test_nothing_to_generate_and_bad_inputs_fail_clearly(trained_run):
         conditional.impute(tm, gaps, num_sample=3)
     with pytest.raises(ValueError, match="correction='least_squares'; use one of"):
         conditional.impute(tm, gaps, correction="least_squares")
+    with pytest.raises(ValueError, match="ridge must lie in"):
+        conditional.impute(tm, gaps, ridge=0.0)
     with pytest.raises(ValueError, match="Nothing to impute"):
         conditional.impute_table(tm, values[0])
 
