@@ -145,6 +145,7 @@ def base_config():
     # correlated covariates) or "projection" (the smallest change of video). Regression with one
     # call a step: on held-out ETTh windows 23-44% lower MSE than the projection's two calls,
     # 90% intervals covering 0.88-0.91, two thirds of the cost (docs/results.md, conditional.py).
+    # Stocks takes 3 (configs/stocks.py).
     c.condition.jumps = 1
     c.condition.correction = "regression"
     # The regression's covariance gets ridge x its mean variance on the diagonal, so that copied

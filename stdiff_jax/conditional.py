@@ -43,11 +43,13 @@ lowers the MSE of the sample median by 23-44% and the CRPS by 16-27% against the
 with two jumps, the previous default, at two thirds of its cost, and its 90% intervals cover
 0.88-0.91 where those cover 0.79-0.81; on the exact Gaussian of tests/test_conditional.py its
 conditional mean is off by 0.05 sd and its covariance by 8% (projection: 0.36 sd and 23% at one
-jump, 0.31 and 13% at two). On stocks it lowers MSE and CRPS too, but its bands over-cover
-(0.98 on 20 windows): the five price columns' samples spread about twice their error. Jumps
-narrow the samples with either correction (the regression's covariance error is 17% at two
-jumps, its samples too narrow); `correction="projection"` needs no training data and suits
-windows of more than REGRESSION_MAX_SIZE values.
+jump, 0.31 and 13% at two). On stocks it lowers MSE and CRPS too, but with one jump its bands
+over-cover (0.96-0.98 on 100 held-out windows): the network's errors on the five near-copy price
+columns are far less correlated than the Gaussian's, so the regression carries an observed
+price's residual to the others too fully. Jumps narrow the samples with either correction (on
+the Gaussian the regression's covariance error is 17% at two jumps, its samples too narrow);
+`configs/stocks.py` takes three, which cover 0.88-0.95 there. `correction="projection"` needs
+no training data and suits windows of more than REGRESSION_MAX_SIZE values.
 
 The final series is decoded and then set to the observations where observed, bit for bit; in
 original units the user's own values are put back (`impute`), so they round-trip exactly too.
