@@ -39,11 +39,13 @@ VARIANT_TRAINING = {
 # 2026-12-01), about 90 ms per covariate beyond (1.1 s at K = 14, 2.4 s at 28, 4.6 s at 50), so
 # the other data sets (and other lengths) keep VARIANT_TRAINING's steps and cost more. A step is
 # linear in the batch (stocks: 440 / 213 / 117 ms at 128 / 64 / 32; etth: 525 / 249-277 ms at
-# 128 / 64): stocks' and etth's `cpu` train batch 64 for twice the steps, which at the same CPU
-# cut stocks' Context-FID 0.161 -> 0.058 and correlational score 0.153 -> 0.042, etth's
-# Context-FID 0.518 -> 0.354 (2 seeds each, docs/results.md); sines is not yet measured so.
+# 128 / 64; sines: 163 / 90 ms on a faster machine, so 372 -> ~205): every `cpu` trains batch 64
+# for about twice the steps, which at the same CPU cut stocks' Context-FID 0.161 -> 0.058 and
+# correlational score 0.153 -> 0.042, etth's Context-FID 0.518 -> 0.354, sines' 0.013 -> 0.008
+# (2 seeds each, docs/results.md).
 BUDGET_TRAINING = {
-    ("sines", 24): {"cpu": dict(num_steps=2250), "cpu_long": dict(num_steps=24_000)},
+    ("sines", 24): {"cpu": dict(num_steps=4100, batch_size=64),
+                    "cpu_long": dict(num_steps=24_000)},
     ("stocks", 24): {"cpu": dict(num_steps=3800, batch_size=64),
                      "cpu_long": dict(num_steps=24_000)},
     ("etth", 24): {"cpu": dict(num_steps=3300, batch_size=64), "cpu_long": dict(num_steps=20_000)},

@@ -42,7 +42,7 @@ def test_cpu_budgets_set_the_training_of_their_data_sets_only():
             assert seq_len == 24 and other_length.num_steps == default_steps
             assert other_length.batch_size == base.base_config().train.batch_size
     assert base.make_config("energy", "cpu").train.num_steps == 3000
-    for name, recipe in {"sines": (2250, 128), "stocks": (3800, 64), "etth": (3300, 64)}.items():
+    for name, recipe in {"sines": (4100, 64), "stocks": (3800, 64), "etth": (3300, 64)}.items():
         tc = importlib.import_module(f"configs.{name}").get_config("cpu").train
         assert (tc.num_steps, tc.batch_size) == recipe
 
