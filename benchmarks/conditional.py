@@ -211,7 +211,8 @@ def main(argv):
         with settings.unlocked():
             settings.chunk_size = settings.chunk_size or generate.auto_chunk_size(
                 mesh, tm.model, tm.params, tm.video_shape, num_rows)
-        sampler = conditional.compile_conditional_sampler(tm, settings, mesh, settings.chunk_size)
+        sampler = conditional.compile_conditional_sampler(tm, settings, mesh, settings.chunk_size,
+                                                          windows=dataset.windows)
         start = time.perf_counter()
         observed = np.zeros((settings.chunk_size, *truth.shape[1:]), np.float32)
         sampler = sampler.lower(tm.params, jax.random.PRNGKey(0), 0, observed,

@@ -219,14 +219,22 @@ def series_covariance(windows, ridge):
     return cov + ridge * np.mean(np.diag(cov)) * np.eye(cov.shape[0])
 
 
-def prior_of(tm, ridge):
-    """The `SeriesPrior` of the training windows of the data set the `trained.TrainedModel` was
-    trained on (its config's data section), in model space, with `series_covariance`'s ridge."""
+def prior_of(tm, ridge, windows=None):
+    """The `SeriesPrior`, in model space with `series_covariance`'s ridge, of the training windows
+    (N, L, K) of the `trained.TrainedModel` tm: `windows` when given (a caller that has loaded
+    and checked them), else those of its config's data set."""
     size = int(np.prod(tm.series_shape))
     if size > REGRESSION_MAX_SIZE:
         raise UserError(f"The regression correction solves a system of L x K = {size} values per "
                         f"sample, more than {REGRESSION_MAX_SIZE}: use "
                         f"config.condition.correction=projection for windows this large.")
+    if windows is None:
+        windows = _training_windows(tm)
+    return series_prior(series_covariance(windows, ridge), tm.to_video, tm.series_shape)
+
+
+def _training_windows(tm):
+    """The windows of tm's data set, checked to be scaled as its training data was."""
     try:
         dataset = dataset_of(tm.config.data)
     except MissingFileError as e:
@@ -238,7 +246,7 @@ def prior_of(tm, ridge):
         raise UserError(f"The data set {tm.config.data.name!r} is not scaled as the model's "
                         f"training data was (it changed since training), so its covariance is not "
                         f"the model's prior: use config.condition.correction=projection.")
-    return series_prior(series_covariance(dataset.windows, ridge), tm.to_video, tm.series_shape)
+    return dataset.windows
 
 
 def conditional_sample(denoise_fn, encode, decode, observed, mask, video_shape, key, *,
@@ -307,13 +315,15 @@ def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, enc
         grid=sample_config.grid, clip_x0=sample_config.get("clip_x0") or None)
 
 
-def compile_conditional_sampler(tm, settings, mesh, chunk_size):
+def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
     """jit of `conditional_chunk` for `chunk_size` windows of the `trained.TrainedModel` tm:
     fn(params, key, first_index, observed, mask) -> (chunk_size, L, K) in model space. The
-    regression correction reads the training data's covariance (`prior_of`)."""
+    regression correction reads the covariance of the training data (`prior_of`; `windows`: its
+    windows, if the caller holds them)."""
     mesh_lib.check_divisible(chunk_size, mesh, "config.condition.chunk_size")
     config, host = tm.config, tm.host
-    prior = prior_of(tm, settings.ridge) if settings.correction == "regression" else None
+    regression = settings.correction == "regression"
+    prior = prior_of(tm, settings.ridge, windows) if regression else None
     data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
     fn = functools.partial(
         conditional_chunk, apply_fn=tm.apply_fn,

@@ -323,6 +323,16 @@ def test_both_corrections_keep_observations_on_a_trained_model(trained_run):
     assert np.abs(samples - regression)[:, :, ~observed[0]].max() > 0
 
 
+def test_prior_of_given_windows_equals_the_loaded_one(trained_run):
+    _, _, tm = trained_run
+    loaded = conditional.prior_of(tm, 1e-3)
+    given = conditional.prior_of(tm, 1e-3, conditional.dataset_of(tm.config.data).windows)
+    np.testing.assert_array_equal(given.basis, loaded.basis)
+    np.testing.assert_array_equal(given.eigenvalues, loaded.eigenvalues)
+    other_ridge = conditional.prior_of(tm, 1e-2)
+    assert np.abs(other_ridge.covariance(-30.0) - loaded.covariance(-30.0)).max() > 0
+
+
 def test_forecast_continues_the_history(trained_run):
     _, _, tm = trained_run
     history = series(TRAIN_ROWS)[-40:]
