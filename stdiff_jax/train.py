@@ -143,7 +143,7 @@ def train_step(state, batch, *, apply_fn, tx, learning_rate, to_video, schedule,
     params = optax.apply_updates(state.params, updates)
     ema_params = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
                               state.ema_params, params)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads),
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads),
                    learning_rate=learning_rate(state.step))
     new_state = state.replace(step=state.step + 1, params=params, ema_params=ema_params,
                               opt_state=opt_state)
