@@ -113,9 +113,11 @@ def check_config(config, mode="all"):
     if mode in ("sample", "all") and config.sample.num_samples > 0:
         problems += sample_memory_problems(config.sample.num_samples, length,
                                            known_num_columns(config.data.name))
+    if len(problems) == 1:
+        raise UserError(f"{problems[0]}. Nothing was run: fix it with --config.SECTION.FIELD=VALUE.")
     if problems:
-        raise UserError(f"The config has {len(problems)} bad value(s), found before any work: "
-                        f"{'; '.join(problems)}. Fix them with --config.SECTION.FIELD=VALUE.")
+        raise UserError(f"The config has {len(problems)} bad values: {'; '.join(problems)}. "
+                        f"Nothing was run: fix them with --config.SECTION.FIELD=VALUE.")
 
 
 def metric_name_problems(metrics):
