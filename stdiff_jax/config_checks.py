@@ -70,7 +70,7 @@ RANGES = {
 # Float32 copies of the generated series the sample mode holds at its peak: the chunks and their
 # concatenation, the [0, 1] and raw-unit arrays (float64 on the way) and the CSV's float64 table.
 SAMPLE_COPIES = 8
-MEMORY_SHARE = 0.5  # of the host's available memory the samples may take (the rest: the model, others)
+MEMORY_SHARE = 0.5  # of the host's available memory the samples may take (the rest: the model)
 
 
 def check_config(config, mode="all"):
@@ -79,15 +79,43 @@ def check_config(config, mode="all"):
 
     Checked: counts and sizes in range (RANGES), choices (CHOICES, the conditional settings),
     the STFT against seq_len, the schedule, batch and chunk sizes against the device count, the
-    metric names (modes that evaluate), the forecast horizon (forecast) and the memory the
-    generated samples need (modes that sample).
+    metric names (modes that evaluate) and the memory the generated samples need (modes that
+    sample). The forecast horizon's upper bound, seq_len, is `conditional.forecast_to_workdir`'s
+    first check.
     """
+    problems = value_problems(config) + _raised(*_existing_checks(config))
+    if mode in ("evaluate", "all"):
+        problems += metric_name_problems(config.eval.metrics)
+    if mode in ("sample", "all") and config.sample.num_samples > 0:
+        problems += sample_memory_problems(config.sample.num_samples, config.data.seq_len,
+                                           known_num_columns(config.data.name))
+    if len(problems) == 1:
+        raise UserError(f"{problems[0]}. Nothing was run: fix it with "
+                        f"--config.SECTION.FIELD=VALUE.")
+    if problems:
+        raise UserError(f"The config has {len(problems)} bad values: {'; '.join(problems)}. "
+                        f"Nothing was run: fix them with --config.SECTION.FIELD=VALUE.")
+
+
+def value_problems(config):
+    """Sentences naming each value outside its RANGES or CHOICES, and a minimum learning rate
+    above the peak."""
     problems = [f"config.{path}={value!r} must be {must}"
                 for path, (ok, must) in RANGES.items()
                 if (value := _get(config, path)) is not None and not ok(value)]
     problems += [f"config.{path}={value!r} is not one of {choices}"
                  for path, choices in CHOICES.items()
                  if (value := _get(config, path)) is not None and value not in choices]
+    tc = config.train
+    if tc.min_learning_rate > tc.learning_rate > 0:
+        problems.append(f"config.train.min_learning_rate={tc.min_learning_rate} must not exceed "
+                        f"config.train.learning_rate={tc.learning_rate}")
+    return problems
+
+
+def _existing_checks(config):
+    """The checks the stages run themselves, as calls that raise a UserError, so they run here
+    before any work; those whose inputs `value_problems` already refuses are left out."""
     mesh = mesh_lib.make_mesh()
     tc, length = config.train, config.data.seq_len
     checks = [lambda: Schedule.from_config(config.diffusion),
@@ -96,28 +124,12 @@ def check_config(config, mode="all"):
     checks += [lambda path=path: mesh_lib.check_divisible(_get(config, path), mesh,
                                                           f"config.{path}")
                for path in ("sample.chunk_size", "condition.chunk_size") if _get(config, path)]
-    if length >= 2:  # else reported above, and nothing more to say
+    if length >= 2:
         checks.append(lambda: check_stft_settings(length, config.video.n_fft, config.video.hop,
                                                   config.video.window))
     if tc.num_steps >= 1:
         checks.append(lambda: train.make_optimizer(tc))  # the warmup against num_steps
-    problems += _raised(*checks)
-    if 0 <= tc.min_learning_rate and tc.min_learning_rate > tc.learning_rate > 0:
-        problems.append(f"config.train.min_learning_rate={tc.min_learning_rate} must not exceed "
-                        f"config.train.learning_rate={tc.learning_rate}")
-    if mode == "forecast" and not 1 <= config.condition.horizon < length:
-        problems.append(f"config.condition.horizon={config.condition.horizon} must lie in "
-                        f"[1, seq_len={length}) for --mode=forecast")
-    if mode in ("evaluate", "all"):
-        problems += metric_name_problems(config.eval.metrics)
-    if mode in ("sample", "all") and config.sample.num_samples > 0:
-        problems += sample_memory_problems(config.sample.num_samples, length,
-                                           known_num_columns(config.data.name))
-    if len(problems) == 1:
-        raise UserError(f"{problems[0]}. Nothing was run: fix it with --config.SECTION.FIELD=VALUE.")
-    if problems:
-        raise UserError(f"The config has {len(problems)} bad values: {'; '.join(problems)}. "
-                        f"Nothing was run: fix them with --config.SECTION.FIELD=VALUE.")
+    return checks
 
 
 def metric_name_problems(metrics):

@@ -1,4 +1,4 @@
-"""Every config value checked before any work (stdiff_jax/config_checks.py), and main's use of it."""
+"""Every config value checked before any work (stdiff_jax/config_checks.py), and main's use."""
 
 import os
 import pathlib
@@ -95,11 +95,6 @@ def test_modes_check_what_they_use():
     typo = smoke(**{"eval.metrics": ("corelational",)})
     config_checks.check_config(typo, "train")  # the metrics are read by the evaluate stage only
     assert "unknown metric" in problems_of(typo, "evaluate")
-    no_horizon = smoke()
-    config_checks.check_config(no_horizon, "all")
-    assert "config.condition.horizon=0 must lie in [1, seq_len=24) for --mode=forecast" in (
-        problems_of(no_horizon, "forecast"))
-    config_checks.check_config(smoke(**{"condition.horizon": 23}), "forecast")
 
 
 def test_batch_and_chunk_sizes_split_over_the_devices(monkeypatch):
@@ -125,7 +120,8 @@ def test_sample_memory_says_what_fits():
 
 def test_a_billion_samples_are_refused_with_what_fits():
     text = problems_of(smoke(**{"sample.num_samples": 10 ** 9}))
-    assert "config.sample.num_samples=1000000000 series of 24 x 5 values need at least 3,576 GiB" in text
+    assert ("config.sample.num_samples=1000000000 series of 24 x 5 values need at least 3,576 GiB"
+            in text)
     assert "fit here" in text
     config_checks.check_config(smoke(**{"sample.num_samples": 10 ** 9}), "train")  # no sampling
 

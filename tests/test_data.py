@@ -415,7 +415,7 @@ def test_pandas_default_integer_names_are_a_header(tmp_path):
 
 def test_repeated_and_empty_column_names_are_refused(tmp_path):
     path = write_csv(tmp_path / "x.csv", ["HUFL", "OT", "HUFL"], [[i, i, i] for i in range(30)])
-    with pytest.raises(errors.UserError, match=r"repeated column names: 'HUFL' at columns \[1, 3\]"):
+    with pytest.raises(errors.UserError, match=r"repeated column names: 'HUFL' at columns \[1, 3"):
         tables.read_csv(path)
     path = write_csv(tmp_path / "y.csv", ["", "a", "b"], [[i, i, i] for i in range(30)])
     with pytest.raises(errors.UserError, match=r"column\(s\) \[1\] .*have no name \(pandas writes"):

@@ -26,7 +26,8 @@ from stdiff_jax.errors import MissingFileError, UserError
 
 NAMES = ("sines", "stocks", "etth", "energy", "fmri", "mujoco")
 # A value this many times its column's spread from the median is refused (`far_outliers`): far
-# beyond any real heavy tail, it squeezes the rest of the column to a constant under min-max scaling.
+# beyond any real heavy tail, it squeezes the rest of its column to a constant when min-max
+# scaled.
 OUTLIER_SPREADS = 1e6
 
 
