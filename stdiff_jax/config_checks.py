@@ -11,8 +11,6 @@ batch larger than the windows, a CSV's columns) stay with the code that loads it
 import difflib
 import math
 
-import jax
-
 from stdiff_jax import conditional, diffusion, generate, sampling, train, video
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import synthetic
