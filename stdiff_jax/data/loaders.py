@@ -18,13 +18,16 @@ import pathlib
 
 import numpy as np
 
-from stdiff_jax.data import mujoco, synthetic, tables
+from stdiff_jax.data import mujoco, standins, suite, synthetic, tables
 from stdiff_jax.data.download import ensure_file
 from stdiff_jax.data.scaling import MinMaxScaler
 from stdiff_jax.data.sources import SOURCES
 from stdiff_jax.errors import MissingFileError, UserError
 
-NAMES = ("sines", "stocks", "etth", "energy", "fmri", "mujoco")
+# Seeded generated series: name -> generator(seed) -> ((rows, K) float64, K names); seed 0 is the
+# data set, other seeds fresh draws (`held_out`).
+GENERATED = {**standins.GENERATORS, **suite.GENERATORS}
+NAMES = ("sines", "stocks", "etth", "energy", "fmri", "mujoco", *GENERATED)
 # A value this many times its column's spread from the median is refused (`far_outliers`): far
 # beyond any real heavy tail, it squeezes the rest of its column to a constant when min-max
 # scaled.
@@ -267,6 +270,8 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=
     elif name == "mujoco":
         raw = mujoco.cached_hopper_trajectories(data_dir, seq_len)  # (N, L, 14)
         names = [f"qpos_{k}" for k in range(7)] + [f"qvel_{k}" for k in range(7)]
+    elif name in GENERATED:
+        raw, names = GENERATED[name](seed=0)
     elif name in SOURCES:
         source = SOURCES[name]
         read = tables.read_mat if name == "fmri" else tables.read_csv

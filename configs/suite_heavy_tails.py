@@ -1,0 +1,8 @@
+"""The generalisation suite's heavy_tails set (stdiff_jax/data/suite.py); variants: seq_len=N, cpu,
+cpu_long, smoke (see configs/base.py)."""
+
+from configs import base
+
+
+def get_config(arg=None):
+    return base.make_config("suite_heavy_tails", arg)
