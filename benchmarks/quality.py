@@ -123,7 +123,7 @@ def run_one(spec):
                         "train_cpu_s": trained["cpu_s"], "sample_s": sample_s,
                         "outside_unit": float(np.mean((fake < 0) | (fake > 1))),
                         "fake": sample_look(fake), "real": sample_look(real),
-                        "scores": {m: s["values"] for m, s in scores.items()}})
+                        "scores": {m: s["values"] for m, s in scores.items() if m in METRICS}})
     return results
 
 

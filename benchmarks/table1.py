@@ -110,8 +110,22 @@ def cell(value):
     return f"{mean:.3f}" if ci is None else f"{mean:.3f}±{ci:.3f}"
 
 
+def memorisation_cell(scores):
+    """'ratio / share' of a run's memorisation check; 'n/a' without a held-out reference, '-' for
+    a metrics.json older than the check."""
+    check = scores.get("memorisation")
+    if check is None:
+        return "-"
+    if not check["available"]:
+        return "n/a"
+    ratio = "-" if check["median_ratio"] is None else f"{check['median_ratio']:.2f}"
+    return f"{ratio} / {100 * check['share_closer']:.1f}%"
+
+
 def table(results):
-    """Markdown table: one row per (metric, method), one column per run."""
+    """Markdown table: one row per (metric, method), one column per run, and our memorisation
+    check (median nearest-training distance, generated / held-out, and the share of generated
+    windows closer than the held-out 1st percentile)."""
     names = list(results)
     keys = ["_".join(name.split("_")[:2]) for name in names]  # etth_L24_cpu -> etth_L24
     lines = ["| metric | method | " + " | ".join(names) + " |",
@@ -123,6 +137,8 @@ def table(results):
         for method, numbers in PAPER.items():
             paper = [cell(numbers[k][metric]) if k in numbers else "-" for k in keys]
             lines.append(f"| | {method} (paper) | " + " | ".join(paper) + " |")
+    lines.append("| Memorisation (ratio / share) | stdiff_jax (ours) | "
+                 + " | ".join(memorisation_cell(results[n]) for n in names) + " |")
     return "\n".join(lines)
 
 

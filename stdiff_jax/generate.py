@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from stdiff_jax import checkpoint, fingerprint, sampling, trained
 from stdiff_jax import mesh as mesh_lib
+from stdiff_jax.data.held_out import held_out_windows
 from stdiff_jax.data.tables import write_windows_csv
 from stdiff_jax.errors import MissingFileError
 from stdiff_jax.schedule import Schedule
@@ -169,12 +170,14 @@ def sample_to_workdir(config, workdir):
 
 
 def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=False):
-    """Scores workdir/samples_unit.npy, clipped to [0, 1], against the real [0, 1] windows; writes
-    metrics.json (and plots into workdir/plots when config.eval.plots: the data's column names
-    title them, and loss.png shows the training log). Returns the metrics dict.
+    """Scores workdir/samples_unit.npy, clipped to [0, 1], against the real [0, 1] windows, and
+    checks them for memorisation against `held_out_windows` of the data set; writes metrics.json
+    (and plots into workdir/plots when config.eval.plots: the data's column names title them, and
+    loss.png shows the training log). Returns the metrics dict.
 
     real_unit: the real windows; None loads config.data.name, checked against the data the
     workdir was trained on (`fingerprint.check`; allow_workdir_mismatch scores other data anyway).
+    Given real windows leave the memorisation check without a reference (not available).
     """
     from stdiff_jax import metrics  # Only this mode needs the metrics' networks.
 
@@ -188,11 +191,14 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
         logging.info("Clipping %.3f%% of the sample values into [0, 1] for scoring.", 100 * outside)
     fake = np.clip(fake, 0.0, 1.0)
     names = None  # of the columns, for the plots
+    held_out, held_out_source = None, "the real windows were given without held-out ones."
     if real_unit is None:
         dataset = fingerprint.checked_dataset(config, workdir, allow_workdir_mismatch)
         real_unit, names = dataset.unit_windows, dataset.column_names
+        held_out, held_out_source = held_out_windows(dataset)
     scores = metrics.evaluate(real_unit, fake, repeats=config.eval.repeats, seed=config.eval.seed,
-                              metrics=tuple(config.eval.metrics))
+                              metrics=tuple(config.eval.metrics), held_out=held_out,
+                              held_out_source=held_out_source)
     if jax.process_index() == 0:
         (workdir / METRICS).write_text(json.dumps(checkpoint.to_json(scores), indent=2) + "\n")
         if config.eval.plots:

@@ -71,11 +71,16 @@ def default_workdir(config):
 
 
 def print_scores(scores):
-    """metric  mean +- 95% interval  (repeats), one line each."""
-    width = max(map(len, scores))
-    for name, s in scores.items():
+    """metric  mean +- 95% interval  (repeats), one line each, then the memorisation check's."""
+    from stdiff_jax.metrics import MEMORISATION, memorisation  # evaluate has imported them
+
+    rows = {name: s for name, s in scores.items() if name != MEMORISATION}
+    width = max(map(len, rows))
+    for name, s in rows.items():
         interval = "" if s["ci95"] is None else f" +- {s['ci95']:.4f}"
         print(f"{name:<{width}}  {s['mean']:.4f}{interval}  ({len(s['values'])} repeats)")
+    if MEMORISATION in scores:
+        print(memorisation.describe(scores[MEMORISATION]))
 
 
 def main(argv):

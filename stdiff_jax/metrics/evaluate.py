@@ -1,4 +1,5 @@
-"""All four benchmark metrics, repeated, as mean and 95% t-interval (the protocol's report)."""
+"""All four benchmark metrics, repeated, as mean and 95% t-interval (the protocol's report), and
+the memorisation check (`stdiff_jax.metrics.memorisation`)."""
 
 import time
 
@@ -10,6 +11,7 @@ from stdiff_jax.metrics.correlational import correlational_score, correlational_
 from stdiff_jax.metrics.discriminative import discriminative_score, discriminative_scores
 from stdiff_jax.metrics.fid import context_fid, context_fids
 from stdiff_jax.metrics.inputs import check_windows
+from stdiff_jax.metrics.memorisation import memorisation_check, not_available
 from stdiff_jax.metrics.predictive import predictive_score, predictive_scores
 
 # Each metric as `f(real, fake, seed) -> float`, and as `f(real, fake, seeds) -> [float]` with
@@ -26,6 +28,7 @@ REPEATED = {
     "discriminative": discriminative_scores,
     "predictive": predictive_scores,
 }
+MEMORISATION = "memorisation"  # The check's key in `evaluate`'s result, beside the metrics'.
 
 
 def summarize(values):
@@ -37,8 +40,9 @@ def summarize(values):
     return {"mean": float(np.mean(values)), "ci95": ci95, "values": values}
 
 
-def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None, progress=None):
-    """Scores `fake` against `real` with each metric `repeats` times.
+def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None, progress=None,
+             held_out=None, held_out_source=None):
+    """Scores `fake` against `real` with each metric `repeats` times, and checks for memorisation.
 
     Args:
         real, fake: (N, L, K) windows in [0, 1] (generated ones mapped back with (x + 1) / 2).
@@ -51,9 +55,16 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
             run (`{"predictive": {"iterations": 100}}`); the defaults follow the protocol.
         progress: optional callable `(metric, repeat, value)` called for every score, once all
             repeats of that metric are done.
+        held_out: optional (H, L, K) real windows the model never trained on, in `real`'s units
+            (`stdiff_jax.data.held_out`), the memorisation check's reference; `real` must then be
+            the windows the model trained on. None: the check is reported as not available.
+        held_out_source: what `held_out` is (e.g. "fresh draws of the generator"), or, with no
+            `held_out`, why there is none; recorded in the result.
 
     Returns:
-        A JSON-serialisable dict `{metric: {"mean", "ci95", "values", "seconds"}}`.
+        A JSON-serialisable dict `{metric: {"mean", "ci95", "values", "seconds"}}`, plus
+        `{MEMORISATION: memorisation_check(...)'s dict, with "held_out": held_out_source when
+        available}`; without held-out windows `{MEMORISATION: {"available": False, "reason"}}`.
     """
     real, fake = check_windows(real, fake)
     unknown = [m for m in metrics if m not in METRICS]
@@ -71,4 +82,12 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
                 progress(name, r, value)
         results[name] = summarize(values)
         results[name]["seconds"] = time.perf_counter() - start
+    if held_out is None:
+        check = not_available(held_out_source or "no held-out windows were given.")
+    else:
+        check = memorisation_check(real, fake, held_out, seed=seed)
+        if check["available"]:
+            check["held_out"] = held_out_source or "held-out windows"
+    logging.info("memorisation: %s", check)
+    results[MEMORISATION] = check
     return results

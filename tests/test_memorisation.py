@@ -1,0 +1,105 @@
+"""The memorisation check: exact nearest neighbours, its two numbers on constructed cases, its
+reference windows (a held-out block clear of the training rows, fresh draws) and its place in
+every evaluation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from stdiff_jax import metrics
+from stdiff_jax.data import load_dataset, synthetic
+from stdiff_jax.data.held_out import held_out_windows
+from stdiff_jax.metrics import memorisation
+
+
+def sines(num, seed):
+    return synthetic.sine_windows(num=num, seed=seed).astype(np.float32)  # (num, 24, 5)
+
+
+def test_nearest_distances_are_exact_in_any_chunking():
+    rng = np.random.default_rng(0)
+    queries, reference = rng.random((50, 6, 3)), rng.random((70, 6, 3))
+    brute = np.linalg.norm(queries.reshape(50, 1, -1) - reference.reshape(1, 70, -1), axis=-1)
+    for chunk_bytes in (1, 4 * 70 * 7, memorisation.CHUNK_BYTES):  # 1 query, 7, all at once
+        got = memorisation.nearest_distances(queries, reference, chunk_bytes=chunk_bytes)
+        np.testing.assert_allclose(got, brute.min(1), rtol=1e-6)
+    # A copy reads exactly 0, not the float32 expansion's rounding.
+    assert np.all(memorisation.nearest_distances(reference[:10] + 100, reference + 100) == 0)
+
+
+def test_copies_read_near_zero_and_fresh_draws_near_one():
+    train, held_out = sines(3000, 1), sines(1000, 2)
+    copies = train[np.random.default_rng(0).permutation(3000)[:1000]]
+    copied = memorisation.memorisation_check(train, copies, held_out)
+    assert copied["median_ratio"] == 0 and copied["share_closer"] == 1
+    fresh = memorisation.memorisation_check(train, sines(1000, 3), held_out)
+    assert fresh["median_ratio"] == pytest.approx(1, abs=0.05)
+    assert fresh["share_closer"] == pytest.approx(0.01, abs=0.01)
+    assert fresh["held_out_p1"] < fresh["held_out_median"]
+    # Half copies, half fresh: the share counts the copies.
+    half = memorisation.memorisation_check(train, np.concatenate([copies[:500], sines(500, 3)]),
+                                           held_out)
+    assert half["share_closer"] == pytest.approx(0.5, abs=0.02)
+    assert (fresh["num_train"], fresh["num_generated"], fresh["num_held_out"]) == (3000, 1000, 1000)
+
+
+def test_large_sets_are_scored_on_a_seeded_subset():
+    train, fake, held_out = sines(500, 1), sines(400, 2), sines(300, 3)
+    a = memorisation.memorisation_check(train, fake, held_out, max_queries=200, seed=5)
+    b = memorisation.memorisation_check(train, fake, held_out, max_queries=200, seed=5)
+    assert (a["num_generated"], a["num_held_out"]) == (200, 200)
+    assert a["median_ratio"] == b["median_ratio"] and a["share_closer"] == b["share_closer"]
+
+
+def test_too_few_held_out_windows_or_mismatched_shapes():
+    train = sines(200, 1)
+    few = memorisation.memorisation_check(train, train, train[:memorisation.MIN_HELD_OUT - 1])
+    assert not few["available"] and "fewer than the 100" in few["reason"]
+    with pytest.raises(ValueError, match="one \\(L, K\\)"):
+        memorisation.memorisation_check(train, train[:, :12], train)
+
+
+def test_evaluate_reports_the_check_or_why_it_is_missing():
+    real, fake = sines(400, 1), sines(200, 2)
+    scores = metrics.evaluate(real, fake, repeats=2, metrics=("correlational",),
+                              held_out=sines(200, 3), held_out_source="fresh draws")
+    check = scores[metrics.MEMORISATION]
+    json.dumps(scores)
+    assert list(scores) == ["correlational", metrics.MEMORISATION]
+    assert check.pop("held_out") == "fresh draws"
+    alone = memorisation.memorisation_check(real, fake, sines(200, 3), seed=0)
+    assert {**check, "seconds": 0} == {**alone, "seconds": 0}
+    assert "fresh draws" in memorisation.describe(dict(check, held_out="fresh draws"))
+    missing = metrics.evaluate(real, fake, repeats=2, metrics=("correlational",),
+                               held_out_source="no block")[metrics.MEMORISATION]
+    assert missing == {"available": False, "reason": "no block"}
+    assert memorisation.describe(missing) == "memorisation  not available: no block"
+
+
+def test_held_out_block_keeps_a_window_clear_of_every_training_row(tmp_path):
+    """Column 0 is the row number, so each window says which rows it holds."""
+    rows, length = 600, 24
+    series = np.stack([np.arange(rows), np.sin(np.arange(rows))], 1)
+    np.save(tmp_path / "rows.npy", series)
+    dataset = load_dataset(f"npy:{tmp_path / 'rows.npy'}", length, test_fraction=0.3,
+                           test_position=0.5)
+    windows, source = held_out_windows(dataset)
+    row_of = dataset.scaler.inverse  # [0, 1] -> raw
+    train_rows = np.unique(np.rint(row_of(dataset.unit_windows)[..., 0]))
+    held_rows = np.unique(np.rint(row_of(windows)[..., 0]))
+    assert len(windows) == len(dataset.test_windows) - 2 * length and "held-out block" in source
+    assert np.min(np.abs(held_rows[:, None] - train_rows[None])) == length + 1
+
+
+def test_fresh_draws_for_generated_sets_and_none_for_a_whole_real_series():
+    dataset = load_dataset("sines", 24)
+    windows, source = held_out_windows(dataset)
+    assert windows.shape == dataset.windows.shape and "fresh draws" in source
+    assert not np.any(np.all(windows == dataset.unit_windows, axis=(1, 2)))
+    regimes = load_dataset("suite_regimes", 24)
+    fresh, _ = held_out_windows(regimes)
+    assert fresh.shape == regimes.windows.shape and fresh.min() >= 0 and fresh.max() <= 1
+    assert not np.array_equal(fresh, regimes.unit_windows)
+    windows, reason = held_out_windows(load_dataset("etth", 24))
+    assert windows is None and "--config.data.test_fraction=0.1" in reason
