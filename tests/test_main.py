@@ -123,9 +123,13 @@ def test_smoke_run_trains_checkpoints_samples_and_scores(tmp_path):
     np.testing.assert_array_equal(table[:, 2:].reshape(raw.shape).astype(np.float32), raw)
 
     scores = json.loads((tmp_path / "metrics.json").read_text())
-    assert list(scores) == ["correlational"] and len(scores["correlational"]["values"]) == 2
+    assert list(scores) == ["correlational", "memorisation"]
+    assert len(scores["correlational"]["values"]) == 2
     assert np.isfinite(scores["correlational"]["mean"])
+    check = scores["memorisation"]  # 64 samples against fresh sines draws
+    assert check["available"] and check["num_generated"] == 64 and "fresh draws" in check["held_out"]
     assert proc.stdout.startswith("correlational  ")
+    assert proc.stdout.splitlines()[1].startswith("memorisation  median distance")
     if plots:
         assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
             "acf.png", "kde.png", "loss.png", "psd.png", "tsne.png"]
