@@ -11,20 +11,22 @@ fresh windows from seed 1 (`stdiff_jax.data.held_out`).
 | name | K | the structure it tests |
 | --- | --- | --- |
 | suite_regimes | 5 | a two-state regime chain shifts every channel's level: window means bimodal, |
-| | | the upper mode holding `REGIME_SHARE` of the windows |
-| suite_heavy_tails | 4 | Student-t innovations with `TAIL_INDEX` degrees of freedom: tail index 3 |
+| | | regime 1's mode holding `REGIME_SHARE` (0.4) of the windows |
+| suite_heavy_tails | 4 | Student-t innovations with `TAIL_INDEX` (3) degrees of freedom: tail index 3 |
+| | | (Hill's estimate from the top 1% of values: 2.9-3.7 over seeds 0-9) |
 | suite_copy | 4 | channel `copy` is channel `base` plus noise, correlation `COPY_CORRELATION` |
-| suite_bursts | 4 | decaying bursts at `BURST_RATE` per row on a quiet base, echoed in a second |
-| | | channel `ECHO_LAG` rows later |
-| suite_trend | 5 | a level that drifts `TREND_RISE` noise stds over the series: windows at the |
-| | | start and at the end never overlap in level |
+| | | (0.99) |
+| suite_bursts | 4 | decaying bursts at `BURST_RATE` (1/200) per row on a quiet base, echoed in |
+| | | a second channel `ECHO_LAG` rows later |
+| suite_trend | 5 | a level that rises `TREND_RISE` (12) noise stds over the series: the first |
+| | | and the last tenth of the windows never overlap in level |
 """
 
 import numpy as np
 import scipy.signal
 
 ROWS = 17_420  # ETTh1's rows, so a run costs about what ETTh's does
-DAY = 24  # rows per season, the same for every set
+DAY = 24  # rows per cycle of the daily season, the same in every set
 NOISE_AR = 0.8  # AR(1) coefficient of every base channel's noise
 NOISE_STD = 0.3  # its stationary standard deviation
 
