@@ -82,7 +82,7 @@ def regimes(seed=0):
     rng = np.random.default_rng(seed)
     chain = two_state_chain(rng, ROWS, REGIME_DWELL)
     raw = _base(rng, len(REGIME_SHIFTS)) + chain[:, None] * np.array(REGIME_SHIFTS)
-    return raw, [f"shift_{s:g}" for s in REGIME_SHIFTS]
+    return raw, [f"c{k}_shift_{s:g}" for k, s in enumerate(REGIME_SHIFTS)]
 
 
 def heavy_tails(seed=0):
