@@ -98,7 +98,7 @@ def suite_table(rows):
     titles = [table1.TITLES[m] for m in table1.METRICS]
     has_model = any(row["scores"] for row in rows.values())
     extra = ["memorisation (ratio / share)", "training CPU s"] if has_model else []
-    lines = [] if has_model else ["Floors: two halves of the real windows scored against each other.", ""]
+    lines = [] if has_model else ["Floors: two halves of the real windows against each other.", ""]
     lines += ["| set | " + " | ".join(titles + extra) + " |",
              "| --- |" + " --- |" * (len(titles) + len(extra))]
     for name, row in rows.items():
