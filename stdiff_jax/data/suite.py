@@ -12,8 +12,8 @@ fresh windows from seed 1 (`stdiff_jax.data.held_out`).
 | --- | --- | --- |
 | suite_regimes | 5 | a two-state regime chain shifts every channel's level: window means bimodal, |
 | | | regime 1's mode holding `REGIME_SHARE` (0.4) of the windows |
-| suite_heavy_tails | 4 | Student-t innovations with `TAIL_INDEX` (3) degrees of freedom: tail index 3 |
-| | | (Hill's estimate from the top 1% of values: 2.9-3.7 over seeds 0-9) |
+| suite_heavy_tails | 4 | Student-t innovations of `TAIL_INDEX` (3) degrees of freedom: tail index |
+| | | 3 (Hill's estimate from the top 1% of the values: 2.9-3.7 over seeds 0-9) |
 | suite_copy | 4 | channel `copy` is channel `base` plus noise, correlation `COPY_CORRELATION` |
 | | | (0.99) |
 | suite_bursts | 4 | decaying bursts at `BURST_RATE` (1/200) per row on a quiet base, echoed in |
