@@ -2,6 +2,8 @@
 index, near copy, bursts and trend; the stand-ins' shapes, periods and cross-channel structure;
 and every generator is reproducible from its seed."""
 
+import importlib
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -49,6 +51,8 @@ def test_generators_are_seeded_and_load_as_data_sets(name):
     np.testing.assert_allclose(dataset.to_raw(dataset.windows[0]), raw[:L], rtol=1e-5, atol=1e-4)
     if name.startswith("suite_"):
         assert 3 <= raw.shape[1] <= 8 and 5_000 <= len(raw) <= 20_000
+    config = importlib.import_module(f"configs.{name}").get_config("cpu")
+    assert config.data.name == name and config.name == f"{name}_L24_cpu"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
