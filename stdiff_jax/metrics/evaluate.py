@@ -70,6 +70,14 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}.")
+    # The check takes seconds, so a bad held-out set fails before the metrics' minutes.
+    if held_out is None:
+        check = not_available(held_out_source or "no held-out windows were given.")
+    else:
+        check = memorisation_check(real, fake, held_out, seed=seed)
+        if check["available"]:
+            check["held_out"] = held_out_source or "held-out windows"
+    logging.info("memorisation: %s", check)
     options = options or {}
     results = {}
     for name in metrics:
@@ -82,12 +90,5 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
                 progress(name, r, value)
         results[name] = summarize(values)
         results[name]["seconds"] = time.perf_counter() - start
-    if held_out is None:
-        check = not_available(held_out_source or "no held-out windows were given.")
-    else:
-        check = memorisation_check(real, fake, held_out, seed=seed)
-        if check["available"]:
-            check["held_out"] = held_out_source or "held-out windows"
-    logging.info("memorisation: %s", check)
     results[MEMORISATION] = check
     return results
