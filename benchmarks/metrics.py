@@ -69,8 +69,6 @@ def cost_table(costs, repeats):
 def score_table(title, scores):
     lines = [title, f"{'metric':<16}{'mean':>12}{'ci95':>12}  values"]
     for name, r in scores.items():
-        if name not in METRICS:  # evaluate's memorisation entry
-            continue
         ci95 = "-" if r["ci95"] is None else f"{r['ci95']:.4f}"
         values = " ".join(f"{v:.6f}" for v in r["values"])
         lines.append(f"{name:<16}{r['mean']:>12.4f}{ci95:>12}  {values}")

@@ -68,8 +68,7 @@ def main(argv):
                                   metrics=("discriminative", "context_fid"))
         rows.append((method, steps, compile_s, gen_s, num_samples / gen_s, scores))
         logging.info("%s %d steps: %.1f s, %s", method, steps, gen_s,
-                     {k: round(scores[k]["mean"], 4)
-                      for k in ("discriminative", "context_fid")})
+                     {k: round(v["mean"], 4) for k, v in scores.items()})
     print(f"\n{config.name}, step {step}, {num_samples} series, chunks of {chunk_size} on "
           f"{mesh.size} {jax.devices()[0].platform} device(s), metrics over {FLAGS.repeats} repeats")
     print("| sampler | steps | compile (s) | wall time (s) | series/s | discriminative | "

@@ -74,6 +74,9 @@ def test_evaluate_reports_the_check_or_why_it_is_missing():
     missing = metrics.evaluate(real, fake, repeats=2, metrics=("correlational",),
                                held_out_source="no block")[metrics.MEMORISATION]
     assert missing == {"available": False, "reason": "no block"}
+    # Asked for neither, evaluate returns the metrics alone (callers that list them keep working).
+    assert list(metrics.evaluate(real, fake, repeats=2, metrics=("correlational",))) == [
+        "correlational"]
     assert memorisation.describe(missing) == "memorisation  not available: no block"
 
 

@@ -57,27 +57,32 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
             repeats of that metric are done.
         held_out: optional (H, L, K) real windows the model never trained on, in `real`'s units
             (`stdiff_jax.data.held_out`), the memorisation check's reference; `real` must then be
-            the windows the model trained on. None: the check is reported as not available.
+            the windows the model trained on.
         held_out_source: what `held_out` is (e.g. "fresh draws of the generator"), or, with no
-            `held_out`, why there is none; recorded in the result.
+            `held_out`, why there is none (the check is then reported as not available). With
+            neither argument there is no check (`generate.evaluate_workdir`, behind the command
+            line and the benchmark tables, always passes one).
 
     Returns:
-        A JSON-serialisable dict `{metric: {"mean", "ci95", "values", "seconds"}}`, plus
-        `{MEMORISATION: memorisation_check(...)'s dict, with "held_out": held_out_source when
-        available}`; without held-out windows `{MEMORISATION: {"available": False, "reason"}}`.
+        A JSON-serialisable dict `{metric: {"mean", "ci95", "values", "seconds"}}`, plus, when
+        held_out or held_out_source is given, `{MEMORISATION: memorisation_check(...)'s dict,
+        with "held_out": held_out_source when available}` or, without held_out,
+        `{MEMORISATION: {"available": False, "reason": held_out_source}}`.
     """
     real, fake = check_windows(real, fake)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}.")
     # The check takes seconds, so a bad held-out set fails before the metrics' minutes.
-    if held_out is None:
-        check = not_available(held_out_source or "no held-out windows were given.")
-    else:
+    check = None
+    if held_out is None and held_out_source is not None:
+        check = not_available(held_out_source)
+    elif held_out is not None:
         check = memorisation_check(real, fake, held_out, seed=seed)
         if check["available"]:
             check["held_out"] = held_out_source or "held-out windows"
-    logging.info("memorisation: %s", check)
+    if check is not None:
+        logging.info("memorisation: %s", check)
     options = options or {}
     results = {}
     for name in metrics:
@@ -90,5 +95,6 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
                 progress(name, r, value)
         results[name] = summarize(values)
         results[name]["seconds"] = time.perf_counter() - start
-    results[MEMORISATION] = check
+    if check is not None:
+        results[MEMORISATION] = check
     return results
