@@ -64,19 +64,21 @@ def save_window_mean_density(path, real, fake, names):
     """A PNG of each channel's density of window means: real (and generated, when given)."""
     figure_cls = plots._require("matplotlib.figure").Figure
     rng = np.random.default_rng(0)
-    grid = np.linspace(0, 1, 256)
     channels = min(real.shape[-1], MAX_CHANNELS)
+    sets = [(windows[rng.permutation(len(windows))[:MAX_WINDOWS]].mean(axis=1), style, line)
+            for windows, style, line in ((real, plots.REAL_STYLE, "-"),
+                                         (fake, plots.FAKE_STYLE, "--")) if windows is not None]
     fig, axes = plots._channel_grid(figure_cls, channels)
-    for windows, style, line in ((real, plots.REAL_STYLE, "-"), (fake, plots.FAKE_STYLE, "--")):
-        if windows is None:
-            continue
-        means = windows[rng.permutation(len(windows))[:MAX_WINDOWS]].mean(axis=1)  # (n, K)
-        for k, ax in enumerate(axes[:channels]):
+    for k, ax in enumerate(axes[:channels]):
+        # Each channel's own range: min-max scaling squeezes a heavy-tailed one into a sliver.
+        both = np.concatenate([means[:, k] for means, _, _ in sets])
+        grid = np.linspace(both.min(), both.max(), 256)
+        for means, style, line in sets:
             if np.ptp(means[:, k]) > 0:  # a constant channel has no density to estimate
                 ax.plot(grid, scipy.stats.gaussian_kde(means[:, k])(grid), linestyle=line,
                         **style)
-            ax.set_title(names[k])
-            ax.set_xlabel("window mean")
+        ax.set_title(names[k])
+        ax.set_xlabel("window mean")
     axes[0].legend()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
