@@ -86,12 +86,13 @@ def save_window_mean_density(path, real, fake, names):
 
 
 def cell(score, floor_score=None):
-    """'mean+-ci', with ' (floor F, xR)' when a floor is given."""
-    text = table1.cell((score["mean"], score["ci95"]))
+    """'mean+-ci', with ' (floor F, xR)' when a floor is given; four decimals, as some floors
+    are below 0.001."""
+    ci = "" if score["ci95"] is None else f"±{score['ci95']:.4f}"
     if floor_score is None:
-        return text
+        return f"{score['mean']:.4f}{ci}"
     ratio = score["mean"] / floor_score["mean"] if floor_score["mean"] > 0 else float("inf")
-    return f"{text} (floor {floor_score['mean']:.3f}, x{ratio:.1f})"
+    return f"{score['mean']:.4f}{ci} (floor {floor_score['mean']:.4f}, x{ratio:.1f})"
 
 
 def suite_table(rows):
@@ -105,7 +106,8 @@ def suite_table(rows):
              "| --- |" + " --- |" * (len(titles) + len(extra))]
     for name, row in rows.items():
         if row["scores"]:
-            cells = [cell(row["scores"][m], row["floor"][m]) for m in table1.METRICS]
+            cells = [cell(row["scores"][m], row["floor"][m]) if m in row["scores"] else "-"
+                     for m in table1.METRICS]
             cells += [table1.memorisation_cell(row["scores"]),
                       f"{row['train_cpu_s']:.0f}" if row["train_cpu_s"] is not None else "-"]
         else:
