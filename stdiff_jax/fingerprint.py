@@ -106,9 +106,9 @@ def _unchecked(workdir, reason, allow_data_mismatch):
     raise WorkdirMismatch(
         f"The workdir {workdir} has checkpoints, but its {FILE} {reason}, so this run cannot "
         f"check that it uses the data and the network the checkpoints were trained with. If it "
-        f"does (the file was lost), pass {OVERRIDE}: the run goes on and records this run's data "
-        f"and network as the workdir's (the network is still checked against the checkpoints). "
-        f"Otherwise use another --workdir.")
+        f"does (the file was lost or damaged), pass {OVERRIDE}: the run goes on and records this "
+        f"run's data and network as the workdir's (the network is still checked against the "
+        f"checkpoints). Otherwise use another --workdir.")
 
 
 def check(workdir, current, allow_data_mismatch=False):
