@@ -13,6 +13,8 @@ it): the command line prints its one line and exits with status 128 + the signal
 """
 
 import errno
+import os
+import re
 import signal
 import sys
 
@@ -51,11 +53,15 @@ def signal_name(signum):
 
 
 def disk_error(error):
-    """The first OSError of a disk or folder problem (`DISK_ERRNOS`) in an exception chain, else
-    None: Orbax re-raises a background thread's failure inside its own errors."""
+    """The first error of a disk or folder problem (`DISK_ERRNOS`) in an exception chain, as an
+    OSError, else None. Orbax re-raises a background thread's failure inside its own errors, and
+    TensorStore raises ValueError("... [os_error_code='28']")."""
     while error is not None:
         if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
             return error
+        code = re.search(r"os_error_code='(\d+)'", str(error))
+        if code and int(code[1]) in DISK_ERRNOS:
+            return OSError(int(code[1]), os.strerror(int(code[1])))
         error = error.__cause__ or error.__context__
     return None
 
