@@ -53,6 +53,7 @@ REASON_CHARS = 300  # Orbax's errors embed TensorStore specs; the cause's first 
 # The JSON files of a step that Orbax reads when a manager opens, and the state's array metadata
 # (Orbax's names).
 STEP_METADATA, METRICS_FILE, ARRAY_METADATA = "_CHECKPOINT_METADATA", "metrics/metrics", "_METADATA"
+COMMIT_FILE = "commit_success.txt"  # Orbax's mark of a finished save in a bucket
 
 logger = logging.getLogger(__name__)
 
@@ -236,16 +237,29 @@ def set_aside_unreadable(directory):
     whose step metadata is missing or unreadable, or whose metrics are unreadable: Orbax reads
     both of every step when a manager opens, and stops on a broken one."""
     directory = epath.Path(directory)
-    steps = [p for p in directory.iterdir() if p.name.isdigit()] if directory.is_dir() else []
-    for step_dir in steps:
+    for step in finished_steps(directory):
+        step_dir = directory / str(step)
         reason = (_unreadable_json(step_dir, STEP_METADATA, required=True)
                   or _unreadable_json(step_dir, METRICS_FILE, required=False))
         if reason:
-            target = move_aside(directory, step_dir.name)
-            logger.warning("Checkpoint step %s at %s cannot be read (%s); moved it to %s.",
-                           step_dir.name, step_dir, reason, target)
+            target = move_aside(directory, step)
+            logger.warning("Checkpoint step %d at %s cannot be read (%s); moved it to %s.", step,
+                           step_dir, reason, target)
     if jax.process_count() > 1:  # no process opens a manager before the damaged steps are gone
         multihost_utils.sync_global_devices("stdiff_jax.checkpoint.set_aside_unreadable")
+
+
+def finished_steps(directory):
+    """The steps of a checkpoint directory's finished saves, from its listing: locally Orbax names
+    a step's directory by its number once the save is complete (an unfinished save's carries a
+    suffix); in a bucket, where nothing is renamed, a complete step holds commit_success.txt."""
+    directory = epath.Path(directory)
+    if not directory.is_dir():
+        return []
+    steps = [p for p in directory.iterdir() if p.name.isdigit()]
+    if workdir_lib.is_remote(directory):
+        steps = [p for p in steps if (p / COMMIT_FILE).exists()]
+    return sorted(int(p.name) for p in steps)
 
 
 def _unreadable_json(step_dir, name, required):

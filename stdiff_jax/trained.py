@@ -139,7 +139,6 @@ def read_host(manager, step):
 
 METRIC_LOG = "metrics.jsonl"  # in the workdir: one JSON object per logged step (train.MetricWriter)
 CONFIG = "config.json"  # in the workdir: the run's resolved config (train.save_config)
-COMMIT_FILE = "commit_success.txt"  # Orbax's mark of a finished save in a bucket
 
 
 def checkpoint_dir(workdir):
@@ -147,16 +146,8 @@ def checkpoint_dir(workdir):
 
 
 def checkpoint_steps(workdir):
-    """The steps of workdir's finished checkpoints, from the directory listing: locally Orbax names
-    a step's directory by its number once the save is complete (an unfinished save's carries a
-    suffix); in a bucket, where nothing is renamed, a complete step holds commit_success.txt."""
-    directory = checkpoint_dir(workdir)
-    if not directory.is_dir():
-        return []
-    steps = [p for p in directory.iterdir() if p.name.isdigit()]
-    if workdir_lib.is_remote(directory):
-        steps = [p for p in steps if (p / COMMIT_FILE).exists()]
-    return sorted(int(p.name) for p in steps)
+    """The steps of workdir's finished checkpoints (`checkpoint.finished_steps`)."""
+    return checkpoint.finished_steps(checkpoint_dir(workdir))
 
 
 def open_checkpoints(workdir, keep):
