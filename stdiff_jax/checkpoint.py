@@ -24,7 +24,7 @@ carries a validation loss only when it was saved right after an evaluation).
 Damage: a step any of whose parts fails to read is reported in one line, moved into
 `<workdir>/damaged_checkpoints/` (outside the directory Orbax lists steps from; nothing is deleted)
 and the next step is used. Orbax reads every step's metrics and step metadata when a manager
-opens, so `create_manager` first checks those two JSON files of every step
+opens, so `create_manager` first checks those two JSON files of every finished step
 (`set_aside_unreadable`); every restore goes through `restore_first_intact`, which moves aside a
 step whose array metadata, arrays or host item fail to read. Only a failure to read counts
 (`UnreadableCheckpoint`): a readable checkpoint of another network (`CheckpointMismatch`), a
@@ -235,7 +235,8 @@ def move_aside(directory, step):
 def set_aside_unreadable(directory):
     """Moves aside (`move_aside`, reported in one line each) the steps of a checkpoint directory
     whose step metadata is missing or unreadable, or whose metrics are unreadable: Orbax reads
-    both of every step when a manager opens, and stops on a broken one."""
+    both of every step when a manager opens (broken metrics stop it; broken step metadata fills
+    the log with errors, and loses the step's time and metrics)."""
     directory = epath.Path(directory)
     for step in finished_steps(directory):
         step_dir = directory / str(step)

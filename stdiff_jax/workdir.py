@@ -177,15 +177,19 @@ def read_json(path):
 
 
 def read_jsonl(path):
-    """(rows, complete) of a JSON-lines log: the rows of its readable lines, and whether every
+    """(rows, complete) of a JSON-lines log: the objects of its readable lines, and whether every
     line was one. Unreadable lines (a cut last line is what a kill or a full disk leaves) are left
     out and reported in one warning line."""
     rows, bad = [], []
     text = as_path(path).read_bytes().decode("utf-8", "replace")
     for number, line in enumerate(text.splitlines(), start=1):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
             bad.append(number)
     if bad:
         logging.warning("%s: left out %d unreadable line(s) (%s), as a kill or a full disk "
