@@ -10,6 +10,7 @@ The trained smoke workdir they start from is trained once per module (`trained`)
 import errno
 import importlib.util
 import json
+import logging
 import os
 import pathlib
 import re
@@ -141,6 +142,24 @@ def test_unreadable_json_records_say_why(tmp_path):
         path.write_bytes(data)
         with pytest.raises(workdir_lib.UnreadableRecord, match=f"^{re.escape(reason)}"):
             workdir_lib.read_json(path)
+
+
+def test_disk_errors_are_found_in_orbax_and_tensorstore_errors_and_kept_out_of_its_log():
+    tensorstore = ValueError("RESOURCE_EXHAUSTED: Error writing local file \"x\": Failed to "
+                             "write 8837 bytes to file 4: No space left on device "
+                             "[os_error_code='28']")
+    try:
+        raise RuntimeError("Save Finalize thread failed") from tensorstore
+    except RuntimeError as e:
+        wrapped = e
+    assert errors.disk_error(wrapped).errno == errno.ENOSPC
+    assert errors.disk_error(ValueError("[os_error_code='2']")) is None  # not a disk problem
+    assert errors.disk_error(OSError(errno.EROFS, "Read-only file system")).errno == errno.EROFS
+    orbax_file = "/site-packages/orbax/checkpoint/_src/futures/future.py"
+    record = logging.LogRecord("absl", logging.ERROR, orbax_file, 1, "thread failed", None,
+                               (ValueError, tensorstore, None))
+    other = logging.LogRecord("absl", logging.ERROR, orbax_file, 1, "other", None, None)
+    assert not checkpoint.QuietOrbax().filter(record) and checkpoint.QuietOrbax().filter(other)
 
 
 # ------------------------------------------------------------------------------------------------
