@@ -54,11 +54,15 @@ def signal_name(signum):
 
 def disk_error(error):
     """The first error of a disk or folder problem (`DISK_ERRNOS`) in an exception chain, as an
-    OSError, else None. Orbax re-raises a background thread's failure inside its own errors, and
-    TensorStore raises ValueError("... [os_error_code='28']")."""
+    OSError, else None. Orbax re-raises a background thread's failure inside its own errors,
+    TensorStore raises ValueError("... [os_error_code='28']"), and numpy's np.save reports a
+    full disk as a short write, OSError("N requested and M written") without an errno."""
     while error is not None:
         if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
             return error
+        if isinstance(error, OSError) and re.fullmatch(r"\d+ requested and \d+ written",
+                                                       str(error)):
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         code = re.search(r"os_error_code='(\d+)'", str(error))
         if code and int(code[1]) in DISK_ERRNOS:
             return OSError(int(code[1]), os.strerror(int(code[1])))
@@ -71,8 +75,8 @@ def disk_error_message(error, where):
     file = f" ({error.filename})" if error.filename else ""
     return (f"Writing {where} failed: {DISK_ERRNOS[error.errno]}{file}. Records are written whole "
             f"or not at all, so what the workdir held before is intact. Free space (or give "
-            f"write access, or use a --workdir on another disk) and run the same command again: "
-            f"training resumes from its last checkpoint.")
+            f"write access, or use a --workdir on another disk) and run the same command again "
+            f"(training resumes from its last checkpoint).")
 
 
 def exit_with_user_error(message):

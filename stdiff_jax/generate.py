@@ -43,6 +43,7 @@ PROBE_PER_DEVICE = 8  # Batch per device at which the network's memory is measur
 MEMORY_FRACTION = 0.25  # Share of the free memory a chunk may fill (the rest: headroom, others).
 MAX_PER_DEVICE = 1024  # Larger chunks gain little speed but report progress less often.
 SAMPLER_BUFFERS = 4  # Video-sized arrays the samplers carry besides the network (z, x0, eps, noise).
+CSV_BYTES_PER_VALUE = 16  # samples.csv writes "%.9g" and a comma: at most 16 characters a value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -146,14 +147,20 @@ def sample_to_workdir(config, workdir):
     units) and samples.csv (original units; columns window, t and the data's column names,
     `tables.write_windows_csv`). Returns the [0, 1] samples.
 
-    The three files replace the workdir's earlier ones together, once every series is generated
-    (`workdir.writing`): an error or a signal before leaves those as they were.
+    The workdir's disk is checked for their size before the generation. The three files replace
+    the workdir's earlier ones together, once every series is generated (`workdir.writing`): an
+    error or a signal before leaves those as they were.
     """
     workdir = workdir_lib.as_path(workdir)
     mesh = mesh_lib.make_mesh()
     tm = trained.load(config, workdir, mesh)
     model, params, host = tm.model, tm.params, tm.host
     num_samples = config.sample.num_samples or host.num_windows
+    length, k = host.series_shape
+    workdir_lib.check_free_space(  # two .npy files of float32 and the CSV, with its two indices
+        workdir, num_samples * length * (2 * 4 * k + CSV_BYTES_PER_VALUE * (k + 2)),
+        f"{num_samples} samples (samples.npy, samples_unit.npy, samples.csv)",
+        "lower config.sample.num_samples")
     chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, tm.video_shape,
                                                              num_samples)
     sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)

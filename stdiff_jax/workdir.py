@@ -267,15 +267,27 @@ def writable_folder(path, what):
     return folder
 
 
+def check_free_space(folder, needed, what, fewer):
+    """A WorkdirError, before the work, when the disk of a local `folder` has fewer than `needed`
+    bytes free for `what` (a bucket has no such limit); `fewer` says how to write less."""
+    if is_remote(folder):
+        return
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise WorkdirError(
+            f"{what} need about {needed / 2**20:.1f} MiB in {folder}, but its disk has "
+            f"{free / 2**20:.1f} MiB free. Free space, {fewer}, or use a --workdir on another "
+            f"disk.")
+
+
 def _cannot_write(folder, what, error):
     if error.errno in (errno.ENOTDIR, errno.EEXIST):
         reason = "a file stands where a folder of that path should be"
     else:
         reason = errors.DISK_ERRNOS.get(error.errno, error.strerror or type(error).__name__)
     return WorkdirError(
-        f"{what.capitalize()} {folder} cannot be written: {reason} ({error.filename or folder}). "
-        f"A run checks this before any long work; pass a folder you can write, or free space or "
-        f"fix the folder's permissions.")
+        f"{what.capitalize()} {folder} cannot be written: {reason}. A run checks this before any "
+        f"long work; pass a folder you can write, or free space or fix the folder's permissions.")
 
 
 def _make_folder(folder, what):
@@ -304,7 +316,7 @@ def _remove_empty(folders):
 def _acquire(lock):
     """Creates the lock (taking over a gone process's); returns its record."""
     mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-            "command": " ".join(sys.argv)}
+            "command": " ".join(sys.orig_argv)}
     for _ in range(3):  # taking over a dead run's lock races with others doing the same
         try:
             if _create(lock, mine):

@@ -144,6 +144,18 @@ def test_unreadable_json_records_say_why(tmp_path):
             workdir_lib.read_json(path)
 
 
+def test_samples_that_would_not_fit_on_the_disk_stop_before_the_generation(run, monkeypatch,
+                                                                             caplog):
+    before = files(run)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 1000))
+    with pytest.raises(workdir_lib.WorkdirError) as error:
+        generate.sample_to_workdir(trained.load_config(run), run)
+    assert str(error.value).startswith(
+        f"64 samples (samples.npy, samples_unit.npy, samples.csv) need about 0.2 MiB in {run}, "
+        f"but its disk has 0.0 MiB free.")
+    assert "Generating" not in caplog.text and files(run) == before
+
+
 def test_disk_errors_are_found_in_orbax_and_tensorstore_errors_and_kept_out_of_its_log():
     tensorstore = ValueError("RESOURCE_EXHAUSTED: Error writing local file \"x\": Failed to "
                              "write 8837 bytes to file 4: No space left on device "
@@ -155,6 +167,8 @@ def test_disk_errors_are_found_in_orbax_and_tensorstore_errors_and_kept_out_of_i
     assert errors.disk_error(wrapped).errno == errno.ENOSPC
     assert errors.disk_error(ValueError("[os_error_code='2']")) is None  # not a disk problem
     assert errors.disk_error(OSError(errno.EROFS, "Read-only file system")).errno == errno.EROFS
+    short_write = OSError("2400000 requested and 432096 written")  # np.save on a full disk
+    assert errors.disk_error(short_write).errno == errno.ENOSPC
     orbax_file = "/site-packages/orbax/checkpoint/_src/futures/future.py"
     record = logging.LogRecord("absl", logging.ERROR, orbax_file, 1, "thread failed", None,
                                (ValueError, tensorstore, None))
@@ -379,7 +393,7 @@ def test_a_full_disk_during_training_is_one_paragraph_and_resumable(tmp_path):
     assert line.endswith(
         "). Records are written whole or not at all, so what the workdir held before is intact. "
         "Free space (or give write access, or use a --workdir on another disk) and run the same "
-        "command again: training resumes from its last checkpoint.")
+        "command again (training resumes from its last checkpoint).")
     steps = trained.checkpoint_steps(workdir)
     assert 10 in steps and 20 not in steps  # the unfinished save is no step
 
