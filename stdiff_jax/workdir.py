@@ -21,8 +21,9 @@ Lock. `locked(workdir)` holds workdir/lock.json (host, pid, start, command) for 
 second process is refused with a `WorkdirError` naming the first, and a lock whose process is gone
 (same host, no such pid, or a pid started after the lock) is taken over with one log line. Process
 0 of a multi-host run takes it for all hosts. Creating the lock is also the check that the workdir
-can be written, before any long work. On a bucket the lock is best effort (written, then read back:
-of two runs starting in the same instant, both may proceed).
+can be written, before any long work (`writable_folder` checks another output folder,
+`check_free_space` a local disk's room for large outputs). On a bucket the lock is best effort
+(written, then read back: of two runs starting in the same instant, both may proceed).
 
 Signals. `raising_on_signals` turns SIGINT and SIGTERM into `errors.Interrupted` (SIGTERM would
 otherwise end the process at once, skipping every clean-up); `deferring_signals` lets a training
@@ -213,7 +214,7 @@ def append_line(path, line):
 
 
 # ------------------------------------------------------------------------------------------------
-# Lock.
+# Lock and folders.
 # ------------------------------------------------------------------------------------------------
 _held = {}  # lock file -> record, the locks this process holds
 
