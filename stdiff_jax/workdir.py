@@ -317,7 +317,7 @@ def _remove_empty(folders):
 def _acquire(lock):
     """Creates the lock (taking over a gone process's); returns its record."""
     mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-            "command": " ".join(sys.orig_argv)}
+            "command": " ".join(" ".join(sys.orig_argv).split())}  # one line, for the message
     for _ in range(3):  # taking over a dead run's lock races with others doing the same
         try:
             if _create(lock, mine):
