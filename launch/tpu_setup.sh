@@ -11,5 +11,5 @@ ssh_all() { gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" --worker=a
 gcloud compute tpus tpu-vm scp /tmp/stdiff_jax.tgz "$TPU_NAME":~/ --zone="$ZONE" --worker=all
 ssh_all "mkdir -p ~/stdiff_jax && tar xzf ~/stdiff_jax.tgz -C ~/stdiff_jax && cd ~/stdiff_jax \
   && python3 -m venv ~/venv && . ~/venv/bin/activate && pip install -q -U pip \
-  && pip install -q -e '.[plots]' 'jax[tpu]==$jax_version' \
+  && pip install -q -e '.[plots]' 'jax[tpu]==$jax_version' gcsfs \
   && python -c 'import jax; print(jax.process_index(), jax.local_device_count(), jax.devices()[0].platform)'"

@@ -21,29 +21,39 @@ device (20 s for the first save of the smoke model on 8 CPU devices).
 Retention: the last `keep` checkpoints, plus the one with the best validation loss (a checkpoint
 carries a validation loss only when it was saved right after an evaluation).
 
-Damage: every restore goes through `restore_first_intact`. A step that fails to read (a truncated
-array file, an overwritten host item) is reported in one line, moved into
+Damage: a step any of whose parts fails to read is reported in one line, moved into
 `<workdir>/damaged_checkpoints/` (outside the directory Orbax lists steps from; nothing is deleted)
-and the next step is tried. Only a failure inside Orbax's reading counts (`UnreadableCheckpoint`):
-a checkpoint of another network (`CheckpointMismatch`), a config error or a bug stops the run and
-the checkpoint stays where it is.
+and the next step is used. Orbax reads every step's metrics and step metadata when a manager
+opens, so `create_manager` first checks those two JSON files of every finished step
+(`set_aside_unreadable`); every restore goes through `restore_first_intact`, which moves aside a
+step whose array metadata, arrays or host item fail to read. Only a failure to read counts
+(`UnreadableCheckpoint`): a readable checkpoint of another network (`CheckpointMismatch`), a
+config error or a bug stops the run and the checkpoint stays where it is.
 """
 
+import contextlib
 import datetime
 import logging
-import pathlib
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
+from stdiff_jax import errors
+from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.errors import MissingFileError, UserError
 
 STATE, HOST = "state", "host"
 VAL_LOSS = "val_loss"
 DAMAGED_DIR = "damaged_checkpoints"  # beside the checkpoint directory
 REASON_CHARS = 300  # Orbax's errors embed TensorStore specs; the cause's first line suffices.
+# The JSON files of a step that Orbax reads when a manager opens, and the state's array metadata
+# (Orbax's names).
+STEP_METADATA, METRICS_FILE, ARRAY_METADATA = "_CHECKPOINT_METADATA", "metrics/metrics", "_METADATA"
+COMMIT_FILE = "commit_success.txt"  # Orbax's mark of a finished save in a bucket
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +72,18 @@ class UnreadableCheckpoint(Exception):
 
 
 class QuietOrbax(logging.Filter):
-    """A log filter: Orbax logs every save at INFO; keep its warnings and everything else.
+    """A log filter: Orbax logs every save at INFO, and a background save's disk error (no space,
+    read-only) with its traceback from each thread it passes; keep Orbax's other warnings and
+    errors, and everything else. The disk error reaches the caller, which reports it once.
 
     `absl.logging.get_absl_handler().addFilter(QuietOrbax())`, as the command line does.
     """
 
     def filter(self, record):
-        return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+        if "/orbax/" not in record.pathname:
+            return True
+        disk = record.exc_info and errors.disk_error(record.exc_info[1])
+        return record.levelno >= logging.WARNING and not disk
 
 
 def _val_loss(metrics):
@@ -92,7 +107,24 @@ def create_manager(directory, keep, async_saves=True):
         (jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False)))
     handlers = {STATE: ocp.PyTreeCheckpointHandler(type_handler_registry=arrays),
                 HOST: ocp.JsonCheckpointHandler()}
+    set_aside_unreadable(directory)
     return ocp.CheckpointManager(directory, item_handlers=handlers, options=options)
+
+
+@contextlib.contextmanager
+def saving(directory, keep):
+    """An asynchronous `create_manager` for the block. At its end, also on an error, the last save
+    finishes and the manager closes (its threads stop), and a directory nothing was saved into
+    is removed."""
+    manager = create_manager(directory, keep)
+    try:
+        yield manager
+    finally:
+        try:
+            manager.wait_until_finished()
+        finally:
+            manager.close()
+            remove_if_empty(directory)
 
 
 def save(manager, step, state, host, val_loss=None):
@@ -147,7 +179,10 @@ def _shapes(tree):
 def check_stored_shapes(manager, step, item, partial=False):
     """Raises CheckpointMismatch when the state of a step holds other shapes than `item` (the
     abstract arrays about to be restored; with `partial`, some entries of the state): the config
-    or the code builds another network. Reads only the step's array metadata."""
+    or the code builds another network. Reads only the step's array metadata, whose absence is
+    damage (Orbax would return no arrays, which would read as another network)."""
+    if not (epath.Path(manager.directory) / str(step) / STATE / ARRAY_METADATA).exists():
+        raise UnreadableCheckpoint(f"the array metadata: {STATE}/{ARRAY_METADATA} is missing")
     stored = _shapes(_read("the array metadata", manager.item_metadata, int(step))[STATE])
     wanted = _shapes(item)
     names = wanted.keys() if partial else wanted.keys() | stored.keys()
@@ -185,20 +220,59 @@ def read_error_reason(error):
     return reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 3] + "..."
 
 
-def move_aside(manager, step):
+def move_aside(directory, step):
     """Moves a step's directory to <workdir>/damaged_checkpoints/<step>-<time>, where Orbax does not
-    look for steps, and refreshes the manager's list of steps. Returns the new path.
-
-    Process 0 moves; every process stops listing the step.
-    """
-    source = pathlib.Path(str(manager.directory)) / str(step)
+    look for steps (process 0 moves). Returns the new path."""
+    source = epath.Path(directory) / str(step)
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S.%f")
     target = source.parent.parent / DAMAGED_DIR / f"{step}-{stamp}"
     if jax.process_index() == 0 and source.exists():
         target.parent.mkdir(exist_ok=True)
         source.rename(target)
-    manager.reload()
     return target
+
+
+def set_aside_unreadable(directory):
+    """Moves aside (`move_aside`, reported in one line each) the steps of a checkpoint directory
+    whose step metadata is missing or unreadable, or whose metrics are unreadable: Orbax reads
+    both of every step when a manager opens (broken metrics stop it; broken step metadata fills
+    the log with errors, and loses the step's time and metrics)."""
+    directory = epath.Path(directory)
+    for step in finished_steps(directory):
+        step_dir = directory / str(step)
+        reason = (_unreadable_json(step_dir, STEP_METADATA, required=True)
+                  or _unreadable_json(step_dir, METRICS_FILE, required=False))
+        if reason:
+            target = move_aside(directory, step)
+            logger.warning("Checkpoint step %d at %s cannot be read (%s); moved it to %s.", step,
+                           step_dir, reason, target)
+    if jax.process_count() > 1:  # no process opens a manager before the damaged steps are gone
+        multihost_utils.sync_global_devices("stdiff_jax.checkpoint.set_aside_unreadable")
+
+
+def finished_steps(directory):
+    """The steps of a checkpoint directory's finished saves, from its listing: locally Orbax names
+    a step's directory by its number once the save is complete (an unfinished save's carries a
+    suffix); in a bucket, where nothing is renamed, a complete step holds commit_success.txt."""
+    directory = epath.Path(directory)
+    if not directory.is_dir():
+        return []
+    steps = [p for p in directory.iterdir() if p.name.isdigit()]
+    if workdir_lib.is_remote(directory):
+        steps = [p for p in steps if (p / COMMIT_FILE).exists()]
+    return sorted(int(p.name) for p in steps)
+
+
+def _unreadable_json(step_dir, name, required):
+    """Why the JSON object step_dir/name cannot be read, in one line; None when it can (or when it
+    is absent and not `required`)."""
+    if not (step_dir / name).exists():
+        return f"{name} is missing" if required else None
+    try:
+        workdir_lib.read_json(step_dir / name)
+    except workdir_lib.UnreadableRecord as e:
+        return f"{name}: {e}"
+    return None
 
 
 def restore_first_intact(manager, steps, restore):
@@ -209,12 +283,13 @@ def restore_first_intact(manager, steps, restore):
     aside (`move_aside`) and the next step is tried; any other error propagates. Raises
     NoIntactCheckpoint, naming the directory, when every step is damaged.
     """
-    directory = pathlib.Path(str(manager.directory))
+    directory = epath.Path(manager.directory)
     for i, step in enumerate(steps):
         try:
             return step, restore(step)
         except UnreadableCheckpoint as e:
-            target = move_aside(manager, step)
+            target = move_aside(directory, step)
+            manager.reload()
             logger.warning("Checkpoint step %d at %s cannot be read (%s); moved it to %s%s.",
                            step, directory / str(step), e, target,
                            f", trying step {steps[i + 1]}" if i + 1 < len(steps) else "")
@@ -230,10 +305,8 @@ def restore_first_intact(manager, steps, restore):
 def remove_if_empty(directory):
     """Removes a checkpoint directory that holds nothing, so a run that failed before its first
     save leaves no workdir that looks trained."""
-    try:
-        pathlib.Path(directory).rmdir()
-    except OSError:  # not empty, or already gone
-        pass
+    with contextlib.suppress(OSError, ValueError):  # not empty (ValueError in epath), or gone
+        epath.Path(directory).rmdir()
 
 
 def best_or_latest_step(manager):

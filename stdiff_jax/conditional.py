@@ -75,6 +75,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from stdiff_jax import fingerprint, generate, sampling, trained
 from stdiff_jax import mesh as mesh_lib
+from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import dataset_of, tables
 from stdiff_jax.errors import MissingFileError, UserError
 from stdiff_jax.schedule import Schedule, alpha_sigma
@@ -548,6 +549,15 @@ def _write_csv(path, index, names, values):
             writer.writerow(([index[1][r]] if index else []) + [repr(float(v)) for v in row])
 
 
+def _write_tables(paths, index, tables):
+    """Writes each (names, values) of `tables` as the CSV at its path in `paths` (`_write_csv`),
+    all together and each whole (`workdir.writing`), from process 0."""
+    if jax.process_index() == 0:
+        with workdir_lib.writing(*paths) as files:
+            for file, (names, values) in zip(files, tables):
+                _write_csv(file, index, names, values)
+
+
 def sample_quantiles(samples, quantiles, axis=0):
     """Quantiles of S samples along `axis` as predictions of one more draw of their distribution.
 
@@ -570,9 +580,9 @@ def _quantile_columns(samples, names, quantiles):
 
 
 def _output_dir(config, workdir):
-    out = pathlib.Path(config.condition.output_dir or workdir)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    """config.condition.output_dir (else the workdir), created and checked writable: before the
+    sampling, whose work a folder that cannot be written would waste."""
+    return workdir_lib.writable_folder(config.condition.output_dir or workdir, "the output folder")
 
 
 def column_names_of(tm):
@@ -582,14 +592,16 @@ def column_names_of(tm):
     return tm.host.column_names or dataset_of(config.data).column_names
 
 
+@workdir_lib.locking
 def impute_to_workdir(config, workdir):
     """--mode=impute: fills the NaNs of config.condition.input with the median of S samples
-    (imputed.csv, the input's layout) and writes per-value quantiles (imputed_quantiles.csv).
-    Returns the two paths."""
+    (imputed.csv, the input's layout) and writes per-value quantiles (imputed_quantiles.csv),
+    both whole and together once the sampling is done. Returns the two paths."""
     settings = condition_settings(config)
     if not settings.input:
         raise UserError("--mode=impute needs a CSV to fill in: --config.condition.input=FILE.csv "
                         "(original units, the training columns, empty or NaN cells missing).")
+    out = _output_dir(config, workdir)
     tm = trained.load(config, workdir, mesh_lib.make_mesh())
     names = column_names_of(tm)
     raw, index = read_input_csv(settings.input, names)
@@ -598,40 +610,40 @@ def impute_to_workdir(config, workdir):
     samples = impute_table(tm, raw)  # (S, R, K)
     completed = np.where(np.isfinite(raw), raw, np.median(samples, axis=0))
     quantiles, labels = _quantile_columns(samples, names, tuple(settings.quantiles))
-    out = _output_dir(config, workdir)
     paths = out / IMPUTED, out / IMPUTED_QUANTILES
-    if jax.process_index() == 0:
-        _write_csv(paths[0], index, names, completed)
-        _write_csv(paths[1], index, labels, quantiles)
+    _write_tables(paths, index, [(names, completed), (labels, quantiles)])
     logging.info("Imputed %d of %d values: %s and %s.", (~np.isfinite(raw)).sum(), raw.size,
                  *paths)
     return paths
 
 
-def forecast_to_workdir(config, workdir):
+@workdir_lib.locking
+def forecast_to_workdir(config, workdir, allow_workdir_mismatch=False):
     """--mode=forecast: the config.condition.horizon steps after the end of the data set's series
     (or of config.condition.input): the median of S samples (forecast.csv) and per-value quantiles
-    (forecast_quantiles.csv), rows numbered by steps ahead. Returns the two paths."""
+    (forecast_quantiles.csv), rows numbered by steps ahead, both whole and together once the
+    sampling is done. Returns the two paths.
+
+    allow_workdir_mismatch: forecast after the series of other data than the workdir was trained
+    on (or with no readable record of it; `fingerprint.check`)."""
     settings = condition_settings(config)
     length = config.data.seq_len
     if not 1 <= settings.horizon < length:
         raise UserError(f"--mode=forecast needs 1 <= config.condition.horizon < seq_len = "
                         f"{length} (the model's window holds history and forecast), got "
                         f"{settings.horizon}.")
+    out = _output_dir(config, workdir)
     tm = trained.load(config, workdir, mesh_lib.make_mesh())
     names = column_names_of(tm)
     if settings.input:
         history, _ = read_input_csv(settings.input, names)
     else:  # The end of the data set's series: its last window, of the data the model learnt.
-        dataset = fingerprint.checked_dataset(config, workdir)
+        dataset = fingerprint.checked_dataset(config, workdir, allow_workdir_mismatch)
         history = dataset.to_raw(dataset.windows[-1])
     samples = forecast(tm, history, settings.horizon)  # (S, H, K)
     quantiles, labels = _quantile_columns(samples, names, tuple(settings.quantiles))
     index = ("step", [str(h) for h in range(1, settings.horizon + 1)])
-    out = _output_dir(config, workdir)
     paths = out / FORECAST, out / FORECAST_QUANTILES
-    if jax.process_index() == 0:
-        _write_csv(paths[0], index, names, np.median(samples, axis=0))
-        _write_csv(paths[1], index, labels, quantiles)
+    _write_tables(paths, index, [(names, np.median(samples, axis=0)), (labels, quantiles)])
     logging.info("Forecast %d steps: %s and %s.", settings.horizon, *paths)
     return paths

@@ -5,22 +5,22 @@
   model  the series (L, K) and video shapes, the network's size settings, its parameter count
          and a sha256 of its parameter shapes.
 
-The first training run writes the record (a workdir from before records gets its next run's). A
-later run compares its own before it touches the workdir: other data stops it (`WorkdirMismatch`)
-unless it resumes anyway with --allow_workdir_mismatch, and another network always stops it (its
-checkpoints cannot be restored into that network). A workdir without checkpoints has nothing to
-protect: its record is replaced.
+The first training run writes the record. A later run compares its own before it touches the
+workdir: other data stops it (`WorkdirMismatch`) unless it resumes anyway with
+--allow_workdir_mismatch, and another network always stops it (its checkpoints cannot be restored
+into that network). A workdir with checkpoints but no readable record (lost, emptied, cut) cannot
+be checked: it stops too, until --allow_workdir_mismatch says to go on and record this run's. A
+workdir without checkpoints has nothing to protect: its record is replaced.
 """
 
 import hashlib
-import json
-import pathlib
 
 import jax
 import numpy as np
 from absl import logging
 
 from stdiff_jax import trained
+from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data.loaders import custom_file, dataset_of
 from stdiff_jax.errors import UserError
 from stdiff_jax.mesh import make_mesh
@@ -86,17 +86,45 @@ def _differences(recorded, current):
             if recorded.get(key) != current.get(key)]
 
 
+def _read_record(path):
+    """(the record at `path`, None), or (None, why there is none)."""
+    if not path.exists():
+        return None, "is missing"
+    try:
+        return workdir_lib.read_json(path), None
+    except workdir_lib.UnreadableRecord as e:
+        return None, f"cannot be read ({e})"
+
+
+def _unchecked(workdir, reason, allow_data_mismatch):
+    """A workdir with checkpoints and no readable record: a warning with `allow_data_mismatch`,
+    else WorkdirMismatch."""
+    if allow_data_mismatch:
+        logging.warning("The workdir %s has checkpoints, but its %s %s; going on (%s) and "
+                        "recording this run's data and network.", workdir, FILE, reason, OVERRIDE)
+        return
+    raise WorkdirMismatch(
+        f"The workdir {workdir} has checkpoints, but its {FILE} {reason}, so this run cannot "
+        f"check that it uses the data and the network the checkpoints were trained with. If it "
+        f"does (the file was lost or damaged), pass {OVERRIDE}: the run goes on and records this "
+        f"run's data and network as the workdir's (the network is still checked against the "
+        f"checkpoints). Otherwise use another --workdir.")
+
+
 def check(workdir, current, allow_data_mismatch=False):
     """Raises WorkdirMismatch when the record of a workdir with checkpoints differs from `current`
-    ({"data": of_data(...), "model": of_model(...)}, either part may be left out).
+    ({"data": of_data(...), "model": of_model(...)}, either part may be left out), or is missing
+    or unreadable.
 
-    Different data is only a warning with `allow_data_mismatch`; a different model never is.
+    Different data, or no readable record, is only a warning with `allow_data_mismatch`; a
+    different model never is.
     """
-    path = pathlib.Path(workdir) / FILE
-    if not path.exists() or not trained.checkpoint_steps(workdir):
+    workdir = workdir_lib.as_path(workdir)
+    if not trained.checkpoint_steps(workdir):
         return
-    recorded = json.loads(path.read_text())
-    workdir = pathlib.Path(workdir).resolve()
+    recorded, reason = _read_record(workdir / FILE)
+    if reason:
+        return _unchecked(workdir, reason, allow_data_mismatch)
     model = _differences(recorded.get("model", {}), current["model"]) if "model" in current else []
     if model:
         raise WorkdirMismatch(
@@ -117,8 +145,9 @@ def check(workdir, current, allow_data_mismatch=False):
 
 
 def record(workdir, current):
-    """Writes `current` as the workdir's record, unless the workdir has checkpoints and a record
-    (then the record is the first run's, which `check` compared against)."""
-    path = pathlib.Path(workdir) / FILE
-    if jax.process_index() == 0 and not (path.exists() and trained.checkpoint_steps(workdir)):
-        path.write_text(json.dumps(current, indent=2) + "\n")
+    """Writes `current` as the workdir's record, unless the workdir has checkpoints and a readable
+    record (then the record is the first run's, which `check` compared against)."""
+    path = workdir_lib.as_path(workdir) / FILE
+    kept = trained.checkpoint_steps(workdir) and _read_record(path)[1] is None
+    if jax.process_index() == 0 and not kept:
+        workdir_lib.write_json(path, current)

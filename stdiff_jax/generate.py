@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import pathlib
+import tempfile
 import time
 
 import jax
@@ -31,6 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from stdiff_jax import checkpoint, fingerprint, sampling, trained
 from stdiff_jax import mesh as mesh_lib
+from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data.held_out import held_out_windows
 from stdiff_jax.data.tables import write_windows_csv
 from stdiff_jax.errors import MissingFileError
@@ -42,6 +44,7 @@ PROBE_PER_DEVICE = 8  # Batch per device at which the network's memory is measur
 MEMORY_FRACTION = 0.25  # Share of the free memory a chunk may fill (the rest: headroom, others).
 MAX_PER_DEVICE = 1024  # Larger chunks gain little speed but report progress less often.
 SAMPLER_BUFFERS = 4  # Video-sized arrays the samplers carry besides the network (z, x0, eps, noise).
+CSV_BYTES_PER_VALUE = 16  # samples.csv writes "%.9g" and a comma: at most 16 characters a value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -138,16 +141,27 @@ def generate_series(sampler, params, num_samples, chunk_size, key, progress=samp
 # ------------------------------------------------------------------------------------------------
 # The sample and evaluate modes.
 # ------------------------------------------------------------------------------------------------
+@workdir_lib.locking
 def sample_to_workdir(config, workdir):
     """Generates config.sample.num_samples series (0: as many as the data set has windows) with the
     trained model of workdir and saves them as samples_unit.npy ([0, 1]), samples.npy (original
     units) and samples.csv (original units; columns window, t and the data's column names,
-    `tables.write_windows_csv`). Returns the [0, 1] samples."""
-    workdir = pathlib.Path(workdir)
+    `tables.write_windows_csv`). Returns the [0, 1] samples.
+
+    The workdir's disk is checked for their size before the generation. The three files replace
+    the workdir's earlier ones together, once every series is generated (`workdir.writing`): an
+    error or a signal before leaves those as they were.
+    """
+    workdir = workdir_lib.as_path(workdir)
     mesh = mesh_lib.make_mesh()
     tm = trained.load(config, workdir, mesh)
     model, params, host = tm.model, tm.params, tm.host
     num_samples = config.sample.num_samples or host.num_windows
+    length, k = host.series_shape
+    workdir_lib.check_free_space(  # two .npy files of float32 and the CSV, with its two indices
+        workdir, num_samples * length * (2 * 4 * k + CSV_BYTES_PER_VALUE * (k + 2)),
+        f"{num_samples} samples (samples.npy, samples_unit.npy, samples.csv)",
+        "lower config.sample.num_samples")
     chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, tm.video_shape,
                                                              num_samples)
     sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)
@@ -162,13 +176,16 @@ def sample_to_workdir(config, workdir):
     unit = ((series + 1.0) / 2.0).astype(np.float32)  # (N, L, K) in [0, 1]
     if jax.process_index() == 0:
         raw = host.scaler.inverse(unit).astype(np.float32)
-        np.save(workdir / SAMPLES_UNIT, unit)
-        np.save(workdir / SAMPLES_RAW, raw)
         names = host.column_names or [f"c{k}" for k in range(raw.shape[-1])]  # older checkpoints
-        write_windows_csv(workdir / SAMPLES_CSV, raw, names)
+        with workdir_lib.writing(*(workdir / name for name in (
+                SAMPLES_UNIT, SAMPLES_RAW, SAMPLES_CSV))) as (unit_file, raw_file, csv_file):
+            np.save(unit_file, unit)
+            np.save(raw_file, raw)
+            write_windows_csv(csv_file, raw, names)
     return unit
 
 
+@workdir_lib.locking
 def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=False):
     """Scores workdir/samples_unit.npy, clipped to [0, 1], against the real [0, 1] windows, and
     checks them for memorisation against `held_out_windows` of the data set; writes metrics.json
@@ -181,11 +198,11 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
     """
     from stdiff_jax import metrics  # Only this mode needs the metrics' networks.
 
-    workdir = pathlib.Path(workdir)
+    workdir = workdir_lib.as_path(workdir)
     path = workdir / SAMPLES_UNIT
     if not path.exists():
         raise MissingFileError(f"No samples at {path}: run --mode=sample (or all) first.")
-    fake = np.load(path)
+    fake = workdir_lib.load_npy(path)
     outside = np.mean((fake < 0) | (fake > 1))
     if outside:  # The protocol scores [0, 1] windows (Diffusion-TS clamps its samples too).
         logging.info("Clipping %.3f%% of the sample values into [0, 1] for scoring.", 100 * outside)
@@ -200,15 +217,31 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
                               metrics=tuple(config.eval.metrics), held_out=held_out,
                               held_out_source=held_out_source)
     if jax.process_index() == 0:
-        (workdir / METRICS).write_text(json.dumps(checkpoint.to_json(scores), indent=2) + "\n")
+        workdir_lib.write_json(workdir / METRICS, checkpoint.to_json(scores))
         if config.eval.plots:
-            from stdiff_jax.metrics import plots
-            try:
-                paths = plots.save_plots(real_unit, fake, workdir / "plots", names=names)
-                if (workdir / trained.METRIC_LOG).exists():
-                    paths.append(plots.save_loss_curve(workdir / trained.METRIC_LOG,
-                                                       workdir / "plots"))
-                logging.info("Plots: %s", ", ".join(map(str, paths)))
-            except ImportError as e:  # matplotlib and scikit-learn are an optional extra
-                logging.warning("Skipping the plots: %s", e)
+            save_plots(real_unit, fake, workdir, names)
     return scores
+
+
+def save_plots(real_unit, fake, workdir, names):
+    """Draws the evaluation plots, and loss.png from the training log, into workdir/plots: drawn
+    in a local temporary folder (matplotlib writes local files; the workdir may be a bucket), then
+    each written whole."""
+    from stdiff_jax.metrics import plots
+
+    with tempfile.TemporaryDirectory() as local:
+        try:
+            drawn = plots.save_plots(real_unit, fake, local, names=names)
+            if (workdir / trained.METRIC_LOG).exists():
+                rows, _ = workdir_lib.read_jsonl(workdir / trained.METRIC_LOG)  # without a cut line
+                log = pathlib.Path(local) / trained.METRIC_LOG
+                log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+                drawn.append(plots.save_loss_curve(log, local))
+        except ImportError as e:  # matplotlib and scikit-learn are an optional extra
+            logging.warning("Skipping the plots: %s", e)
+            return
+        (workdir / "plots").mkdir(exist_ok=True)
+        paths = [workdir / "plots" / os.path.basename(p) for p in drawn]
+        for source, target in zip(drawn, paths):
+            workdir_lib.write_bytes(target, pathlib.Path(source).read_bytes())
+    logging.info("Plots: %s", ", ".join(map(str, paths)))

@@ -12,7 +12,14 @@ Repeat runs start faster with a persistent compilation cache: JAX_COMPILATION_CA
 Also in the workdir: samples.csv (original units, the data's column names), fingerprint.json (the
 data and network the workdir belongs to: another run stops before touching it) and
 damaged_checkpoints/ (checkpoints that failed to read, moved aside). A problem with the data,
-config or workdir is printed as one paragraph, without a traceback, with exit status 2.
+config or workdir is printed as one paragraph, without a traceback, with exit status 2: among
+them a workdir another run is writing (lock.json names it), one that cannot be written (checked
+before any long work) and a full disk. The workdir may be a gs:// path (workdir.py).
+
+SIGINT (Ctrl-C) or SIGTERM (a batch scheduler's or a preempted VM's notice) during training saves
+a checkpoint of the step in progress; during sampling, imputation or forecasting it leaves no
+partial output (files are written whole). Either way one line says so, and the exit status is
+128 + the signal's number (130, 143); the same command resumes.
 
 --mode=impute fills the NaNs of --config.condition.input=FILE.csv (imputed.csv,
 imputed_quantiles.csv); --mode=forecast forecasts --config.condition.horizon=H steps after the
@@ -27,6 +34,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from stdiff_jax import checkpoint, conditional, config_checks, errors, generate, train
+from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data.loaders import custom_file
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:smoke.",
@@ -38,7 +46,8 @@ flags.DEFINE_enum("mode", "all", ["train", "sample", "evaluate", "all", "impute"
 flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize() (multi-host); default: "
                   "when JAX_COORDINATOR_ADDRESS, SLURM or Open MPI launch variables say so.")
 flags.DEFINE_bool("allow_workdir_mismatch", False, "Resume (or score) a workdir trained on other "
-                  "data anyway; the network must still match.")
+                  "data, or one whose fingerprint.json is lost, anyway; the network must still "
+                  "match.")
 flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 
@@ -92,21 +101,33 @@ def main(argv):
         jax.distributed.initialize()
     config = FLAGS.config
     config_checks.check_config(config, FLAGS.mode)
-    workdir = os.path.abspath(FLAGS.workdir or default_workdir(config))
+    workdir = workdir_lib.as_path(FLAGS.workdir or default_workdir(config))
     logging.info("workdir: %s (mode %s, process %d of %d, %d devices)", workdir,
                  FLAGS.mode, jax.process_index(), jax.process_count(), jax.device_count())
-    if FLAGS.mode in ("train", "all"):
-        train.train_and_evaluate(config, workdir,
-                                 allow_workdir_mismatch=FLAGS.allow_workdir_mismatch)
-    if FLAGS.mode in ("sample", "all"):
+    try:
+        with workdir_lib.raising_on_signals(), workdir_lib.locked(workdir):
+            run_modes(config, workdir, FLAGS.mode, FLAGS.allow_workdir_mismatch)
+    except Exception as e:  # Orbax's background saves raise a full disk's OSError wrapped
+        disk = errors.disk_error(e)
+        if disk is None or isinstance(e, errors.UserError):
+            raise
+        raise errors.UserError(errors.disk_error_message(disk, f"the workdir {workdir}")) from e
+
+
+def run_modes(config, workdir, mode, allow_workdir_mismatch):
+    """The stages of --mode, in order."""
+    if mode in ("train", "all"):
+        train.train_and_evaluate(config, workdir, allow_workdir_mismatch=allow_workdir_mismatch)
+    if mode in ("sample", "all"):
         generate.sample_to_workdir(config, workdir)
-    if FLAGS.mode in ("evaluate", "all"):
-        print_scores(generate.evaluate_workdir(
-            config, workdir, allow_workdir_mismatch=FLAGS.allow_workdir_mismatch))
-    if FLAGS.mode == "impute":
+    if mode in ("evaluate", "all"):
+        print_scores(generate.evaluate_workdir(config, workdir,
+                                               allow_workdir_mismatch=allow_workdir_mismatch))
+    if mode == "impute":
         conditional.impute_to_workdir(config, workdir)
-    if FLAGS.mode == "forecast":
-        conditional.forecast_to_workdir(config, workdir)
+    if mode == "forecast":
+        conditional.forecast_to_workdir(config, workdir,
+                                        allow_workdir_mismatch=allow_workdir_mismatch)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ its normalisation run inside the jitted step, where they cost little next to the
 
 import functools
 import json
-import pathlib
 import time
 from typing import Any
 
@@ -24,13 +23,15 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, diffusion, fingerprint, video
+from stdiff_jax import checkpoint, diffusion, errors, fingerprint, video
+from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import BatchIterator, dataset_of
 from stdiff_jax.errors import UserError
 from stdiff_jax.mesh import DATA_AXIS, check_divisible, make_mesh, shard_batch
 from stdiff_jax.schedule import Schedule
-from stdiff_jax.trained import (METRIC_LOG, HostState, apply_fn_of, build_model, checkpoint_dir,
-                                checkpoint_steps, open_checkpoints, read_host, video_transform)
+from stdiff_jax.trained import (CONFIG, METRIC_LOG, HostState, apply_fn_of, build_model,
+                                checkpoint_dir, checkpoint_steps, open_checkpoints, read_host,
+                                video_transform)
 
 VAL_SUBSET_FRACTION = 0.05  # Size of the fixed training subset scored when val_fraction is 0.
 SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order drawn from data.seed.
@@ -262,36 +263,42 @@ class MetricWriter:
     """Appends one JSON object per line to workdir/metrics.jsonl (process 0 only).
 
     Rows after `resume_step` (logged by an interrupted run after its last checkpoint, and about
-    to be logged again) are dropped first, so the log has each step once.
+    to be logged again) and unreadable lines (a line a kill cut) are dropped first, so the log
+    has each step once.
     """
 
     def __init__(self, workdir, resume_step):
-        self.path = pathlib.Path(workdir) / METRIC_LOG
+        self.path = workdir_lib.as_path(workdir) / METRIC_LOG
         self.enabled = jax.process_index() == 0
         if self.enabled and self.path.exists():
-            rows = self.path.read_text().splitlines(keepends=True)
-            keep = [r for r in rows
-                    if resume_step is not None and json.loads(r)["step"] <= resume_step]
-            if len(keep) < len(rows):
-                self.path.write_text("".join(keep))
+            rows, complete = workdir_lib.read_jsonl(self.path)
+            keep = [r for r in rows if resume_step is not None and r["step"] <= resume_step]
+            if len(keep) < len(rows) or not complete:
+                workdir_lib.write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def write(self, step, **scalars):
         if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
-                        + "\n")
+            row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+            workdir_lib.append_line(self.path, json.dumps(row) + "\n")
 
 
 def save_config(config, workdir):
-    """Writes the resolved config to workdir/config.json, warning about changes on a resume."""
-    path = pathlib.Path(workdir) / "config.json"
+    """Writes the resolved config to workdir/config.json (process 0), warning about changes on a
+    resume; an unreadable one (empty, cut) is replaced, with a line saying so."""
+    path = workdir_lib.as_path(workdir) / CONFIG
     text = config.to_json_best_effort(indent=2, sort_keys=True)
-    if path.exists() and path.read_text() != text:
-        old, new = _flatten(json.loads(path.read_text())), _flatten(json.loads(text))
-        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        logging.warning("The config differs from the one saved in %s in %s.", path, changed)
+    if path.exists():
+        try:
+            old, new = _flatten(workdir_lib.read_json(path)), _flatten(json.loads(text))
+        except workdir_lib.UnreadableRecord as e:
+            logging.warning("%s cannot be read (%s); writing this run's config.", path, e)
+        else:
+            changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            if changed:
+                logging.warning("The config differs from the one saved in %s in %s.", path,
+                                changed)
     if jax.process_index() == 0:
-        path.write_text(text)
+        workdir_lib.write_text(path, text)
 
 
 def _flatten(d, prefix=""):
@@ -304,6 +311,7 @@ def _flatten(d, prefix=""):
     return out
 
 
+@workdir_lib.locking
 def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
                        allow_workdir_mismatch=False):
     """Trains the model of `config`, saving checkpoints, metrics and the config into `workdir`.
@@ -312,8 +320,10 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     scaler, normaliser and early-stopping record: the run continues exactly as if never
     interrupted; damaged newer ones are moved aside and their steps redone); else a fresh start. A
     finished or early-stopped run returns at once when called again. On a multi-host runtime's
-    preemption notice every host saves at the same step and returns. Nothing is written before the
-    data and the network are checked against the workdir's fingerprint (fingerprint.py).
+    preemption notice every host saves at the same step and returns; in a single process a SIGINT
+    or SIGTERM saves the step in progress and raises `errors.Interrupted`. The workdir's lock is
+    held throughout (workdir.py), and its config.json and fingerprint.json are written only after
+    the data and the network were checked against them (fingerprint.py) and the checkpoint read.
 
     Args:
         config: a config of configs/ (e.g. `configs.sines.get_config("smoke")`).
@@ -328,7 +338,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
         CPU seconds of the training so far, summed over resumed runs, as of its last checkpoint).
     """
     cpu_start = time.process_time()
-    workdir = pathlib.Path(workdir)
+    workdir = workdir_lib.as_path(workdir)
     tc = config.train
 
     tx, learning_rate = make_optimizer(tc)  # First: it checks the schedule before data loads.
@@ -348,8 +358,6 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
                        "model": fingerprint.of_model(config, dataset.windows.shape[1:])}
     fingerprint.check(workdir, run_fingerprint, allow_workdir_mismatch)  # before any write
     workdir.mkdir(parents=True, exist_ok=True)
-    save_config(config, workdir)
-    fingerprint.record(workdir, run_fingerprint)
     newest = max(checkpoint_steps(workdir), default=None)
     resume_step = None
     if newest is None:
@@ -366,6 +374,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
         if resume_step < newest:
             logging.warning("Resuming from step %d, the newest intact checkpoint: the %d steps to "
                             "step %d will be redone.", resume_step, newest - resume_step, newest)
+    save_config(config, workdir)  # after the checkpoint proved to hold this network
+    fingerprint.record(workdir, run_fingerprint)
     cpu_base = host.train_cpu_s  # of the runs before this one
 
     def cpu_seconds():
@@ -424,10 +434,12 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     last_step = tc.num_steps if stop_at_step is None else min(stop_at_step, tc.num_steps)
     stopped_early = tc.patience > 0 and host.evals_since_best >= tc.patience
     preempted = False  # a multi-host runtime's preemption notice (SIGTERM), agreed on all hosts
+    interrupted = False  # a SIGINT or SIGTERM to this single process
     pending, window = [], []  # device metrics not yet on the host; host metrics since the last log
-    manager = checkpoint.create_manager(checkpoint_dir(workdir), tc.keep_checkpoints)
-    try:  # On an error, the last good checkpoint still finishes writing.
-        while step < last_step and not (stopped_early or preempted):
+    # On an error, the last good checkpoint still finishes writing.
+    with workdir_lib.deferring_signals() as stop, checkpoint.saving(
+            checkpoint_dir(workdir), tc.keep_checkpoints) as manager:
+        while step < last_step and not (stopped_early or preempted or interrupted):
             batch = shard_batch(iterator.next_batch(train_windows), batch_sharding)
             state, metrics = update(state, batch)
             pending.append(metrics)
@@ -435,7 +447,9 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
             is_log = step % tc.log_every == 0 or step == last_step
             is_eval = step % tc.eval_every == 0 or step == tc.num_steps
             preempted = manager.reached_preemption(step)
-            is_save = step % tc.checkpoint_every == 0 or step == last_step or preempted
+            interrupted = stop.signum is not None
+            is_save = (step % tc.checkpoint_every == 0 or step == last_step or preempted
+                       or interrupted)
             if not (is_log or is_eval or is_save):
                 continue
             rows = jax.device_get(pending)  # the one host sync between these points
@@ -451,10 +465,10 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
             if is_save:
                 host.iterator, host.train_cpu_s = iterator.state(), cpu_seconds()
                 checkpoint.save(manager, step, state, host.to_json(), val_loss)
-    finally:
-        manager.wait_until_finished()
-        manager.close()
-        checkpoint.remove_if_empty(checkpoint_dir(workdir))  # a run that failed before saving
+    if stop.signum is not None:  # the step it came at (or the last one) is saved
+        raise errors.Interrupted(stop.signum, (
+            f"Stopped by {errors.signal_name(stop.signum)} at step {step}, saved in "
+            f"{checkpoint_dir(workdir)}: run the same command again to resume from it."))
     outcome = "Preempted" if preempted else "Stopped early" if stopped_early else "Done"
     logging.info("%s at step %d; best validation loss %s.", outcome, step, host.best_val_loss)
     return {"step": step, "best_val_loss": host.best_val_loss, "stopped_early": stopped_early,

@@ -11,8 +11,6 @@
 """
 
 import dataclasses
-import json
-import pathlib
 from typing import Any
 
 import jax
@@ -22,8 +20,9 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from stdiff_jax import checkpoint, diffusion, video
+from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import MinMaxScaler
-from stdiff_jax.errors import MissingFileError
+from stdiff_jax.errors import MissingFileError, UserError
 from stdiff_jax.mesh import make_mesh
 from stdiff_jax.models import create_model
 
@@ -139,19 +138,16 @@ def read_host(manager, step):
 
 
 METRIC_LOG = "metrics.jsonl"  # in the workdir: one JSON object per logged step (train.MetricWriter)
+CONFIG = "config.json"  # in the workdir: the run's resolved config (train.save_config)
 
 
 def checkpoint_dir(workdir):
-    return pathlib.Path(workdir).resolve() / "checkpoints"
+    return workdir_lib.as_path(workdir) / "checkpoints"
 
 
 def checkpoint_steps(workdir):
-    """The steps of workdir's finished checkpoints, from the directory listing: Orbax names a step's
-    directory by its number, and an unfinished save's with a suffix."""
-    directory = checkpoint_dir(workdir)
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    """The steps of workdir's finished checkpoints (`checkpoint.finished_steps`)."""
+    return checkpoint.finished_steps(checkpoint_dir(workdir))
 
 
 def open_checkpoints(workdir, keep):
@@ -194,11 +190,16 @@ class TrainedModel:
 
 def load_config(workdir):
     """The config a run was trained with (workdir/config.json, written by the trainer), locked."""
-    path = pathlib.Path(workdir) / "config.json"
+    path = workdir_lib.as_path(workdir) / CONFIG
     if not path.exists():
-        raise MissingFileError(f"No config.json in {pathlib.Path(workdir).resolve()}: not a "
-                               f"workdir of a training run (train one with --mode=train first).")
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+        raise MissingFileError(f"No {CONFIG} in {path.parent}: not a workdir of a training run "
+                               f"(train one with --mode=train first).")
+    try:
+        config = ml_collections.ConfigDict(workdir_lib.read_json(path))
+    except workdir_lib.UnreadableRecord as e:
+        raise UserError(f"{path} cannot be read ({e}). Training writes it: run --mode=train with "
+                        f"this --workdir and the config it was trained with (it resumes, and "
+                        f"rewrites the file), or pass that config to the command.") from e
     config.lock()
     return config
 

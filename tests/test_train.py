@@ -62,6 +62,7 @@ def flat_state(state):
 def damage(step_dir, kind):
     """Damages a checkpoint step: "host" overwrites its host item; "array" truncates its largest
     array file to half, "arrays" every one (a sampler reads only some of them)."""
+    step_dir = pathlib.Path(step_dir)  # trained.checkpoint_dir gives an epath, without rglob
     if kind == "host":
         (step_dir / "host" / "metadata").write_text("{ overwritten")
         return
