@@ -35,14 +35,23 @@ from stdiff_jax.models import sizes
 # ------------------------------------------------------------------------------------------------
 FEATURES = ("dense", "attention", "elementwise", "pixels", "pairs", "params", "step")
 
-# Process CPU seconds per unit of each feature on the sweep machine. PARTIAL FIT (cpu rows only).
-COST = dict(dense=3.294e-10, attention=1.912e-09, elementwise=0, pixels=0, pairs=6.441e-09,
-            params=0, step=0.002578)
-EVAL_RATIO = 0.2289
-COMPILE = dict(base=20.85, per_block=0)
-STATS = dict(base=0.2994, per_pixel=2.296e-07)
-OVERHEAD_S = 5.0
-REFERENCE_FACTOR = 1.522
+# Fitted on 2026-12-03 by `python benchmarks/train_step.py --sweep --sweep_out=sweep.json`
+# (40 cells: K in {5, 7, 14, 28, 50} x L in {24, 64, 128, 256}, the `cpu` network and the Table-4
+# sizes; docs/costs.md) on the project's 2-core "AMD EPYC" VM while ~5 other jobs shared it (load
+# average 4-15): medians of 5 timed steps (Table-4 sizes: 3). The step model's error per cell:
+# median 4%, at most 19%. COST: process CPU seconds per unit of each of FEATURES, on that machine.
+COST = dict(dense=5.363e-11, attention=1.303e-09, elementwise=3.035e-07, pixels=0.0,
+            pairs=4.331e-09, params=6.533e-09, step=0.0)
+EVAL_RATIO = 0.2496  # a validation batch / a training step of the same batch (median)
+COMPILE = dict(base=21.01, per_block=0.03547)  # train and eval step, model and state set-up
+STATS = dict(base=0.3087, per_pixel=2.091e-07)  # the data statistics, per window x T x F x K
+# Start-up and checkpoints: what a 200-step training on a K = 28 CSV took beyond the rest (~1 s).
+OVERHEAD_S = 2.0
+# The reference machine's step CPU over the model's at sines', stocks' and ETTh's shapes (median
+# of 6; benchmarks/train_step.py REFERENCE_STEPS): the shared sweep machine ran 1.5x faster.
+REFERENCE_FACTOR = 1.481
+MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
+              "--sweep 2026-12-03")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +171,7 @@ MIN_STEPS = 2000
 EVALS_PER_RUN = 16
 EVAL_SHARE = 0.1
 SCHEDULE_KEYS = ("num_steps", "batch_size", "eval_every", "checkpoint_every")
+COST_MODEL = "cost model"  # a Plan's source when its steps and batch both come from the model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,19 +197,13 @@ class Plan:
         over = (f"; {self.predicted_s / self.budget_s - 1:.0%} over the budget"
                 if self.budget_s and self.predicted_s > 1.15 * self.budget_s else "")
         few = ("; few steps for this shape: expect a weak model (a larger budget_seconds trains "
-               "longer)" if self.budget_s and self.num_steps < MIN_STEPS
-               and self.batch_size == BATCH_LADDER[-1] else "")
+               "longer)" if self.source == COST_MODEL and self.num_steps < MIN_STEPS else "")
         return (f"{head}{self.num_steps:,} steps of batch {self.batch_size} ({self.source}), "
                 f"~{self.step_s:.3g} CPU s a step, ~{self.predicted_s:,.0f} CPU s in all with "
                 f"compilation and {num_evaluations(self.num_steps, self.eval_every)} validations "
                 f"(K={s.covariates}, L={self.seq_len}: {s.tokens} tokens = {s.frames} frames x "
                 f"{s.freq_patches} x {s.covariates}, depth {s.depth}, width {s.hidden}; "
                 f"{MODEL_NOTE}){over}{few}.")
-
-
-# The provenance of the cost model, for the log line.
-MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
-              "--sweep PROVISIONAL")
 
 
 def check(train_config):
@@ -242,8 +246,9 @@ def _evaluations(budget_s, shape, batch, num_windows, val_fraction):
 
 
 def _eval_interval(num_steps, evaluations):
-    """Steps between evaluations for about `evaluations` in num_steps: a multiple of 10 steps."""
-    return min(max(10, round(num_steps / evaluations / 10) * 10), max(num_steps, 1))
+    """Steps between at most `evaluations` evaluations in num_steps (the last one included): a
+    multiple of 10 steps where num_steps allows."""
+    return min(max(10, -(-num_steps // (10 * evaluations)) * 10), max(num_steps, 1))
 
 
 def _steps_within(budget_s, shape, batch, num_windows, val_fraction, eval_every):
@@ -308,7 +313,7 @@ def _budget_values(tc, shape, num_windows, val_fraction):
                 f"config.train.budget_seconds (cpu_long: 10,800), shrink the network or the "
                 f"window (data.seq_len), or set config.train.num_steps yourself.")
     given = [k for k in ("num_steps", "batch_size") if tc[k]]
-    source = ("cost model" if not given else
+    source = (COST_MODEL if not given else
               f"{' and '.join(given)} as configured, the rest from the cost model")
     return values, source
 

@@ -44,9 +44,10 @@ def test_every_shape_fills_its_budget(arg, series_shape):
     evals = budget.num_evaluations(p.num_steps, p.eval_every)
     per_eval = (budget.validation_batches(20_000, config.data.val_fraction, p.batch_size)
                 * budget.EVAL_RATIO * p.step_s)
-    assert 1 <= evals <= budget.EVALS_PER_RUN + 1
-    assert evals == 1 or evals * per_eval <= 1.1 * budget.EVAL_SHARE * p.budget_s
-    assert evals >= budget.EVALS_PER_RUN - 1 or 2 * evals * per_eval > budget.EVAL_SHARE * p.budget_s
+    assert 1 <= evals <= budget.EVALS_PER_RUN
+    assert evals == 1 or evals * per_eval <= budget.EVAL_SHARE * p.budget_s
+    if 2 * budget.EVALS_PER_RUN * per_eval < budget.EVAL_SHARE * p.budget_s:
+        assert evals >= budget.EVALS_PER_RUN - 2  # validations are cheap: all of them
 
 
 def test_the_batch_halves_only_when_the_budget_buys_too_few_steps():
