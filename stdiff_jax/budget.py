@@ -35,7 +35,7 @@ from stdiff_jax.models import sizes
 # ------------------------------------------------------------------------------------------------
 FEATURES = ("dense", "attention", "elementwise", "pixels", "pairs", "params", "step")
 
-# Fitted on 2026-12-03 by `python benchmarks/train_step.py --sweep --sweep_out=sweep.json`
+# Fitted on 2026-12-03 by `python benchmarks/train_step.py --sweep --sweep_out=docs/costs_sweep.json`
 # (40 cells: K in {5, 7, 14, 28, 50} x L in {24, 64, 128, 256}, the `cpu` network and the Table-4
 # sizes; docs/costs.md) on the project's 2-core "AMD EPYC" VM while ~5 other jobs shared it (load
 # average 4-15): medians of 5 timed steps (Table-4 sizes: 3). The step model's error per cell:
@@ -134,9 +134,9 @@ def num_evaluations(num_steps, eval_every):
 def run_seconds(shape, batch, num_steps, eval_every, num_windows, val_fraction):
     """Predicted process CPU seconds of a whole training run on the reference machine."""
     evals = num_evaluations(num_steps, eval_every)
-    per_eval = validation_batches(num_windows, val_fraction, batch) * EVAL_RATIO
-    return fixed_seconds(shape, num_windows) + step_seconds(shape, batch) * (num_steps
-                                                                             + evals * per_eval)
+    eval_in_steps = validation_batches(num_windows, val_fraction, batch) * EVAL_RATIO
+    return (fixed_seconds(shape, num_windows)
+            + step_seconds(shape, batch) * (num_steps + evals * eval_in_steps))
 
 
 # ------------------------------------------------------------------------------------------------
