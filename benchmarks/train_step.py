@@ -19,13 +19,13 @@ written) and restore time (medians of --repeats), and with --smoke the wall time
 
 measures process CPU per training step, per validation batch, of compilation and of the data
 statistics on random windows of every K in --sweep_k x L in --sweep_l, for the `cpu` network and
-the Table-4 sizes (--sweep_sizes). Each cell takes the largest batch (`cpu`: 64, 32 or 16; Table-4
-sizes: 16 down to 1) that the current cost model says costs at most --cell_seconds a step, and reports the median of
---sweep_steps timed steps (fewer for Table-4 sizes): other processes may share the machine, and a
-median resists their bursts. It prints the cost table (markdown: CPU per step and per training
-sample, the token count), the fitted growth in K and L, and the coefficients for
-`stdiff_jax/budget.py`. Cells already in --sweep_out are not measured again (an interrupted sweep
-resumes); --sweep_steps=0 only refits and prints the rows there.
+the Table-4 sizes (--sweep_sizes). Each cell takes the largest batch (`cpu`: 64, 32 or 16;
+Table-4 sizes: 16 down to 1) that the current cost model says costs at most --cell_seconds a
+step, and reports the median of --sweep_steps timed steps (fewer for Table-4 sizes): other
+processes may share the machine, and a median resists their bursts. It prints the cost table
+(markdown: CPU per step and per training sample, the token count), the fitted growth in K and L,
+and the coefficients for `stdiff_jax/budget.py`. Cells already in --sweep_out are not measured
+again (an interrupted sweep resumes); --sweep_steps=0 only refits and prints the rows there.
 """
 
 import dataclasses
@@ -281,7 +281,8 @@ def print_sweep(rows, fitted):
                                                           r["batch"]))) / r["step_s"] - 1)
               for r in rows]
     print(f"model error per step: median {np.median(errors):.1%}, max {np.max(errors):.1%}")
-    print(f"total process CPU of the measured steps: {sum(sum(r['steps_timed']) for r in rows):.0f} s")
+    timed = sum(sum(r["steps_timed"]) for r in rows)
+    print(f"total process CPU of the measured steps: {timed:.0f} s")
     print("\n# For stdiff_jax/budget.py:")
     print("COST = dict(" + ", ".join(f"{f}={fitted['COST'][f]:.4g}" for f in budget.FEATURES)
           + ")")

@@ -35,9 +35,10 @@ from stdiff_jax.models import sizes
 # ------------------------------------------------------------------------------------------------
 FEATURES = ("dense", "attention", "elementwise", "pixels", "pairs", "params", "step")
 
-# Fitted on 2026-12-03 by `python benchmarks/train_step.py --sweep --sweep_out=docs/costs_sweep.json`
-# (40 cells: K in {5, 7, 14, 28, 50} x L in {24, 64, 128, 256}, the `cpu` network and the Table-4
-# sizes; docs/costs.md) on the project's 2-core "AMD EPYC" VM while ~5 other jobs shared it (load
+# Fitted on 2026-12-03 by
+# `python benchmarks/train_step.py --sweep --sweep_out=docs/costs_sweep.json` (40 cells: K in
+# {5, 7, 14, 28, 50} x L in {24, 64, 128, 256}, the `cpu` network and the Table-4 sizes;
+# docs/costs.md) on the project's 2-core "AMD EPYC" VM while ~5 other jobs shared it (load
 # average 4-15): medians of 5 timed steps (Table-4 sizes: 3). The step model's error per cell:
 # median 4%, at most 19%. COST: process CPU seconds per unit of each of FEATURES, on that machine.
 COST = dict(dense=5.363e-11, attention=1.303e-09, elementwise=3.035e-07, pixels=0.0,
@@ -319,7 +320,7 @@ def _budget_values(tc, shape, num_windows, val_fraction):
 
 
 def resolve(config, series_shape, num_windows):
-    """(a copy of config with its plan's steps, batch, eval_every and checkpoint_every, the plan)."""
+    """(a copy of config with the plan's steps, batch and intervals filled in, the plan)."""
     p = plan(config, series_shape, num_windows)
     config = config.copy_and_resolve_references()
     config.train.update({k: getattr(p, k) for k in SCHEDULE_KEYS})
