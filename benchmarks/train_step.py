@@ -1,4 +1,5 @@
-"""Training throughput on the visible devices, checkpoint save and restore times, smoke-run time.
+"""Training throughput on the visible devices, checkpoint save and restore times, smoke-run time,
+and the cost table that `stdiff_jax/budget.py`'s cost model is fitted to.
 
 Runs the real `train.train_step` (video transform, loss with the cross-covariance term, AdamW, EMA)
 jitted over a mesh of every visible device, on batches of the config's data set:
@@ -8,12 +9,27 @@ jitted over a mesh of every visible device, on batches of the config's data set:
         python benchmarks/train_step.py --config=configs/sines.py:cpu
     python benchmarks/train_step.py --config=configs/sines.py:cpu --smoke  # + the smoke run
 
-Reports compile time, steps/s and samples/s (median over timed blocks of steps), the process CPU
-time per step (which other processes on a shared machine do not inflate), the checkpoint
-save time (blocking part, and until written) and restore time (medians of --repeats), and with
---smoke the wall time of `python -m stdiff_jax.main --config=configs/sines.py:smoke`.
+Reports the budget's plan for the config (steps, batch, predicted CPU), compile time, steps/s and
+samples/s (median over timed blocks of steps), the process CPU time per step (which other
+processes on a shared machine do not inflate), the checkpoint save time (blocking part, and until
+written) and restore time (medians of --repeats), and with --smoke the wall time of
+`python -m stdiff_jax.main --config=configs/sines.py:smoke`.
+
+    python benchmarks/train_step.py --sweep --sweep_out=/tmp/sweep.json
+
+measures process CPU per training step, per validation batch, of compilation and of the data
+statistics on random windows of every K in --sweep_k x L in --sweep_l, for the `cpu` network and
+the Table-4 sizes (--sweep_sizes). Each cell takes the largest batch (`cpu`: 64, 32 or 16;
+Table-4 sizes: 16 down to 1) that the current cost model says costs at most --cell_seconds a
+step, and reports the median of --sweep_steps timed steps (fewer for Table-4 sizes): other
+processes may share the machine, and a median resists their bursts. It prints the cost table
+(markdown: CPU per step and per training sample, the token count), the fitted growth in K and L,
+and the coefficients for `stdiff_jax/budget.py`. Cells already in --sweep_out are not measured
+again (an interrupted sweep resumes); --sweep_steps=0 only refits and prints the rows there.
 """
 
+import dataclasses
+import json
 import pathlib
 import subprocess
 import sys
@@ -22,11 +38,13 @@ import time
 
 import jax
 import numpy as np
+import scipy.optimize
 from absl import app, flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
-from stdiff_jax import checkpoint, train, trained, video
+from configs import base
+from stdiff_jax import budget, checkpoint, train, trained, video
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import BatchIterator, dataset_of
 
@@ -35,33 +53,61 @@ flags.DEFINE_integer("steps", 20, "Steps per timed block.")
 flags.DEFINE_integer("blocks", 3, "Timed blocks (the median is reported).")
 flags.DEFINE_integer("repeats", 3, "Checkpoint saves and restores timed.")
 flags.DEFINE_bool("smoke", False, "Also time the whole smoke run of the command line.")
-flags.mark_flags_as_required(["config"])
+flags.DEFINE_bool("sweep", False, "Measure the cost table instead of one config.")
+flags.DEFINE_list("sweep_k", ["5", "7", "14", "28", "50"], "Covariate counts of the sweep.")
+flags.DEFINE_list("sweep_l", ["24", "64", "128", "256"], "Sequence lengths of the sweep.")
+flags.DEFINE_list("sweep_sizes", ["cpu", "table4"], "Networks of the sweep: cpu, table4.")
+flags.DEFINE_integer("sweep_steps", 5, "Timed steps per cpu cell (Table-4 cells: 3).")
+flags.DEFINE_float("cell_seconds", 3.0, "Largest predicted process CPU s of one timed step.")
+flags.DEFINE_string("sweep_out", "", "JSON file of the sweep's rows (read back to resume).")
 FLAGS = flags.FLAGS
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STATS_WINDOWS = 4096  # Windows the normaliser is fitted on: enough for its shape and scale.
+SWEEP_WINDOWS = 512  # Random windows of a sweep cell.
+# Process CPU per step of the `cpu` network at L = 24 on the idle reference machine, the one the
+# MEASURED recipes were set on (docs/results.md; benchmarks/train_step.py, 2026-12-01 and -02):
+# (K, batch, seconds). The fitted model is scaled to them (budget.REFERENCE_FACTOR).
+REFERENCE_STEPS = [(5, 128, 0.372), (6, 128, 0.440), (6, 64, 0.213), (6, 32, 0.117),
+                   (7, 128, 0.507), (7, 64, 0.266)]
 
 
-def time_training(config, mesh, dataset):
-    """(compile seconds, steps/s, process CPU seconds per step, state, abstract state)."""
+# ------------------------------------------------------------------------------------------------
+# One training setup, timed in process CPU seconds.
+# ------------------------------------------------------------------------------------------------
+def setup_training(config, mesh, windows):
+    """(compiled step, compiled eval step, state, abstract, next batch, {stats_s, compile_s})."""
     tc = config.train
     mesh_lib.check_divisible(tc.batch_size, mesh)
+    cpu = time.process_time()
     normalizer, stats = video.fit_video_statistics(
-        dataset.windows[:STATS_WINDOWS], config.video.n_fft, config.video.hop,
-        config.video.ema_alpha, config.video.window)
-    model, video_shape = trained.build_model(config, dataset.windows.shape[1:], stats)
+        windows[:STATS_WINDOWS], config.video.n_fft, config.video.hop, config.video.ema_alpha,
+        config.video.window)
+    costs = {"stats_s": time.process_time() - cpu}
+    cpu = time.process_time()
+    model, video_shape = trained.build_model(config, windows.shape[1:], stats)
     tx, learning_rate = train.make_optimizer(tc)
     abstract, init_fn = train.state_shardings(mesh, model, tx, video_shape, tc.seed)
     state = train.create_sharded_state(mesh, abstract, init_fn, tc.seed)
     update = train.compile_train_step(config, mesh, abstract, model=model, tx=tx,
                                       learning_rate=learning_rate, normalizer=normalizer)
-    batches = BatchIterator(len(dataset.windows), tc.batch_size, tc.seed)
+    evaluate = train.compile_eval_step(config, mesh, abstract, model=model, normalizer=normalizer)
+    batches = BatchIterator(len(windows), tc.batch_size, tc.seed)
     sharding = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
 
     def batch():
-        return mesh_lib.shard_batch(batches.next_batch(dataset.windows), sharding)
+        return mesh_lib.shard_batch(batches.next_batch(windows), sharding)
 
-    start = time.perf_counter()
+    key = jax.random.PRNGKey(0)
     compiled = update.lower(state, batch()).compile()
+    compiled_eval = evaluate.lower(state.params, batch(), key).compile()
+    costs["compile_s"] = time.process_time() - cpu  # with the model's and the state's set-up
+    return compiled, compiled_eval, state, abstract, batch, costs
+
+
+def time_training(config, mesh, windows):
+    """(compile seconds, steps/s, process CPU seconds per step, state, abstract state)."""
+    start = time.perf_counter()
+    compiled, _, state, abstract, batch, _ = setup_training(config, mesh, windows)
     compile_s = time.perf_counter() - start
     state, metrics = compiled(state, batch())  # warm-up
     jax.block_until_ready(metrics)
@@ -100,12 +146,12 @@ def time_smoke_run(workdir):
     return time.perf_counter() - start
 
 
-def main(argv):
-    del argv
-    config = FLAGS.config
+def benchmark_config(config):
     mesh = mesh_lib.make_mesh()
     dataset = dataset_of(config.data)
-    compile_s, steps_s, cpu_s, state, abstract = time_training(config, mesh, dataset)
+    config, plan = budget.resolve(config, dataset.windows.shape[1:], len(dataset.windows))
+    print(plan.describe())
+    compile_s, steps_s, cpu_s, state, abstract = time_training(config, mesh, dataset.windows)
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     state_mib = sum(x.nbytes for x in jax.tree.leaves(state)) / 2 ** 20
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,6 +175,151 @@ def main(argv):
         rows.append(("smoke run, wall", f"{smoke_s:.1f} s"))
     for name, value in rows:
         print(f"{name:<20} {value}")
+
+
+# ------------------------------------------------------------------------------------------------
+# The sweep: cost per step over K x L x network, and the cost model's fit.
+# ------------------------------------------------------------------------------------------------
+def sweep_config(size, seq_len):
+    """The config of a sweep cell: the `cpu` network or the Table-4 row of seq_len."""
+    return base.make_config("sweep", f"seq_len={seq_len}" + (",cpu" if size == "cpu" else ""))
+
+
+def cell_batch(size, shape):
+    """The largest batch predicted to cost <= cell_seconds a step: `cpu` halving from 64 to at
+    least 16 (the batches budget.plan chooses from), Table-4 sizes from 16 to 1."""
+    batch, smallest = (64, 16) if size == "cpu" else (16, 1)
+    while batch > smallest and budget.sweep_step_seconds(shape, batch) > FLAGS.cell_seconds:
+        batch //= 2
+    return batch
+
+
+def measure_cell(size, num_covariates, seq_len, steps):
+    """One row of the cost table: medians of `steps` timed training steps and validation batches."""
+    config = sweep_config(size, seq_len)
+    shape = budget.StepShape.of(config, (seq_len, num_covariates))
+    batch = cell_batch(size, shape)
+    config.train.update(batch_size=batch, num_steps=1000, warmup_steps=10)
+    rng = np.random.default_rng(0)
+    windows = rng.uniform(-1, 1, (max(SWEEP_WINDOWS, 2 * batch), seq_len, num_covariates))
+    compiled, compiled_eval, state, _, batch_of, costs = setup_training(
+        config, mesh_lib.make_mesh(), windows.astype(np.float32))
+    state, metrics = compiled(state, batch_of())  # warm-up: the first call's one-off costs
+    jax.block_until_ready(metrics)
+    step_s, eval_s = [], []
+    for i in range(steps):
+        start = time.process_time()
+        state, metrics = compiled(state, batch_of())
+        jax.block_until_ready((state, metrics))
+        step_s.append(time.process_time() - start)
+        start = time.process_time()
+        jax.block_until_ready(compiled_eval(state.params, batch_of(), jax.random.PRNGKey(i)))
+        eval_s.append(time.process_time() - start)
+    return {"size": size, "K": num_covariates, "L": seq_len, "batch": batch,
+            "shape": dataclasses.asdict(shape), "tokens": shape.tokens,
+            "windows": len(windows), **costs, "step_s": float(np.median(step_s)),
+            "eval_s": float(np.median(eval_s)), "steps_timed": step_s}
+
+
+def nnls_relative(features, targets):
+    """Non-negative coefficients minimising the relative error of features @ coef ~ targets."""
+    a = np.asarray(features, np.float64) / np.asarray(targets)[:, None]
+    scale = np.maximum(np.abs(a).max(0), 1e-300)  # columns of similar size for the solver
+    coef, _ = scipy.optimize.nnls(a / scale, np.ones(len(targets)))
+    return coef / scale
+
+
+def fit(rows):
+    """The cost model's coefficients fitted to sweep rows (all on the sweep machine)."""
+    shapes = [budget.StepShape(**r["shape"]) for r in rows]
+    step = nnls_relative([budget.step_features(s, r["batch"]) for s, r in zip(shapes, rows)],
+                         [r["step_s"] for r in rows])
+    cost = dict(zip(budget.FEATURES, step))
+    compile_ = nnls_relative([[1.0, s.depth] for s in shapes], [r["compile_s"] for r in rows])
+    stats = nnls_relative([[1.0, r["windows"] * s.pixels] for s, r in zip(shapes, rows)],
+                          [r["stats_s"] for r in rows])
+    anchor = budget.StepShape.of(sweep_config("cpu", 24), (24, 5))
+    reference = [seconds / float(np.dot(step, budget.step_features(
+        dataclasses.replace(anchor, covariates=k), b))) for k, b, seconds in REFERENCE_STEPS]
+    return {"COST": cost, "EVAL_RATIO": float(np.median([r["eval_s"] / r["step_s"] for r in rows])),
+            "COMPILE": dict(base=compile_[0], per_block=compile_[1]),
+            "STATS": dict(base=stats[0], per_pixel=stats[1]),
+            "REFERENCE_FACTOR": float(np.median(reference))}
+
+
+def growth(rows, key, other):
+    """{(size, other value): log-log slope of CPU per sample against `key`} over the rows."""
+    slopes = {}
+    for size in sorted({r["size"] for r in rows}):
+        for value in sorted({r[other] for r in rows if r["size"] == size}):
+            cells = sorted((r[key], r["step_s"] / r["batch"]) for r in rows
+                           if r["size"] == size and r[other] == value)
+            if len(cells) > 1:
+                x, y = np.log(np.array(cells)).T
+                slopes[size, value] = float(np.polyfit(x, y, 1)[0])
+    return slopes
+
+
+def print_sweep(rows, fitted):
+    """The cost table (markdown), the growth in K and L, and the coefficients for budget.py."""
+    cost = [fitted["COST"][f] for f in budget.FEATURES]
+    print("| network | L | K | tokens (T x F' x K) | batch | CPU / step | CPU / sample | "
+          "validation batch | compile | model / measured |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in sorted(rows, key=lambda r: (r["size"], r["L"], r["K"])):
+        s = budget.StepShape(**r["shape"])
+        model = float(np.dot(cost, budget.step_features(s, r["batch"])))
+        print(f"| {r['size']} | {r['L']} | {r['K']} | {s.tokens} ({s.frames} x {s.freq_patches} x "
+              f"{s.covariates}) | {r['batch']} | {r['step_s'] * 1e3:,.0f} ms | "
+              f"{r['step_s'] / r['batch'] * 1e3:,.1f} ms | {r['eval_s'] * 1e3:,.0f} ms | "
+              f"{r['compile_s']:.1f} s | {model / r['step_s']:.2f} |")
+    for key, other in (("K", "L"), ("L", "K")):
+        slopes = growth(rows, key, other)
+        print(f"CPU per sample grows as {key}^a: " + ", ".join(
+            f"{size} {other}={value}: a={a:.2f}" for (size, value), a in slopes.items()))
+    errors = [abs(float(np.dot(cost, budget.step_features(budget.StepShape(**r["shape"]),
+                                                          r["batch"]))) / r["step_s"] - 1)
+              for r in rows]
+    print(f"model error per step: median {np.median(errors):.1%}, max {np.max(errors):.1%}")
+    timed = sum(sum(r["steps_timed"]) for r in rows)
+    print(f"total process CPU of the measured steps: {timed:.0f} s")
+    print("\n# For stdiff_jax/budget.py:")
+    print("COST = dict(" + ", ".join(f"{f}={fitted['COST'][f]:.4g}" for f in budget.FEATURES)
+          + ")")
+    for name in ("EVAL_RATIO", "COMPILE", "STATS", "REFERENCE_FACTOR"):
+        value = fitted[name]
+        text = (f"dict({', '.join(f'{k}={v:.4g}' for k, v in value.items())})"
+                if isinstance(value, dict) else f"{value:.4g}")
+        print(f"{name} = {text}")
+
+
+def sweep():
+    path = pathlib.Path(FLAGS.sweep_out) if FLAGS.sweep_out else None
+    rows = json.loads(path.read_text()) if path and path.exists() else []
+    done = {(r["size"], r["K"], r["L"]) for r in rows}
+    for size in FLAGS.sweep_sizes:
+        steps = FLAGS.sweep_steps if size == "cpu" else min(FLAGS.sweep_steps, 3)
+        for seq_len in map(int, FLAGS.sweep_l):
+            for k in map(int, FLAGS.sweep_k):
+                if (size, k, seq_len) in done or steps == 0:
+                    continue
+                rows.append(measure_cell(size, k, seq_len, steps))
+                r = rows[-1]
+                print(f"{size} L={seq_len} K={k} batch {r['batch']}: {r['step_s']:.3f} s a step, "
+                      f"compile {r['compile_s']:.1f} s", flush=True)
+                if path:
+                    path.write_text(json.dumps(rows, indent=1))
+    print_sweep(rows, fit(rows))
+
+
+def main(argv):
+    del argv
+    if FLAGS.sweep:
+        sweep()
+    elif FLAGS.config is None:
+        raise app.UsageError("Give --config=FILE[:VARIANTS] or --sweep.")
+    else:
+        benchmark_config(FLAGS.config)
 
 
 if __name__ == "__main__":

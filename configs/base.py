@@ -3,9 +3,9 @@
 A data set config calls `make_config(dataset, arg)`; `arg` is the text after the colon in
 `--config=configs/etth.py:seq_len=64,cpu`, a comma-separated list of variants:
   seq_len=N   the sequence length; selects the Table-4 row (n_fft, hop, patch, depth, width, heads);
-  cpu         a small network; on sines, stocks and etth at L = 24 at most 900 process CPU
-              seconds of training on a 2-core CPU (BUDGET_TRAINING), elsewhere 3,000 steps;
-  cpu_long    the cpu network, at most 10,800 CPU seconds on those three, elsewhere 24,000 steps;
+  cpu         a small network trained within 900 process CPU seconds of a 2-core CPU: its steps
+              and batch follow from the data's shape once it is loaded (stdiff_jax/budget.py);
+  cpu_long    the cpu network within 10,800 CPU seconds;
   smoke       a tiny network and a few steps, for tests and a first look.
 The returned config is locked: assigning a key that does not exist is an error, so a typo in a
 command-line override fails instead of being ignored.
@@ -17,38 +17,22 @@ from stdiff_jax.errors import UserError
 from stdiff_jax.models import sizes
 
 
-# Training settings of the variants (over base_config's).
+# Training settings of the variants (over base_config's). `cpu` and `cpu_long` leave the steps,
+# the batch and the evaluation and checkpoint intervals at 0, "from the budget": the training
+# works them out from budget_seconds and the data's shape (stdiff_jax/budget.py: the measured
+# recipes of sines, stocks and ETTh at L = 24, else the cost model). Any of them set on the
+# command line wins.
+_FROM_BUDGET = dict(num_steps=0, batch_size=0, eval_every=0, checkpoint_every=0)
 VARIANT_TRAINING = {
     # The small networks tolerate a 5x higher peak rate than the paper's, and need it: on sines
     # (one block of width 48), 5,000 steps at 1e-3 reached Context-FID 0.40 where 10,000 at 2e-4
     # gave 1.59 (docs/results.md).
-    "cpu": dict(learning_rate=1e-3, num_steps=3000, warmup_steps=100, ema_decay=0.995,
-                eval_every=250, checkpoint_every=500),
-    # The cpu network for 8x the steps (BUDGET_TRAINING sets both where a budget is set).
-    "cpu_long": dict(learning_rate=1e-3, num_steps=24_000, warmup_steps=300, ema_decay=0.999,
-                     eval_every=1000, checkpoint_every=1000),
+    "cpu": dict(_FROM_BUDGET, budget_seconds=900.0, learning_rate=1e-3, warmup_steps=100,
+                ema_decay=0.995),
+    "cpu_long": dict(_FROM_BUDGET, budget_seconds=10_800.0, learning_rate=1e-3, warmup_steps=300,
+                     ema_decay=0.999),
     "smoke": dict(batch_size=32, num_steps=30, warmup_steps=5, ema_decay=0.9, log_every=10,
                   eval_every=10, checkpoint_every=20),
-}
-
-
-# Training of `cpu` and `cpu_long` within their budgets, 900 and 10,800 process CPU seconds of
-# training (compilation, validation and checkpoints included), on the data sets and the length
-# (L = 24) the budgets are set for. The cost of a step grows with the covariates: 372 / 440 / 507 ms
-# at K = 5 / 6 / 7 (sines / stocks / etth; benchmarks/train_step.py on the idle 2-core machine,
-# 2026-12-01), about 90 ms per covariate beyond (1.1 s at K = 14, 2.4 s at 28, 4.6 s at 50), so
-# the other data sets (and other lengths) keep VARIANT_TRAINING's steps and cost more. A step is
-# linear in the batch (stocks: 440 / 213 / 117 ms at 128 / 64 / 32; etth: 525 / 249-277 ms at
-# 128 / 64; sines: 163 / 90 ms on a faster machine, so 372 -> ~205): every `cpu` trains batch 64
-# for about twice the steps, which at the same CPU cut stocks' Context-FID 0.161 -> 0.058 and
-# correlational score 0.153 -> 0.042, etth's Context-FID 0.518 -> 0.354, sines' 0.013 -> 0.008
-# (2 seeds each, docs/results.md).
-BUDGET_TRAINING = {
-    ("sines", 24): {"cpu": dict(num_steps=4100, batch_size=64),
-                    "cpu_long": dict(num_steps=24_000)},
-    ("stocks", 24): {"cpu": dict(num_steps=3800, batch_size=64),
-                     "cpu_long": dict(num_steps=24_000)},
-    ("etth", 24): {"cpu": dict(num_steps=3300, batch_size=64), "cpu_long": dict(num_steps=20_000)},
 }
 
 
@@ -96,6 +80,10 @@ def base_config():
     c.diffusion.loss_weighting = "v"
 
     c.train = ml_collections.ConfigDict()
+    # Process CPU seconds the training may take (compilation and validation included), in those of
+    # the idle 2-core reference machine; 0: no budget. With a budget, num_steps, batch_size,
+    # eval_every and checkpoint_every left at 0 follow from it and the data (stdiff_jax/budget.py).
+    c.train.budget_seconds = 0.0
     c.train.batch_size = 128  # Global batch, split over all devices. Not given by the paper.
     c.train.num_steps = 30_000
     c.train.learning_rate = 2e-4
@@ -193,7 +181,6 @@ def make_config(dataset, arg=None, default_seq_len=24):
     if variant:
         c.model.update(sizes.CPU_SIZES[variant])
         c.train.update(VARIANT_TRAINING[variant])
-        c.train.update(BUDGET_TRAINING.get((dataset, c.data.seq_len), {}).get(variant, {}))
     if variant == "smoke":
         c.sample.num_steps = 10
         c.sample.num_samples = 64

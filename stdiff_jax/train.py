@@ -23,7 +23,7 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, diffusion, errors, fingerprint, video
+from stdiff_jax import budget, checkpoint, diffusion, errors, fingerprint, video
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import BatchIterator, dataset_of
 from stdiff_jax.errors import UserError
@@ -325,6 +325,10 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     held throughout (workdir.py), and its config.json and fingerprint.json are written only after
     the data and the network were checked against them (fingerprint.py) and the checkpoint read.
 
+    The steps, batch and evaluation intervals a CPU budget leaves to the data
+    (`config.train.budget_seconds`; the `cpu` variants) are worked out once the data is loaded
+    (budget.py), logged first and saved in workdir/config.json.
+
     Args:
         config: a config of configs/ (e.g. `configs.sines.get_config("smoke")`).
         workdir: directory of the run; created if missing.
@@ -339,18 +343,21 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     """
     cpu_start = time.process_time()
     workdir = workdir_lib.as_path(workdir)
-    tc = config.train
-
-    tx, learning_rate = make_optimizer(tc)  # First: it checks the schedule before data loads.
+    budget.check(config.train)  # before data loads: the budget fields and a set schedule
 
     # Mesh --------------------------------------------------------------------------------------
     mesh = make_mesh()
-    check_divisible(tc.batch_size, mesh)
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
 
     # Input -------------------------------------------------------------------------------------
     if dataset is None:
         dataset = dataset_of(config.data)
+    # The steps and batch a CPU budget leaves to the data follow from its shape (budget.py).
+    config, plan = budget.resolve(config, dataset.windows.shape[1:], len(dataset.windows))
+    logging.info("%s", plan.describe())
+    tc = config.train
+    tx, learning_rate = make_optimizer(tc)
+    check_divisible(tc.batch_size, mesh)
     train_windows, val_windows = split_windows(dataset.windows, config.data.val_fraction,
                                                tc.batch_size, config.data.seed)
     iterator = BatchIterator(len(train_windows), tc.batch_size, config.data.seed)

@@ -20,12 +20,13 @@ TABLE4 = {
 # (benchmarks/train_step.py on the shared machine, 2026-12-01): one block of width 48 (the earlier
 # `cpu`), 150 ms; two blocks of width 64 (`cpu`, `cpu_long`), 464 ms; the same with patch_freq 3
 # (F' = 2), 1,054 ms; three blocks of width 96, 1,110 ms.
-# - `cpu`: two blocks of width 64, trained within 900 CPU s on the idle machine
-#   (configs/base.py BUDGET_TRAINING sets the steps and batch). At equal CPU (3,000 steps against
+# - `cpu`: two blocks of width 64, trained within 900 CPU s on the idle machine (the steps and
+#   batch follow from the data's shape: stdiff_jax/budget.py). At equal CPU (3,000 steps against
 #   9,000) it beat one block of width 48 on ETTh and stocks and tied on sines (2 seeds each,
 #   docs/results.md): depth and width buy more than steps here.
-# - `cpu_long`: the same network, trained within 10,800 CPU s (BUDGET_TRAINING).
-# Longer L keep more frequency patches (F' = ceil(F / 6)).
+# - `cpu_long`: the same network, trained within 10,800 CPU s.
+# Longer L keep more frequency patches (F' = ceil(F / 6)): 11 at L = 256, where a step costs ~10x
+# one at L = 24 and the budget buys fewer steps (docs/costs.md).
 CPU_SIZES = {
     "cpu": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6),
     "cpu_long": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6),

@@ -1,0 +1,327 @@
+"""What a training run costs in process CPU seconds, and the steps and batch that fit a budget.
+
+Cost model. A training step of batch B costs `COST . step_features(shape, B)` process CPU seconds,
+the features being work counts of the network and the loss for the step's shape (`StepShape`):
+dense projections (tokens x depth x width^2), factorized attention (tokens x depth x width x the
+three axes' lengths), element-wise work (tokens x depth x width), the video transform (pixels),
+the loss's correlation matrices (pixels x (K + F)), the optimizer (parameters) and a constant.
+A validation batch costs EVAL_RATIO of a training step, compilation COMPILE (by depth), the data
+statistics STATS (by windows x pixels), and start-up and checkpoints OVERHEAD_S. The coefficients
+are fitted by `python benchmarks/train_step.py --sweep` (non-negative least squares on relative
+error) on the machine named below, which other processes shared, so every measurement is a
+median of several steps; REFERENCE_FACTOR converts them to the reference machine, the idle 2-core
+VM on which the measured recipes (MEASURED) were set, so that one 'CPU second' means the same in
+both. Every prediction here is in the reference machine's process CPU seconds.
+
+The rule (`plan`). With `config.train.budget_seconds` > 0 (`cpu`: 900, `cpu_long`: 10,800), the
+steps and batch that are 0 in the config come from the budget, once the data's shape is known:
+a measured recipe where one exists for the data set, length, variant and network (MEASURED),
+else the cost model: the largest batch of BATCH_LADDER (64, 32, 16) that still buys MIN_STEPS
+steps (the last otherwise), and as many steps as the budget then holds with compilation, data
+statistics and up to EVALS_PER_RUN validations included. Steps or a batch set in the config win; the
+plan still predicts their cost.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from stdiff_jax import trained
+from stdiff_jax.errors import UserError
+from stdiff_jax.models import sizes
+
+# ------------------------------------------------------------------------------------------------
+# The cost model.
+# ------------------------------------------------------------------------------------------------
+FEATURES = ("dense", "attention", "elementwise", "pixels", "pairs", "params", "step")
+
+# Fitted on 2026-12-03 by
+# `python benchmarks/train_step.py --sweep --sweep_out=docs/costs_sweep.json` (40 cells: K in
+# {5, 7, 14, 28, 50} x L in {24, 64, 128, 256}, the `cpu` network and the Table-4 sizes;
+# docs/costs.md) on the project's 2-core "AMD EPYC" VM while ~5 other jobs shared it (load
+# average 4-15): medians of 5 timed steps (Table-4 sizes: 3). The step model's error per cell:
+# median 4%, at most 19%. COST: process CPU seconds per unit of each of FEATURES, on that machine.
+COST = dict(dense=5.363e-11, attention=1.303e-09, elementwise=3.035e-07, pixels=0.0,
+            pairs=4.331e-09, params=6.533e-09, step=0.0)
+EVAL_RATIO = 0.2496  # a validation batch / a training step of the same batch (median)
+COMPILE = dict(base=21.01, per_block=0.03547)  # train and eval step, model and state set-up
+STATS = dict(base=0.3087, per_pixel=2.091e-07)  # the data statistics, per window x T x F x K
+# Start-up and checkpoints: what a 200-step training on a K = 28 CSV took beyond the rest (~1 s).
+OVERHEAD_S = 2.0
+# The reference machine's step CPU over the model's at sines', stocks' and ETTh's shapes (median
+# of 6; benchmarks/train_step.py REFERENCE_STEPS): the shared sweep machine ran 1.5x faster.
+REFERENCE_FACTOR = 1.481
+MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
+              "--sweep 2026-12-03")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepShape:
+    """What a training step's cost depends on: the video (T, F, K), its patches and the network."""
+
+    frames: int  # T
+    freqs: int  # F
+    covariates: int  # K
+    freq_patches: int  # F' = ceil(F / patch_freq)
+    depth: int
+    hidden: int
+    mlp_ratio: float
+
+    @property
+    def tokens(self):
+        """Tokens of one sample: T x F' x K."""
+        return self.frames * self.freq_patches * self.covariates
+
+    @property
+    def pixels(self):
+        """Video values of one sample per channel: T x F x K."""
+        return self.frames * self.freqs * self.covariates
+
+    @classmethod
+    def of(cls, config, series_shape):
+        """The shape of a training step of `config` on series (L, K)."""
+        frames, freqs, covariates, _ = trained.video_shape_of(config.video, tuple(series_shape))
+        m = config.model
+        return cls(frames, freqs, covariates, -(-freqs // m.patch_freq), m.depth, m.hidden,
+                   float(m.mlp_ratio))
+
+
+def step_features(shape, batch):
+    """(len(FEATURES),) work counts of one training step of `batch` samples of `shape`."""
+    s, b = shape, batch
+    # Attention runs only along axes longer than 1 (models/stdiff.py attend_along).
+    axes = sum(n for n in (s.frames, s.freq_patches, s.covariates) if n > 1)
+    per_token = s.depth * s.tokens
+    return np.array([
+        b * per_token * s.hidden ** 2 * (12 + 2 * s.mlp_ratio),  # qkv + out x 3, MLP
+        b * per_token * s.hidden * axes,  # logits and weighted sums
+        b * per_token * s.hidden,  # norms, modulation, residuals, activations
+        b * s.pixels,  # STFT, normalisation, patching, the MSE
+        b * s.pixels * (s.covariates + s.freqs),  # the loss's correlation matrices
+        s.depth * s.hidden ** 2 * (24 + 2 * s.mlp_ratio),  # AdamW and EMA over the blocks
+        1.0,
+    ], dtype=np.float64)
+
+
+def sweep_step_seconds(shape, batch):
+    """Process CPU seconds of one training step on the sweep machine (the fitted model)."""
+    return float(np.dot([COST[f] for f in FEATURES], step_features(shape, batch)))
+
+
+def step_seconds(shape, batch):
+    """Process CPU seconds of one training step on the reference machine."""
+    return REFERENCE_FACTOR * sweep_step_seconds(shape, batch)
+
+
+def fixed_seconds(shape, num_windows):
+    """Compilation, model set-up, data statistics, start-up and checkpoints (reference machine)."""
+    compile_s = COMPILE["base"] + COMPILE["per_block"] * shape.depth
+    stats_s = STATS["base"] + STATS["per_pixel"] * num_windows * shape.pixels
+    return REFERENCE_FACTOR * (compile_s + stats_s + OVERHEAD_S)
+
+
+def validation_batches(num_windows, val_fraction, batch):
+    """Batches of one evaluation: about val_fraction of the windows, 5% when it is 0, in whole
+    batches (as train.split_windows holds them out)."""
+    fraction = val_fraction if val_fraction > 0 else 0.05
+    return max(1, round(fraction * num_windows / batch))
+
+
+def num_evaluations(num_steps, eval_every):
+    """Evaluations of a run: every eval_every steps and at the last step."""
+    return num_steps // eval_every + (num_steps % eval_every != 0)
+
+
+def run_seconds(shape, batch, num_steps, eval_every, num_windows, val_fraction):
+    """Predicted process CPU seconds of a whole training run on the reference machine."""
+    evals = num_evaluations(num_steps, eval_every)
+    eval_in_steps = validation_batches(num_windows, val_fraction, batch) * EVAL_RATIO
+    return (fixed_seconds(shape, num_windows)
+            + step_seconds(shape, batch) * (num_steps + evals * eval_in_steps))
+
+
+# ------------------------------------------------------------------------------------------------
+# The budget rule.
+# ------------------------------------------------------------------------------------------------
+# Recipes trained within their budgets on the reference machine, with the scores of
+# docs/results.md: they win over the cost model for their data set, length, variant, network and
+# budget, so that those scores keep their training exactly (steps, batch, evaluations).
+_CPU_RECIPE = dict(budget_seconds=900.0, batch_size=64, eval_every=250, checkpoint_every=500)
+_LONG_RECIPE = dict(budget_seconds=10_800.0, batch_size=128, eval_every=1000,
+                    checkpoint_every=1000)
+MEASURED = {
+    ("sines", 24, "cpu"): dict(_CPU_RECIPE, num_steps=4100),
+    ("stocks", 24, "cpu"): dict(_CPU_RECIPE, num_steps=3800),
+    ("etth", 24, "cpu"): dict(_CPU_RECIPE, num_steps=3300),
+    ("sines", 24, "cpu_long"): dict(_LONG_RECIPE, num_steps=24_000),
+    ("stocks", 24, "cpu_long"): dict(_LONG_RECIPE, num_steps=24_000),
+    ("etth", 24, "cpu_long"): dict(_LONG_RECIPE, num_steps=20_000),
+}
+# The batch halves from 64 while the budget buys fewer than MIN_STEPS steps. At 900 CPU s, on
+# all three measured data sets, halving the batch from 128 to 64 (1,650-2,250 steps -> twice as
+# many) lowered Context-FID by 32-64% (docs/results.md, "Batch against steps"): below ~2,000
+# updates, updates count more than samples per update. Batch 16 is the floor: noisier gradients
+# than that were never tried.
+BATCH_LADDER = (64, 32, 16)
+MIN_STEPS = 2000
+# Evaluations in a run whose eval_every comes from the steps (checkpoints every second one): the
+# measured `cpu` recipes evaluate 13-16 times (every 250 of 3,300-4,100 steps). A validation
+# covers ~5% of the windows whatever the batch, so on many windows of a costly shape 16 of them
+# would cost more than the training; fewer are made where they would take more than EVAL_SHARE
+# of the budget (at least the one at the last step).
+EVALS_PER_RUN = 16
+EVAL_SHARE = 0.1
+SCHEDULE_KEYS = ("num_steps", "batch_size", "eval_every", "checkpoint_every")
+COST_MODEL = "cost model"  # a Plan's source when its steps and batch both come from the model
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The training a config gets on data of a given shape, and its predicted cost."""
+
+    num_steps: int
+    batch_size: int
+    eval_every: int
+    checkpoint_every: int
+    predicted_s: float  # the whole run, process CPU s of the reference machine
+    step_s: float  # one training step
+    budget_s: float  # config.train.budget_seconds (0: none)
+    source: str  # where the steps and batch come from, for the log
+    shape: StepShape
+    seq_len: int
+
+    def describe(self):
+        """The first log line of a training: steps, batch, predicted CPU seconds, and why."""
+        s = self.shape
+        head = (f"CPU budget {self.budget_s:,.0f} s: " if self.budget_s
+                else "No CPU budget (config.train.budget_seconds=0): ")
+        over = (f"; {self.predicted_s / self.budget_s - 1:.0%} over the budget"
+                if self.budget_s and self.predicted_s > 1.15 * self.budget_s else "")
+        few = ("; few steps for this shape: expect a weak model (a larger budget_seconds trains "
+               "longer)" if self.source == COST_MODEL and self.num_steps < MIN_STEPS else "")
+        return (f"{head}{self.num_steps:,} steps of batch {self.batch_size} ({self.source}), "
+                f"~{self.step_s:.3g} CPU s a step, ~{self.predicted_s:,.0f} CPU s in all with "
+                f"compilation and {num_evaluations(self.num_steps, self.eval_every)} validations "
+                f"(K={s.covariates}, L={self.seq_len}: {s.tokens} tokens = {s.frames} frames x "
+                f"{s.freq_patches} x {s.covariates}, depth {s.depth}, width {s.hidden}; "
+                f"{MODEL_NOTE}){over}{few}.")
+
+
+def check(train_config):
+    """Raises UserError for budget and schedule fields no plan can satisfy (before data loads)."""
+    tc = train_config
+    negative = [k for k in ("budget_seconds", *SCHEDULE_KEYS) if tc[k] < 0]
+    if negative:
+        raise UserError(f"config.train.{negative[0]}={tc[negative[0]]} is negative; use a "
+                        f"positive value, or 0 for 'from the budget'.")
+    if not tc.budget_seconds and not (tc.num_steps and tc.batch_size):
+        raise UserError(
+            f"config.train.num_steps={tc.num_steps} and batch_size={tc.batch_size}: 0 means 'from "
+            f"the CPU budget', but config.train.budget_seconds is 0 (no budget). Set both, or a "
+            f"budget (the cpu variant's is 900 process CPU seconds).")
+    if tc.num_steps and not 0 <= tc.warmup_steps < tc.num_steps:
+        raise UserError(f"config.train.warmup_steps={tc.warmup_steps} must lie in "
+                        f"[0, num_steps={tc.num_steps}).")
+
+
+def _measured_recipe(config):
+    """The MEASURED recipe that applies to config unchanged, or None."""
+    tc, variant = config.train, config.get("variant", "")
+    recipe = MEASURED.get((config.data.name, config.data.seq_len, variant))
+    if recipe is None or tc.budget_seconds != recipe["budget_seconds"]:
+        return None
+    network = {k: config.model[k] for k in sizes.CPU_SIZES[variant]}
+    video = (config.video.n_fft, config.video.hop)
+    if network != sizes.CPU_SIZES[variant] or video != sizes.stft_settings(config.data.seq_len):
+        return None
+    return recipe
+
+
+def _evaluations(budget_s, shape, batch, num_windows, val_fraction):
+    """Evaluations of a run: EVALS_PER_RUN, fewer where they would exceed EVAL_SHARE of budget_s."""
+    if not budget_s:
+        return EVALS_PER_RUN
+    per_eval = (validation_batches(num_windows, val_fraction, batch) * EVAL_RATIO
+                * step_seconds(shape, batch))
+    return int(np.clip(EVAL_SHARE * budget_s // per_eval, 1, EVALS_PER_RUN))
+
+
+def _eval_interval(num_steps, evaluations):
+    """Steps between at most `evaluations` evaluations in num_steps (the last one included): a
+    multiple of 10 steps where num_steps allows."""
+    return min(max(10, -(-num_steps // (10 * evaluations)) * 10), max(num_steps, 1))
+
+
+def _steps_within(budget_s, shape, batch, num_windows, val_fraction, eval_every):
+    """The most steps whose whole run fits budget_s, a multiple of 50 from 2,000 (else of 10)."""
+    evaluations = _evaluations(budget_s, shape, batch, num_windows, val_fraction)
+
+    def cost(steps):
+        return run_seconds(shape, batch, steps, eval_every or _eval_interval(steps, evaluations),
+                           num_windows, val_fraction)
+
+    lo, hi = 0, int(budget_s / step_seconds(shape, batch)) + 1  # cost(hi) > budget_s
+    while hi - lo > 1:  # bisection: the cost grows with the steps
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(mid) <= budget_s else (lo, mid)
+    unit = 50 if lo >= 2000 else 10
+    return lo // unit * unit
+
+
+def plan(config, series_shape, num_windows):
+    """The Plan of `config` for `num_windows` windows of series (L, K) (module docstring)."""
+    tc, data = config.train, config.data
+    check(tc)
+    shape = StepShape.of(config, series_shape)
+    recipe = _measured_recipe(config) if not (tc.num_steps or tc.batch_size) else None
+    if recipe is not None:
+        values = {k: tc[k] or recipe[k] for k in SCHEDULE_KEYS}
+        source = f"the measured recipe for {data.name} at L={data.seq_len}"
+    else:
+        values, source = _budget_values(tc, shape, num_windows, data.val_fraction)
+    eval_every = values["eval_every"] or _eval_interval(values["num_steps"], _evaluations(
+        tc.budget_seconds, shape, values["batch_size"], num_windows, data.val_fraction))
+    checkpoint_every = values["checkpoint_every"] or 2 * eval_every
+    predicted = run_seconds(shape, values["batch_size"], values["num_steps"], eval_every,
+                            num_windows, data.val_fraction)
+    return Plan(values["num_steps"], values["batch_size"], eval_every, checkpoint_every, predicted,
+                step_seconds(shape, values["batch_size"]), float(tc.budget_seconds), source,
+                shape, int(data.seq_len))
+
+
+def _budget_values(tc, shape, num_windows, val_fraction):
+    """(steps, batch, eval_every, checkpoint_every as set or 0, why) from the cost model."""
+    values = {k: tc[k] for k in SCHEDULE_KEYS}
+    if not tc.budget_seconds:
+        return values, "as configured"
+
+    def steps_at(batch):
+        return _steps_within(tc.budget_seconds, shape, batch, num_windows, val_fraction,
+                             tc.eval_every)
+
+    if not values["batch_size"]:
+        values["batch_size"] = next((b for b in BATCH_LADDER if steps_at(b) >= MIN_STEPS),
+                                    BATCH_LADDER[-1])
+    if not values["num_steps"]:
+        values["num_steps"] = steps_at(values["batch_size"])
+        if values["num_steps"] <= tc.warmup_steps:
+            raise UserError(
+                f"The CPU budget of {tc.budget_seconds:,.0f} s buys only {values['num_steps']} "
+                f"steps of batch {values['batch_size']} for this shape ({shape.tokens} tokens: "
+                f"{shape.frames} frames x {shape.freq_patches} frequency patches x "
+                f"{shape.covariates} covariates, depth {shape.depth}, width {shape.hidden}), too "
+                f"few to train after {tc.warmup_steps} warm-up steps. Raise "
+                f"config.train.budget_seconds (cpu_long: 10,800), shrink the network or the "
+                f"window (data.seq_len), or set config.train.num_steps yourself.")
+    given = [k for k in ("num_steps", "batch_size") if tc[k]]
+    source = (COST_MODEL if not given else
+              f"{' and '.join(given)} as configured, the rest from the cost model")
+    return values, source
+
+
+def resolve(config, series_shape, num_windows):
+    """(a copy of config with the plan's steps, batch and intervals filled in, the plan)."""
+    p = plan(config, series_shape, num_windows)
+    config = config.copy_and_resolve_references()
+    config.train.update({k: getattr(p, k) for k in SCHEDULE_KEYS})
+    return config, p

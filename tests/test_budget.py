@@ -1,0 +1,178 @@
+"""The CPU budget rule: steps and batch from the data's shape, measured recipes kept, the user's
+settings winning, and the log line. Nothing here trains."""
+
+import pytest
+
+from configs import base
+from stdiff_jax import budget
+from stdiff_jax.errors import UserError
+
+# (name, series shape (L, K), windows) of the three data sets with measured recipes.
+MEASURED_DATA = {"sines": ((24, 5), 10_000), "stocks": ((24, 6), 3_662),
+                 "etth": ((24, 7), 17_397)}
+TOLERANCE = 0.15  # the budgets hold to +-15%
+
+
+def csv_config(arg, **train):
+    """A config of arg ('seq_len=256,cpu') on a user's CSV, with train fields overridden."""
+    config = base.make_config("etth", arg)
+    config.data.name = "csv:/tmp/my_data.csv"
+    config.train.update(train)
+    return config
+
+
+def test_wider_and_longer_data_get_fewer_steps_within_the_budget():
+    small = budget.plan(csv_config("cpu"), (24, 5), 10_000)
+    large = budget.plan(csv_config("seq_len=256,cpu"), (256, 28), 10_000)
+    assert large.num_steps * large.batch_size < small.num_steps * small.batch_size
+    assert large.num_steps < small.num_steps
+    for p in (small, large):
+        assert (1 - TOLERANCE) * 900 <= p.predicted_s <= 900
+        assert "cost model" in p.source
+
+
+@pytest.mark.parametrize("arg,series_shape", [
+    ("cpu_long", (24, 5)), ("cpu_long", (24, 50)), ("seq_len=64,cpu_long", (64, 14)),
+    ("seq_len=256,cpu_long", (256, 50)), ("seq_len=128,cpu", (128, 14)),
+    ("seq_len=256,cpu", (256, 28))])
+def test_every_shape_fills_its_budget(arg, series_shape):
+    config = csv_config(arg)
+    p = budget.plan(config, series_shape, 20_000)
+    assert (1 - TOLERANCE) * config.train.budget_seconds <= p.predicted_s
+    assert p.predicted_s <= config.train.budget_seconds
+    assert p.eval_every <= p.num_steps and p.checkpoint_every == 2 * p.eval_every
+    evals = budget.num_evaluations(p.num_steps, p.eval_every)
+    per_eval = (budget.validation_batches(20_000, config.data.val_fraction, p.batch_size)
+                * budget.EVAL_RATIO * p.step_s)
+    assert 1 <= evals <= budget.EVALS_PER_RUN
+    assert evals == 1 or evals * per_eval <= budget.EVAL_SHARE * p.budget_s
+    if 2 * budget.EVALS_PER_RUN * per_eval < budget.EVAL_SHARE * p.budget_s:
+        assert evals >= budget.EVALS_PER_RUN - 2  # validations are cheap: all of them
+
+
+def test_the_batch_halves_only_when_the_budget_buys_too_few_steps():
+    small = budget.plan(csv_config("cpu"), (24, 5), 10_000)
+    assert small.batch_size == 64 and small.num_steps >= budget.MIN_STEPS
+    large = budget.plan(csv_config("seq_len=128,cpu"), (128, 14), 10_000)
+    assert large.batch_size < 64
+    at_64 = budget.plan(csv_config("seq_len=128,cpu", batch_size=64), (128, 14), 10_000)
+    assert at_64.num_steps < budget.MIN_STEPS
+    # Half the batch buys about twice the steps.
+    at_32 = budget.plan(csv_config("seq_len=128,cpu", batch_size=32), (128, 14), 10_000)
+    assert 1.6 < at_32.num_steps / at_64.num_steps < 2.2
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED_DATA))
+@pytest.mark.parametrize("variant", ["cpu", "cpu_long"])
+def test_measured_recipes_are_kept(name, variant):
+    series_shape, windows = MEASURED_DATA[name]
+    p = budget.plan(base.make_config(name, variant), series_shape, windows)
+    recipe = budget.MEASURED[name, 24, variant]
+    assert {k: getattr(p, k) for k in budget.SCHEDULE_KEYS} == {
+        k: recipe[k] for k in budget.SCHEDULE_KEYS}
+    assert recipe["budget_seconds"] == base.VARIANT_TRAINING[variant]["budget_seconds"]
+    assert f"measured recipe for {name} at L=24" in p.describe()
+
+
+def test_documented_recipes():
+    for name, recipe in {"sines": (4100, 64), "stocks": (3800, 64), "etth": (3300, 64)}.items():
+        p = budget.plan(base.make_config(name, "cpu"), *MEASURED_DATA[name])
+        assert (p.num_steps, p.batch_size) == recipe
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED_DATA))
+def test_the_cost_model_agrees_with_the_measured_cpu_recipes(name):
+    """The model is scaled to the reference machine's step costs; the whole measured runs (set to
+    fit 900 CPU s there) must come out within the tolerance too."""
+    p = budget.plan(base.make_config(name, "cpu"), *MEASURED_DATA[name])
+    assert abs(p.predicted_s / 900 - 1) <= TOLERANCE
+
+
+def test_a_csv_on_a_measured_config_gets_the_cost_model():
+    """configs/etth.py:cpu on a 7-column CSV gets the cost model's plan, close to etth's recipe."""
+    p = budget.plan(csv_config("cpu"), (24, 7), 17_397)
+    assert "cost model" in p.source and p.batch_size == 64
+    assert abs(p.num_steps / 3300 - 1) <= TOLERANCE
+
+
+def test_another_network_or_budget_leaves_the_measured_recipe():
+    config = base.make_config("etth", "cpu")
+    config.model.hidden = 96
+    assert "cost model" in budget.plan(config, (24, 7), 17_397).source
+    config = base.make_config("etth", "cpu")
+    config.train.budget_seconds = 1800.0
+    p = budget.plan(config, (24, 7), 17_397)
+    assert "cost model" in p.source and p.predicted_s <= 1800 and p.num_steps > 3300
+
+
+def test_explicit_steps_and_batch_win_and_are_priced():
+    p = budget.plan(base.make_config("sines", "cpu"), (24, 5), 10_000)
+    config = base.make_config("sines", "cpu")
+    config.train.num_steps = 200
+    explicit = budget.plan(config, (24, 5), 10_000)
+    assert explicit.num_steps == 200 and explicit.batch_size == 64
+    assert 0 < explicit.predicted_s < p.predicted_s
+    assert "num_steps as configured" in explicit.describe()
+    config.train.update(num_steps=30_000, batch_size=128)
+    over = budget.plan(config, (24, 5), 10_000)
+    assert (over.num_steps, over.batch_size) == (30_000, 128)
+    assert over.predicted_s > 900 and "over the budget" in over.describe()
+
+
+def test_an_explicit_batch_gets_the_budgets_steps():
+    p = budget.plan(csv_config("cpu", batch_size=16), (24, 14), 10_000)
+    assert p.batch_size == 16 and (1 - TOLERANCE) * 900 <= p.predicted_s <= 900
+
+
+def test_without_a_budget_the_config_is_priced_as_given():
+    config = base.make_config("etth", "")
+    p = budget.plan(config, (24, 7), 17_397)
+    assert (p.num_steps, p.batch_size, p.eval_every) == (30_000, 128, 500)
+    assert p.source == "as configured" and "No CPU budget" in p.describe()
+    assert p.predicted_s > budget.plan(base.make_config("etth", "cpu"), (24, 7), 17_397).predicted_s
+
+
+def test_the_log_line_says_steps_batch_cpu_and_why():
+    p = budget.plan(csv_config("seq_len=64,cpu"), (64, 14), 10_000)
+    line = p.describe()
+    assert line.startswith("CPU budget 900 s: ")
+    assert f"{p.num_steps:,} steps of batch {p.batch_size} (cost model)" in line
+    assert f"~{p.predicted_s:,.0f} CPU s in all" in line
+    assert f"K=14, L=64: {p.shape.tokens} tokens" in line and "benchmarks/train_step.py" in line
+
+
+def test_resolve_fills_a_copy_and_keeps_it_locked():
+    config = csv_config("cpu")
+    resolved, p = budget.resolve(config, (24, 5), 10_000)
+    assert config.train.num_steps == 0 and config.train.batch_size == 0
+    assert (resolved.train.num_steps, resolved.train.batch_size) == (p.num_steps, p.batch_size)
+    assert (resolved.train.eval_every, resolved.train.checkpoint_every) == (
+        p.eval_every, p.checkpoint_every)
+    with pytest.raises(AttributeError):
+        resolved.train.num_step = 3
+
+
+def test_a_budget_too_small_for_the_shape_is_a_clear_error():
+    with pytest.raises(UserError, match="buys only .* steps of batch 16 .* Raise"):
+        budget.plan(csv_config("seq_len=256,cpu", budget_seconds=60.0), (256, 50), 10_000)
+
+
+@pytest.mark.parametrize("train,match", [
+    (dict(budget_seconds=0.0), "budget_seconds is 0"),
+    (dict(num_steps=-5), "num_steps=-5 is negative"),
+    (dict(num_steps=50, warmup_steps=100), "warmup_steps=100 must lie in"),
+])
+def test_check_rejects_settings_no_plan_can_satisfy(train, match):
+    with pytest.raises(UserError, match=match):
+        budget.check(csv_config("cpu", **train).train)
+
+
+def test_step_cost_grows_with_covariates_length_and_batch():
+    def step(arg, series_shape, batch):
+        return budget.step_seconds(budget.StepShape.of(csv_config(arg), series_shape), batch)
+
+    costs = [step("cpu", (24, k), 64) for k in (5, 7, 14, 28, 50)]
+    assert costs == sorted(costs) and costs[-1] > 5 * costs[0]
+    costs = [step(f"seq_len={n},cpu", (n, 7), 64) for n in (24, 64, 128, 256)]
+    assert costs == sorted(costs) and costs[-1] > 5 * costs[0]
+    assert 1.7 < step("cpu", (24, 14), 64) / step("cpu", (24, 14), 32) < 2.0
