@@ -38,6 +38,9 @@ flags.DEFINE_bool("smoke", False, "Also time the whole smoke run of the command 
 flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# configs/ is a folder of this repository, not an installed package: its config files import
+# `configs.base`, so REPO goes on the path of this script.
+sys.path.insert(0, str(REPO))
 STATS_WINDOWS = 4096  # Windows the normaliser is fitted on: enough for its shape and scale.
 
 
