@@ -104,7 +104,8 @@ def predictions(z, v, logsnr, edit_x0=None):
     recomputed from the edited x0, so that the three stay consistent with z.
     eps takes its scales per sample, x0 at the log-SNR as given, and x0 goes through eps (alpha z
     - sigma v in exact arithmetic): the rounding every released model was trained and sampled
-    with, so that their scores reproduce to the last digit (tests/test_diffusion.py pins it).
+    with, so that their scores reproduce to the last digit (tests/test_diffusion.py and
+    tests/test_sampling.py pin it).
     """
     alpha, sigma = _scales(jnp.broadcast_to(logsnr, z.shape[:1]), z.ndim)
     eps = sigma * z + alpha * v
