@@ -1,24 +1,31 @@
-"""stdiff_jax: time series generation as video diffusion (ST-Diff) in JAX/Flax."""
+"""stdiff_jax: time series generation as video diffusion (ST-Diff) in JAX/Flax.
+
+Dependencies are compatible ranges, so the package installs beside what an environment (a Colab
+runtime, another project) already holds; the lower bounds are versions the tests passed with. The
+exact versions CI and the README's commands install are pinned in constraints.txt
+(`pip install -c constraints.txt -e ".[test,plots,mujoco]"`). Only the `stdiff_jax` package is
+installed: `configs/` stays a folder of the repository, loaded by path (--config=configs/x.py) or
+from the repository root.
+"""
 import setuptools
 
 CORE = [
-    "jax==0.10.2",
-    "jaxlib==0.10.2",
-    "flax==0.12.8",
-    "optax==0.2.8",
-    "orbax-checkpoint==0.12.8",
-    "numpy==2.4.6",
-    "scipy==1.17.1",
-    "chex==0.1.92",
-    "ml-collections==1.1.0",
-    "absl-py==2.5.1",
+    "jax>=0.6.0,<0.11",
+    "jaxlib>=0.6.0,<0.11",
+    "flax>=0.10.7,<0.13",
+    "optax>=0.2.5,<0.3",  # optax.tree.norm
+    "orbax-checkpoint>=0.11.16,<0.13",  # checkpoint_managers' preservation policies
+    "numpy>=2.0,<3",
+    "scipy>=1.13,<2",
+    "ml-collections>=1.0,<2",
+    "absl-py>=2.1,<3",
 ]
 EXTRAS = {
-    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "nbclient==0.11.0", "nbformat==5.11.1",
-             "ipykernel==7.4.0", "jupyter-client==8.10.0"],
-    "plots": ["matplotlib==3.11.2", "scikit-learn==1.9.1"],
-    # dm_control 1.0.50 breaks with mujoco 4 ('MjModel' has no 'flex_vertedge'): pin both.
-    "mujoco": ["dm-control==1.0.50", "mujoco==3.17.0"],
+    "test": ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.89", "nbclient>=0.10",
+             "nbformat>=5.10", "ipykernel>=6.29", "jupyter-client>=8.6"],
+    "plots": ["matplotlib>=3.8", "scikit-learn>=1.4"],
+    # dm_control 1.0.50 breaks with mujoco 4 ('MjModel' has no 'flex_vertedge').
+    "mujoco": ["dm-control>=1.0.50,<1.1", "mujoco>=3.17,<4"],
 }
 
 setuptools.setup(
@@ -28,7 +35,7 @@ setuptools.setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["stdiff_jax", "stdiff_jax.*", "configs"]),
+    packages=setuptools.find_packages(include=["stdiff_jax", "stdiff_jax.*"]),
     install_requires=CORE,
     extras_require=EXTRAS,
 )

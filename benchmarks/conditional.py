@@ -35,6 +35,8 @@ band too wide or too narrow shows which column it is); --json writes every numbe
 """
 
 import json
+import pathlib
+import sys
 import time
 
 import jax
@@ -46,6 +48,9 @@ from stdiff_jax import checkpoint, conditional, fingerprint, generate, trained
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.errors import UserError
 
+# configs/ is a folder of this repository, not an installed package: its config files import
+# `configs.base`, so the repository root goes on the path of this script.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 config_flags.DEFINE_config_file("config", None, "Config file of the trained run, e.g. "
                                 "configs/etth.py:cpu, with its test_fraction.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Workdir of the trained run (default workdirs/<name>).")

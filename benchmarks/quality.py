@@ -36,8 +36,8 @@ import time
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# The parent keys workdirs by the configs its children (PYTHONPATH=REPO) train with: without this it
-# would import them from wherever the package is installed, another checkout's after an edit there.
+# configs/ is a folder of this repository, not an installed package: the parent, which keys
+# workdirs by the configs its children (PYTHONPATH=REPO) train with, imports them from here too.
 sys.path.insert(0, str(REPO))
 METRICS = ("context_fid", "correlational", "discriminative", "predictive")
 SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"

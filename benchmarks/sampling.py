@@ -8,13 +8,18 @@ wall time (compilation excluded and shown apart), series per second, and the dis
 Context-FID scores (mean +- 95% t-interval over --repeats) of every setting, as a markdown table.
 """
 
+import pathlib
+import sys
 import time
 
 import jax
 import numpy as np
 from absl import app, flags, logging
 
-from configs import base
+# configs/ is a folder of this repository, not an installed package: its config files import
+# `configs.base`, so the repository root goes on the path of this script.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from configs import base  # noqa: E402
 from stdiff_jax import checkpoint, generate, metrics, trained
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import dataset_of

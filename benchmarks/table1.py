@@ -13,12 +13,16 @@ them, summed over resumed runs); --from_workdirs only reads existing workdirs.
 import json
 import pathlib
 import platform
+import sys
 import time
 
 import jax
 from absl import app, flags, logging
 
-from configs import base
+# configs/ is a folder of this repository, not an installed package: its config files import
+# `configs.base`, so the repository root goes on the path of this script.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from configs import base  # noqa: E402
 from stdiff_jax import checkpoint, generate, train
 
 flags.DEFINE_list("configs", ["configs/sines.py:cpu", "configs/stocks.py:cpu",

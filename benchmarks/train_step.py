@@ -62,6 +62,9 @@ flags.DEFINE_float("cell_seconds", 3.0, "Largest predicted process CPU s of one 
 flags.DEFINE_string("sweep_out", "", "JSON file of the sweep's rows (read back to resume).")
 FLAGS = flags.FLAGS
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# configs/ is a folder of this repository, not an installed package: its config files import
+# `configs.base`, so REPO goes on the path of this script.
+sys.path.insert(0, str(REPO))
 STATS_WINDOWS = 4096  # Windows the normaliser is fitted on: enough for its shape and scale.
 SWEEP_WINDOWS = 512  # Random windows of a sweep cell.
 # Process CPU per step of the `cpu` network at L = 24 on the idle reference machine, the one the

@@ -7,9 +7,9 @@ set -euo pipefail
 : "${CONFIG:=configs/etth.py}"
 cd "$(dirname "$0")/.."
 if [ ! -d .venv ]; then
-  jax_version=$(python3 -c "import re; print(re.search(r'\"jax==([^\"]+)\"', open('setup.py').read())[1])")
+  jax_version=$(sed -n 's/^jax==//p' constraints.txt)  # the JAX version CI tests
   python3 -m venv .venv && . .venv/bin/activate && pip install -q -U pip \
-    && pip install -q -e '.[plots]' "jax[cuda12]==$jax_version"
+    && pip install -q -c constraints.txt -e '.[plots]' "jax[cuda12]==$jax_version"
 fi
 . .venv/bin/activate
 python -m stdiff_jax.main --config="$CONFIG" ${WORKDIR:+--workdir="$WORKDIR"} "$@"

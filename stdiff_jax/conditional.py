@@ -69,6 +69,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -81,6 +82,9 @@ from stdiff_jax.errors import MissingFileError, UserError
 from stdiff_jax.schedule import Schedule, alpha_sigma
 
 CORRECTIONS = ("projection", "regression")  # config.condition.correction
+# The fields of config.condition that conditional sampling reads.
+SETTINGS = ("num_samples", "quantiles", "method", "num_steps", "jumps", "correction", "ridge",
+            "renoise", "seed", "chunk_size")
 REGRESSION_MAX_SIZE = 1024  # L x K: (L K)^2 floats a sample for the regression's solve
 IMPUTED, IMPUTED_QUANTILES = "imputed.csv", "imputed_quantiles.csv"
 FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
@@ -269,18 +273,24 @@ def conditional_sample(denoise_fn, encode, decode, observed, mask, video_shape, 
 def condition_settings(config, **overrides):
     """config.condition with `overrides` applied and checked (a ConfigDict).
 
-    Runs trained before the section existed (their config.json lacks it) get its defaults.
+    The settings are those of the config passed: the run's own (config.json) for a workdir, so
+    configs/base.py stays the one place of their defaults. A run's config from before a setting
+    existed lacks it: pass it as an override, or load the run with a current config.
     """
-    from configs import base  # The one place of every default.
-
-    settings = base.base_config().condition
-    if "condition" in config:
-        settings.update(config.condition.to_dict())
-    unknown = sorted(set(overrides) - set(settings))
+    stored = config.condition.to_dict() if "condition" in config else {}
+    missing = [name for name in SETTINGS if name not in stored and name not in overrides]
+    if missing:
+        raise UserError(f"The run's config has no config.condition.{{{', '.join(missing)}}} (its "
+                        f"config.json predates them): pass them (e.g. impute(..., "
+                        f"{missing[0]}=...)), or load the model with a current config, "
+                        f"trained.load(<configs/DATA.py's get_config()>, workdir).")
+    unknown = sorted(set(overrides) - set(stored) - set(SETTINGS))
     if unknown:
         raise UserError(f"Unknown conditional-sampling setting(s) {unknown}; use "
-                        f"{', '.join(sorted(settings))} (the fields of config.condition).")
-    settings.update(overrides)
+                        f"{', '.join(sorted(set(stored) | set(SETTINGS)))} (the fields of "
+                        f"config.condition).")
+    settings = ml_collections.ConfigDict(stored)
+    settings.update(overrides)  # type-checked against the stored fields
     if settings.method not in sampling.METHODS:
         raise UserError(f"Unknown sampler config.condition.method={settings.method!r}; use one "
                         f"of {sampling.METHODS}.")

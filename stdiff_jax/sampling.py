@@ -1,7 +1,8 @@
 """Samplers for the VDM cosine schedule, and chunked generation of many samples.
 
 Every sampler walks a grid of log-SNRs from logsnr_min (pure noise) up to logsnr_max (clean) with one
-`jax.lax.scan`, calling `denoise_fn(z, logsnr) -> eps_hat` (z: (B, ...), logsnr: (B,)) once a step:
+`jax.lax.scan`, calling `denoise_fn(z, logsnr) -> v` (z: (B, ...), logsnr: (B,); v: the network's
+velocity output, which `diffusion.predictions` turns into x0_hat and eps_hat) once a step:
 - `ddim_sample`: DDIM (Song et al. 2021), deterministic at eta = 0, the paper's sampler (200 steps);
 - `ancestral_sample`: the DDPM posterior q(z_t | z_s, x = x0_hat) in continuous time (VDM);
 - `dpmpp_2m_sample`: DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2), a second-order multistep
@@ -30,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from stdiff_jax.diffusion import standard_normal
+from stdiff_jax.diffusion import predictions, standard_normal
 from stdiff_jax.errors import UserError
-from stdiff_jax.schedule import Schedule, alpha_sigma
+from stdiff_jax.schedule import alpha_sigma
 
 METHODS = ("ddim", "ancestral", "dpmpp_2m")
 GRIDS = ("logsnr", "time")
@@ -90,17 +91,16 @@ class Guide(NamedTuple):
 
 
 def _predict(denoise_fn, z, logsnr, clip_x0, x0_fn=None):
-    """(x0_hat, eps_hat) at a scalar log-SNR; clipping or x0_fn recompute eps_hat to match."""
-    eps_hat = denoise_fn(z, jnp.full((z.shape[0],), logsnr, jnp.float32)).astype(z.dtype)
-    alpha, sigma = alpha_sigma(logsnr)
-    x0_hat = (z - sigma * eps_hat) / alpha
-    if clip_x0 is not None:
-        x0_hat = jnp.clip(x0_hat, -clip_x0, clip_x0)
-    if x0_fn is not None:
-        x0_hat = x0_fn(x0_hat, logsnr)
-    if clip_x0 is not None or x0_fn is not None:
-        eps_hat = (z - alpha * x0_hat) / sigma
-    return x0_hat, eps_hat
+    """(x0_hat, eps_hat) at a scalar log-SNR; clipping or x0_fn edit x0_hat, and eps_hat matches."""
+
+    def edit(x0_hat):
+        if clip_x0 is not None:
+            x0_hat = jnp.clip(x0_hat, -clip_x0, clip_x0)
+        return x0_hat if x0_fn is None else x0_fn(x0_hat, logsnr)
+
+    v = denoise_fn(z, jnp.full((z.shape[0],), logsnr, jnp.float32)).astype(z.dtype)
+    pred = predictions(z, v, logsnr, None if clip_x0 is None and x0_fn is None else edit)
+    return pred.x0, pred.eps
 
 
 def _steps(logsnrs):
@@ -225,11 +225,13 @@ def dpmpp_2m_sample(denoise_fn, z, logsnrs, keys=None, *, clip_x0=None, guide=No
                 memory=jnp.zeros_like(z), extra=(h, history))
 
 
-def sample(denoise_fn, shape, key, *, method="ddim", num_steps=200, eta=0.0, schedule=Schedule(),
-           grid="logsnr", clip_x0=None, first_index=0, guide=None):
+def sample(denoise_fn, shape, key, *, method, num_steps, eta, schedule, grid, clip_x0,
+           first_index=0, guide=None):
     """Draw shape[0] samples of shape[1:] (e.g. videos (B, T, F, K, 3)) with the chosen sampler.
 
-    denoise_fn(z, logsnr) -> eps_hat, z (B, ...) and logsnr (B,). Sample b is the one with index
+    denoise_fn(z, logsnr) -> v, z (B, ...) and logsnr (B,). The settings are config.sample's:
+    method (one of METHODS), num_steps, eta (DDIM's), schedule (a `Schedule`), grid (one of GRIDS)
+    and clip_x0 (None: no clipping). Sample b is the one with index
     first_index + b of the run seeded by `key` (first_index may be traced, so chunks share one
     compilation). jit with everything but key and first_index static. guide: a `Guide` (its hooks
     may close over traced per-sample arrays, e.g. a chunk's observations), or None.
@@ -293,10 +295,10 @@ def run_chunks(run_chunk, num_samples, chunk_size, *, fetch=np.asarray, progress
     return np.concatenate(outputs)
 
 
-def generate(denoise_fn, num_samples, sample_shape, key, chunk_size, *, method="ddim",
-             num_steps=200, eta=0.0, schedule=Schedule(), grid="logsnr", clip_x0=None, decode=None,
-             progress=log_progress, jit_fn=jax.jit):
-    """num_samples samples of sample_shape in chunks of chunk_size, as one numpy array.
+def generate(denoise_fn, num_samples, sample_shape, key, chunk_size, *, method, num_steps, eta,
+             schedule, grid, clip_x0, decode=None, progress=log_progress, jit_fn=jax.jit):
+    """num_samples samples of sample_shape in chunks of chunk_size, as one numpy array; the
+    sampler settings are `sample`'s.
 
     The sampler is compiled once, for (chunk_size, *sample_shape), and sample n is the same whatever
     chunk_size (see `sample`). denoise_fn's closed-over parameters become constants of the compiled

@@ -158,7 +158,7 @@ def compile_train_step(config, mesh, abstract, *, model, tx, learning_rate, norm
         to_video=video_transform(config.video, normalizer), schedule=Schedule.from_config(
             config.diffusion), normalizer=normalizer,
         cov_weight=float(config.diffusion.cov_loss_weight),
-        weighting=config.diffusion.get("loss_weighting", "eps"),
+        weighting=config.diffusion.loss_weighting,
         ema_decay=float(config.train.ema_decay))
     state_sharding = jax.tree.map(lambda a: a.sharding, abstract)
     return jax.jit(step, in_shardings=(state_sharding, NamedSharding(mesh, P(DATA_AXIS))),
@@ -190,7 +190,7 @@ def compile_eval_step(config, mesh, abstract, *, model, normalizer):
             params, apply_fn_of(model), video_transform(config.video, normalizer)(batch),
             Schedule.from_config(config.diffusion), key, normalizer,
             float(config.diffusion.cov_loss_weight),
-            weighting=config.diffusion.get("loss_weighting", "eps"))
+            weighting=config.diffusion.loss_weighting)
         return metrics["loss"]
 
     replicated = NamedSharding(mesh, P())

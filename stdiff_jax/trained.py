@@ -2,8 +2,8 @@
 
 - `video_transform` and `series_decoder`: series in model space [-1, 1] (B, L, K) to normalised
   videos (B, T, F, K, 3), what the network sees, and back;
-- `build_model` and `apply_fn_of`: the network for a data shape, and the eps-predicting function
-  the loss and the samplers call;
+- `build_model` and `apply_fn_of`: the network for a data shape, and the velocity-predicting
+  function the loss and the samplers call;
 - `HostState`: the JSON item of every checkpoint (data scaler, video normaliser, attention
   statistics, data shape, and the trainer's position);
 - `load_config` and `load`: a run's config, and a `TrainedModel`, the parameters of a workdir's checkpoint with everything needed to
@@ -19,7 +19,7 @@ import ml_collections
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, diffusion, video
+from stdiff_jax import checkpoint, video
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import MinMaxScaler
 from stdiff_jax.errors import MissingFileError, UserError
@@ -65,12 +65,9 @@ def build_model(config, series_shape, stats):
 
 
 def apply_fn_of(model):
-    """apply_fn(params, z, logsnr) -> eps_hat, the form the loss and the samplers call.
-
-    The network predicts the velocity; `diffusion.eps_from_velocity` says why.
-    """
-    return lambda params, z, logsnr: diffusion.eps_from_velocity(
-        z, model.apply({"params": params}, z, logsnr), logsnr)
+    """apply_fn(params, z, logsnr) -> v, the form the loss and the samplers call: the network's
+    velocity, which `diffusion.predictions` turns into the clean video and the noise."""
+    return lambda params, z, logsnr: model.apply({"params": params}, z, logsnr)
 
 
 def abstract_params(model, video_shape, mesh):

@@ -28,7 +28,7 @@ import pytest
 
 from configs import sines
 from stdiff_jax import conditional, sampling, train, trained, video
-from stdiff_jax.schedule import alpha_sigma
+from stdiff_jax.schedule import Schedule, alpha_sigma
 
 L, K, N_FFT, HOP, TAU = 24, 1, 11, 3, 0.1
 STEPS = np.arange(L)
@@ -73,12 +73,15 @@ SERIES_COV = SIGMA + TAU ** 2 * D @ D.T
 
 
 def gaussian_denoiser(z, logsnr):
-    """The exact E[eps | z] of the video distribution, through C_v's eigenbasis."""
+    """The exact velocity of the video distribution, what a network outputs, through C_v's
+    eigenbasis: alpha E[eps | z] - sigma E[x0 | z] = alpha sigma (I - C_v) (alpha^2 C_v +
+    sigma^2 I)^{-1} (z - alpha m_v) - sigma m_v."""
     alpha, sigma = (a[:, None] for a in alpha_sigma(logsnr))
     u, lam = jnp.asarray(_eigenvectors, jnp.float32), jnp.asarray(_eigenvalues, jnp.float32)
-    flat = z.reshape(z.shape[0], -1) - alpha * jnp.asarray(VIDEO_MEAN, jnp.float32)
-    eps = ((flat @ u) * sigma / (alpha ** 2 * lam + sigma ** 2)) @ u.T
-    return eps.reshape(z.shape)
+    mean = jnp.asarray(VIDEO_MEAN, jnp.float32)
+    gain = alpha * sigma * (1.0 - lam) / (alpha ** 2 * lam + sigma ** 2)
+    v = (((z.reshape(z.shape[0], -1) - alpha * mean) @ u) * gain) @ u.T - sigma * mean
+    return v.reshape(z.shape)
 
 
 def analytic_conditional(mask, values):
@@ -90,6 +93,7 @@ def analytic_conditional(mask, values):
 
 
 SERIES_PRIOR = conditional.series_prior(SERIES_COV, encode, (L, K))
+SAMPLER_OPTIONS = dict(eta=0.0, schedule=Schedule(), grid="logsnr", clip_x0=None)
 MASK = np.zeros(L, bool)
 MASK[_rng.choice(L, L // 2, replace=False)] = True  # half the steps observed
 TRUTH = _rng.multivariate_normal(MU, SERIES_COV)
@@ -105,7 +109,7 @@ def gaussian_conditional_samples(key, mask, n, method, num_steps, jumps, renoise
         gaussian_denoiser, encode, decode, observed,
         jnp.broadcast_to(mask[None, :, None], (n, L, K)), VIDEO_SHAPE, key, jumps=jumps,
         renoise=renoise, prior=SERIES_PRIOR if regression else None, method=method,
-        num_steps=num_steps)
+        num_steps=num_steps, **SAMPLER_OPTIONS)
 
 
 def conditional_errors(samples, mask=MASK):
@@ -446,7 +450,8 @@ def test_an_identity_guide_leaves_the_samplers_unchanged():
     identity = sampling.Guide(x0_fn=lambda x0, logsnr: x0, z_fn=lambda z, logsnr, noise: z)
     for method in sampling.METHODS:
         run = jax.jit(lambda key, guide: sampling.sample(gaussian_denoiser, (8, *VIDEO_SHAPE), key,
-                                                         method=method, num_steps=5, guide=guide),
+                                                         method=method, num_steps=5, guide=guide,
+                                                         **SAMPLER_OPTIONS),
                       static_argnums=1)
         np.testing.assert_allclose(run(jax.random.key(3), identity), run(jax.random.key(3), None),
                                    rtol=1e-4, atol=1e-4)

@@ -1,4 +1,5 @@
-"""The training objective: antithetic times, the MSE and cross-covariance terms, validation loss."""
+"""The network's output as (x0, eps, v), and the training objective: antithetic times, the MSE
+and cross-covariance terms, validation loss."""
 
 import jax
 import jax.numpy as jnp
@@ -31,19 +32,24 @@ def _normalizer():
 
 
 def oracle_apply(x0):
-    """A denoiser that knows the clean batch, so it returns the true noise of any z."""
+    """A network that knows the clean batch, so it returns the true velocity of any z."""
 
     def apply_fn(params, z, logsnr):
         del params
-        alpha, sigma = alpha_sigma(logsnr)
-        return (z - alpha[:, None, None, None, None] * x0) / sigma[:, None, None, None, None]
+        alpha, sigma = (a[:, None, None, None, None] for a in alpha_sigma(logsnr))
+        return (alpha * z - x0) / sigma  # v = alpha eps - sigma x0 with eps = (z - alpha x0) / sigma
 
     return apply_fn
 
 
 def linear_apply(params, z, logsnr):
-    """A tiny stand-in network: a per-channel scale, shifted by the log-SNR."""
+    """A tiny stand-in network (its output is a velocity): a per-channel scale, shifted by the
+    log-SNR."""
     return z * params["w"] + params["b"] * logsnr[:, None, None, None, None] / 15.0
+
+
+def per_sample(a):
+    return a[:, None, None, None, None]
 
 
 def test_antithetic_times_cover_the_unit_interval_evenly():
@@ -58,7 +64,7 @@ def test_antithetic_times_cover_the_unit_interval_evenly():
 def test_oracle_denoiser_has_zero_loss_under_jit():
     x0 = _videos(0)
     loss_fn = jax.jit(lambda x0, rng: diffusion.diffusion_loss(
-        None, oracle_apply(x0), x0, rng, SCHEDULE, normalizer=_normalizer(), cov_weight=1.0))
+        None, oracle_apply(x0), x0, rng, SCHEDULE, _normalizer(), 1.0, weighting="eps"))
     loss, metrics = loss_fn(x0, jax.random.key(1))
     assert metrics["mse"] < 1e-5
     assert metrics["cov"] < 1e-6
@@ -67,28 +73,102 @@ def test_oracle_denoiser_has_zero_loss_under_jit():
     assert 0.1 < metrics["cov_fraction"] < 0.35
 
 
-def test_v_weighting_is_the_velocity_mse():
+def test_predictions_are_consistent_with_z_and_with_each_other():
+    rng = np.random.default_rng(11)
+    z, v = _videos(12), _videos(13)
+    logsnr = jnp.asarray(rng.uniform(-10.0, 10.0, SHAPE[0]), jnp.float32)
+    alpha, sigma = (per_sample(a) for a in alpha_sigma(logsnr))
+    pred = diffusion.predictions(z, v, logsnr)
+    assert pred.v is v
+    np.testing.assert_allclose(pred.eps, sigma * z + alpha * v, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(alpha * pred.x0 + sigma * pred.eps, z, atol=1e-5)
+    np.testing.assert_allclose(alpha * pred.eps - sigma * pred.x0, v, atol=1e-4)
+    # One scalar log-SNR for the batch (the samplers') means the same as it per sample.
+    scalar = diffusion.predictions(z, v, logsnr[3])
+    per = diffusion.predictions(z, v, jnp.full(SHAPE[0], logsnr[3]))
+    for name in ("x0", "eps", "v"):
+        np.testing.assert_allclose(getattr(scalar, name), getattr(per, name), rtol=1e-6,
+                                   atol=1e-6)
+    # An edited x0 (clipping here) gets the eps and v that go with it.
+    clipped = diffusion.predictions(z, v, logsnr, lambda x0: jnp.clip(x0, -0.5, 0.5))
+    assert jnp.max(jnp.abs(clipped.x0)) <= 0.5 and jnp.max(jnp.abs(pred.x0)) > 1.0
+    np.testing.assert_array_equal(clipped.x0, jnp.clip(pred.x0, -0.5, 0.5))
+    np.testing.assert_allclose(alpha * clipped.x0 + sigma * clipped.eps, z, atol=1e-5)
+    np.testing.assert_allclose(alpha * clipped.eps - sigma * clipped.x0, clipped.v, atol=1e-5)
+
+
+def released_objective(params, x0, t, eps, normalizer, cov_weight, weighting):
+    """The objective as the released models were trained with it (commit ebe980a), written out:
+    the network's velocity turned into eps_hat by the model wrapper, then the loss's formulas."""
+    logsnr = SCHEDULE.logsnr(t)
+    alpha, sigma = alpha_sigma(logsnr)
+    z = per_sample(alpha) * x0 + per_sample(sigma) * eps
+    v_hat = linear_apply(params, z, logsnr)
+    alpha, sigma = alpha_sigma(logsnr)
+    eps_hat = (per_sample(sigma) * z + per_sample(alpha) * v_hat).astype(jnp.float32)
+    per = jnp.mean((eps_hat - eps) ** 2, axis=(1, 2, 3, 4))
+    if weighting == "v":
+        per = per * (1.0 + jnp.exp(-logsnr))
+    mse = jnp.mean(per)
+    mask = logsnr >= 2.0
+    alpha, sigma = alpha_sigma(logsnr)
+    x0_hat = (z - per_sample(sigma) * eps_hat) / per_sample(alpha)
+    x0_hat = jnp.where(per_sample(mask), x0_hat, x0)
+    cov = diffusion.covariance_loss(x0_hat, x0, mask.astype(jnp.float32), normalizer,
+                                    ("covariate", "frequency"))
+    loss = mse + cov_weight * cov
+    return loss, {"mse": mse, "cov": cov, "cov_fraction": jnp.mean(mask.astype(jnp.float32)),
+                  "loss": loss}
+
+
+@pytest.mark.parametrize("weighting", diffusion.WEIGHTINGS)
+def test_loss_and_gradients_are_bit_identical_to_the_released_formulas(weighting):
+    """The published scores were trained with these roundings: the refactor keeps every bit."""
+    x0, eps = _videos(14), _videos(15)
+    t = diffusion.stratified_times(SHAPE[0])
+    params = {"w": jnp.linspace(0.2, 0.9, 3), "b": jnp.linspace(-0.3, 0.4, 3)}
+    normalizer = _normalizer()
+    grad = lambda fn: jax.jit(jax.value_and_grad(fn, has_aux=True))
+    (loss, metrics), grads = grad(lambda p: diffusion.objective(
+        p, linear_apply, x0, t, eps, SCHEDULE, normalizer, 0.1, weighting=weighting))(params)
+    (loss_ref, metrics_ref), grads_ref = grad(lambda p: released_objective(
+        p, x0, t, eps, normalizer, 0.1, weighting))(params)
+    assert 0.0 < metrics["cov_fraction"] < 1.0  # both branches of the covariance mask are taken
+    np.testing.assert_array_equal(loss, loss_ref)
+    for name in metrics_ref:
+        np.testing.assert_array_equal(metrics[name], metrics_ref[name], err_msg=name)
+    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+        np.testing.assert_array_equal(g, g_ref)
+
+
+def test_weightings_are_the_eps_and_the_velocity_mse():
     x0, eps = _videos(0), _videos(1)
     t = diffusion.stratified_times(SHAPE[0])
     params = {"w": jnp.float32(0.3), "b": jnp.float32(0.2)}
-    _, metrics = diffusion.objective(params, linear_apply, x0, t, eps, SCHEDULE, weighting="v")
     logsnr = SCHEDULE.logsnr(t)
-    alpha, sigma = (a[:, None, None, None, None] for a in alpha_sigma(logsnr))
+    alpha, sigma = (per_sample(a) for a in alpha_sigma(logsnr))
     z = alpha * x0 + sigma * eps
-    x0_hat = diffusion.predict_x0(z, linear_apply(params, z, logsnr), logsnr)
-    v_hat = (alpha * z - x0_hat) / sigma  # v = alpha eps - sigma x0 = (alpha z - x0) / sigma
-    v = alpha * eps - sigma * x0
-    np.testing.assert_allclose(metrics["mse"], jnp.mean((v_hat - v) ** 2), rtol=1e-4)
+    v_hat = linear_apply(params, z, logsnr)
+    for weighting, error in (("v", v_hat - (alpha * eps - sigma * x0)),
+                             ("eps", sigma * z + alpha * v_hat - eps)):
+        _, metrics = diffusion.objective(params, linear_apply, x0, t, eps, SCHEDULE, None, 0.0,
+                                         weighting=weighting)
+        np.testing.assert_allclose(metrics["mse"], jnp.mean(error ** 2), rtol=1e-4)
     with pytest.raises(errors.UserError, match=r"weighting 'x0' \(config.diffusion.loss_weighting"):
-        diffusion.objective(params, linear_apply, x0, t, eps, SCHEDULE, weighting="x0")
+        diffusion.objective(params, linear_apply, x0, t, eps, SCHEDULE, None, 0.0, weighting="x0")
+    with pytest.raises(TypeError, match="weighting"):  # no default: the config decides
+        diffusion.objective(params, linear_apply, x0, t, eps, SCHEDULE, None, 0.0)
 
 
-def test_zero_denoiser_mse_is_the_noise_power_and_cov_off_means_no_cov_term():
+def test_zero_output_predicts_eps_sigma_z_and_cov_off_means_no_cov_term():
     x0 = _videos(0)
     eps = _videos(1) / np.sqrt(0.8 ** 2 + 0.6 ** 2)  # Unit variance.
-    loss, metrics = diffusion.objective(None, lambda p, z, s: jnp.zeros_like(z), x0,
-                                        diffusion.stratified_times(SHAPE[0]), eps, SCHEDULE)
-    np.testing.assert_allclose(metrics["mse"], jnp.mean(eps ** 2), rtol=1e-6)
+    t = diffusion.stratified_times(SHAPE[0])
+    loss, metrics = diffusion.objective(None, lambda p, z, s: jnp.zeros_like(z), x0, t, eps,
+                                        SCHEDULE, None, 0.0, weighting="eps")
+    alpha, sigma = (per_sample(a) for a in alpha_sigma(SCHEDULE.logsnr(t)))
+    z = alpha * x0 + sigma * eps
+    np.testing.assert_allclose(metrics["mse"], jnp.mean((sigma * z - eps) ** 2), rtol=1e-5)
     assert set(metrics) == {"loss", "mse"} and loss == metrics["mse"]
 
 
@@ -145,8 +225,8 @@ def test_loss_gradients_are_finite_under_jit():
 
     @jax.jit
     def loss_and_grad(params):
-        fn = lambda p: diffusion.objective(p, linear_apply, x0, t, eps, SCHEDULE,
-                                           normalizer=normalizer, cov_weight=0.5)
+        fn = lambda p: diffusion.objective(p, linear_apply, x0, t, eps, SCHEDULE, normalizer, 0.5,
+                                           weighting="v")
         return jax.value_and_grad(fn, has_aux=True)(params)
 
     (loss, metrics), grads = loss_and_grad(params)
@@ -160,14 +240,15 @@ def test_validation_loss_is_deterministic_at_stratified_times():
     x0 = _videos(9)
     params = {"w": jnp.full((3,), 0.5), "b": jnp.ones((3,))}
     key = jax.random.key(10)
-    first, m1 = diffusion.validation_loss(params, linear_apply, x0, SCHEDULE, key)
-    again, _ = diffusion.validation_loss(params, linear_apply, x0, SCHEDULE, key)
-    assert first == again
+    validation_loss = lambda p: diffusion.validation_loss(p, linear_apply, x0, SCHEDULE, key, None,
+                                                          0.0, weighting="v")[0]
+    first = validation_loss(params)
+    assert first == validation_loss(params)
     eps = diffusion.standard_normal(key, SHAPE)
     expected, _ = diffusion.objective(params, linear_apply, x0, diffusion.stratified_times(16), eps,
-                                      SCHEDULE)
+                                      SCHEDULE, None, 0.0, weighting="v")
     np.testing.assert_allclose(first, expected, rtol=1e-6)
     better = {"w": jnp.zeros((3,)), "b": jnp.zeros((3,))}
     # Different parameters give a different score under the same fixed noise.
-    assert diffusion.validation_loss(better, linear_apply, x0, SCHEDULE, key)[0] != first
+    assert validation_loss(better) != first
 

@@ -1,5 +1,10 @@
-"""The ST-Diff network: shapes, adaLN-Zero, RoPE, the data-initialised attention biases."""
+"""The ST-Diff network: shapes, adaLN-Zero, RoPE, the data-initialised attention biases, and the
+hand-written gradient of its LayerNorm."""
+import ast
+import pathlib
+
 import jax
+import jax.test_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -8,7 +13,7 @@ from stdiff_jax import stft
 from stdiff_jax.models import (CPU_SIZES, TABLE4, attention_biases, create_model, pool_freq_cov,
                                stft_settings)
 from stdiff_jax.models.rope import apply_rope, rope_angles
-from stdiff_jax.models.stdiff import patchify, unpatchify
+from stdiff_jax.models.stdiff import layer_norm, patchify, unpatchify
 
 # A tiny network on a tiny video; F = 5 with patch_freq 2 exercises the frequency padding.
 TINY = dict(depth=2, hidden=16, heads=2, mlp_ratio=2.0, patch_freq=2)
@@ -202,3 +207,57 @@ def test_bad_inputs_give_clear_errors():
         create_model(TINY, T, F, K, dict(random_stats(K + 1, F)))
     with pytest.raises(ValueError, match="dtype"):
         create_model(dict(TINY, dtype="float16"), T, F, K)
+
+
+# Every custom_vjp / custom_jvp of the library, as module:function, and the test that checks it.
+CHECKED_CUSTOM_GRADIENTS = {"stdiff_jax/models/stdiff.py:layer_norm":
+                            "test_layer_norm_gradient_is_autodiff_of_the_plain_formula"}
+
+
+def custom_gradients():
+    """module:function of every function the library decorates with jax.custom_vjp/custom_jvp."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    found = set()
+    for path in sorted((root / "stdiff_jax").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and any(
+                    "custom_vjp" in ast.unparse(d) or "custom_jvp" in ast.unparse(d)
+                    for d in node.decorator_list):
+                found.add(f"{path.relative_to(root)}:{node.name}")
+    return found
+
+
+def test_every_custom_gradient_is_checked():
+    assert custom_gradients() == set(CHECKED_CUSTOM_GRADIENTS)
+    assert all(name in globals() for name in CHECKED_CUSTOM_GRADIENTS.values())
+
+
+def plain_layer_norm(x):
+    """layer_norm's forward formula, differentiated by JAX's autodiff."""
+    xf = x.astype(jnp.float32)
+    centred = xf - xf.mean(-1, keepdims=True)
+    return centred * jax.lax.rsqrt((centred * centred).mean(-1, keepdims=True) + 1e-6)
+
+
+def test_layer_norm_gradient_is_autodiff_of_the_plain_formula():
+    rng = np.random.default_rng(3)
+    # Rows of different scales and offsets, tokens shaped as the model's (B, T, F', K, D).
+    x = rng.normal(size=(2, 3, 2, 4, 16)) * rng.uniform(0.1, 5.0, (2, 3, 2, 4, 1))
+    x = jnp.asarray(x + rng.normal(size=(2, 3, 2, 4, 1)), jnp.float32)
+    dy = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    y, vjp = jax.vjp(layer_norm, x)
+    y_ref, vjp_ref = jax.vjp(plain_layer_norm, x)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
+    (dx,), (dx_ref,) = vjp(dy), vjp_ref(dy)
+    assert np.abs(dx_ref).max() > 0.1
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5 * float(np.abs(dx_ref).max()))
+    # Against finite differences, first and second order (the gradient of the gradient goes
+    # through the hand-written rule too). float64 would be tighter, but the model runs float32.
+    jax.test_util.check_grads(layer_norm, (x[0, 0, 0],), order=2, modes=("rev",), eps=1e-2)
+    # bfloat16 compute (TPU): the rule runs in float32 and rounds once, like the forward pass.
+    xb = x.astype(jnp.bfloat16)
+    (dxb,) = jax.vjp(layer_norm, xb)[1](dy.astype(jnp.bfloat16))
+    (dxb_ref,) = jax.vjp(plain_layer_norm, xb.astype(jnp.float32))[1](dy)
+    assert dxb.dtype == jnp.bfloat16
+    np.testing.assert_allclose(dxb.astype(jnp.float32), dxb_ref, rtol=2e-2,
+                               atol=1e-2 * float(np.abs(dxb_ref).max()))

@@ -1,4 +1,5 @@
-"""The notebooks run top to bottom in quick mode (nbclient), so they cannot rot unnoticed.
+"""The notebooks run top to bottom in quick mode (nbclient), so they cannot rot unnoticed, and
+their shared set-up (notebooks/setup_colab.py) installs only where the kernel lacks the checkout.
 
 quickstart.ipynb trains the `smoke` config in a temporary directory, generates and scores;
 from_checkpoint.ipynb then loads that run's checkpoint. A probe cell appended to the in-memory copy
@@ -7,6 +8,7 @@ computed, not only that no cell raised. The kernel is this interpreter (a kernel
 temporary JUPYTER_PATH), importing this checkout of stdiff_jax and configs.
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -32,6 +34,7 @@ WORKDIR = pathlib.Path("workdirs") / QUICK_CONFIG.name  # both notebooks' defaul
 QUICKSTART_PROBE = """
 import json
 print(json.dumps({
+    "repo": str(REPO),
     "step": result["step"],
     "fake_shape": list(fake.shape),
     "fake_finite": bool(np.isfinite(fake).all()),
@@ -46,6 +49,7 @@ print(json.dumps({
 FROM_CHECKPOINT_PROBE = """
 import json
 print(json.dumps({
+    "repo": str(REPO),
     "step": int(step),
     "fake_shape": list(fake.shape),
     "fake_finite": bool(np.isfinite(fake).all()),
@@ -114,6 +118,62 @@ def test_notebooks_are_committed_clean():
                     f"(jupyter nbconvert --clear-output --inplace {path.name}).")
 
 
+def test_every_notebook_starts_with_the_same_set_up_cell():
+    """One set-up, shared: the first code cell is the same everywhere (it finds or clones the
+    repository and runs notebooks/setup_colab.py), with no placeholder to edit."""
+    first_cells = {}
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        first_cells[path.name] = next(c.source for c in nb.cells if c.cell_type == "code")
+        assert "OWNER" not in nbformat.writes(nb), path.name
+    assert len(set(first_cells.values())) == 1, sorted(first_cells)
+    cell = next(iter(first_cells.values()))
+    assert 'SOURCE = ""  # @param {type:"string"}' in cell and "setup_colab.py" in cell
+
+
+def load_setup_colab():
+    spec = importlib.util.spec_from_file_location("setup_colab", NOTEBOOKS / "setup_colab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_set_up_in_a_checkout_installs_nothing(monkeypatch):
+    setup_colab = load_setup_colab()
+    monkeypatch.setattr(setup_colab, "pip_install", lambda *a: pytest.fail(f"pip install {a}"))
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(REPO)])
+    assert setup_colab.imports_from(REPO)
+    assert setup_colab.setup(REPO) == REPO and sys.path[0] == str(REPO)
+
+
+@pytest.mark.parametrize("accelerator,jax_moves,expected", [
+    (None, True, []), ("cuda12", False, []), ("cuda12", True, ["jax[cuda12]==0.10.2"]),
+    ("tpu", True, ["jax[tpu]==0.10.2"])])
+def test_set_up_elsewhere_installs_the_copy_and_keeps_jax_plugins_in_step(
+        tmp_path, monkeypatch, accelerator, jax_moves, expected):
+    """On Colab: pip install -e of the clone, without constraints; an accelerator's JAX build
+    follows only where pip moved JAX."""
+    setup_colab = load_setup_colab()
+    copy = tmp_path / "stdiff_jax_repo"
+    (copy / "stdiff_jax").mkdir(parents=True)
+    (copy / "configs").mkdir()
+    versions = {"jax": "0.11.0" if jax_moves else "0.10.2"}
+    calls = []
+
+    def pip_install(*args):
+        calls.append(list(args))
+        versions["jax"] = "0.10.2"
+
+    monkeypatch.setattr(setup_colab, "pip_install", pip_install)
+    monkeypatch.setattr(setup_colab, "_version", versions.get)
+    monkeypatch.setattr(setup_colab, "accelerator", lambda: accelerator)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert setup_colab.setup(copy) == copy and sys.path[0] == str(copy)
+    assert calls == [["-e", f"{copy}[plots]"]] + [[extra] for extra in expected]
+    with pytest.raises(FileNotFoundError, match="not a stdiff_jax repository"):
+        setup_colab.setup(tmp_path)
+
+
 def test_kernelspec_is_this_interpreter(kernel_env):
     from jupyter_client.kernelspec import KernelSpecManager
 
@@ -124,6 +184,7 @@ def test_kernelspec_is_this_interpreter(kernel_env):
 def test_quickstart_trains_generates_and_scores(quickstart_run):
     cwd, nb, probe = quickstart_run
     workdir = cwd / WORKDIR
+    assert probe["repo"] == str(REPO)  # the set-up cell used this checkout
     assert probe["step"] == QUICK_CONFIG.train.num_steps
     shape = [QUICK_CONFIG.sample.num_samples, QUICK_CONFIG.data.seq_len, 5]
     assert probe["fake_shape"] == shape and probe["fake_finite"]
@@ -143,6 +204,7 @@ def test_from_checkpoint_loads_the_quickstart_run(quickstart_run, kernel_env):
     steps_before, expected = saved_steps(cwd / WORKDIR)
 
     nb, probe = run_notebook("from_checkpoint.ipynb", cwd, kernel_env, FROM_CHECKPOINT_PROBE)
+    assert probe["repo"] == str(REPO)
     assert probe["step"] == expected
     assert saved_steps(cwd / WORKDIR)[0] == steps_before, "the notebook trained instead of loading"
     n, length, channels = 16, QUICK_CONFIG.data.seq_len, 5

@@ -250,7 +250,8 @@ class FinalLayer(nn.Module):
 # The model.
 # ------------------------------------------------------------------------------------------------
 class STDiff(nn.Module):
-    """Predicts the noise of a video z (B, T, F, K, 3) at log-SNR (B,).
+    """Predicts the velocity v = alpha eps - sigma x0 of a noisy video z (B, T, F, K, 3) at
+    log-SNR (B,); `diffusion.predictions` turns it into the clean video and the noise.
 
     Attention biases. `cov_bias` (K x K, added to the covariate-attention logits) and `freq_bias`
     (F' x F', frequency-attention logits) are each ONE matrix shared by all heads and all layers:
