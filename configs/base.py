@@ -68,6 +68,10 @@ def base_config():
     # Dataset.test_windows, what benchmarks/conditional.py scores on (0: the protocol's, none).
     c.data.test_fraction = 0.0
     c.data.test_position = 1.0  # Where that block sits: 1 the last rows, 0.5 the middle, 0 the first.
+    # Class labels (stdiff_jax/data/labelled.py): a csv: file's column of per-row labels, or an
+    # npy: set's labels file (one per row or window). class_sines and ucr:NAME have their own.
+    c.data.label_column = ""
+    c.data.labels = ""
 
     c.video = ml_collections.ConfigDict()
     c.video.n_fft = 11
@@ -85,6 +89,9 @@ def base_config():
     c.model.remat = False  # Rematerialise scanned blocks: far less memory, ~15% slower steps.
     c.model.dtype = "float32"  # Compute dtype ("bfloat16" on TPU); parameters stay float32.
     c.model.data_biases = True  # Initialise B_C and B_F from data statistics (else zeros).
+    # Labelled data: the share of windows trained with the "no class" token, so one network is
+    # conditional and unconditional (classifier-free guidance; stdiff_jax/labels.py).
+    c.model.label_dropout = 0.1
 
     c.diffusion = ml_collections.ConfigDict()
     c.diffusion.logsnr_min = -15.0
@@ -123,6 +130,12 @@ def base_config():
     c.sample.chunk_size = 0  # 0: chosen from available memory.
     c.sample.use_ema = True
     c.sample.seed = 0
+    # A labelled model's samples per class: "protocol" (or ""): as many per class as the data
+    # has windows (num_samples > 0: that many in the data's proportions); "NAME:COUNT,...", e.g.
+    # "Walking:500,Running:100", class names as in the data. samples.csv gets a label column.
+    c.sample.classes = ""
+    # Classifier-free guidance scale w: 0 unconditional, 1 conditional, > 1 guided.
+    c.sample.guidance = 1.0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.repeats = 5
@@ -158,6 +171,7 @@ def base_config():
     c.condition.seed = 0
     c.condition.chunk_size = 0  # 0: chosen from available memory.
     c.condition.output_dir = ""  # "": the workdir.
+    c.condition.label = ""  # A labelled model: the class of every window ("": unconditional).
     return c
 
 

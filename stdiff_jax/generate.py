@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, fingerprint, sampling, trained
+from stdiff_jax import checkpoint, fingerprint, labels as labels_lib, sampling, trained
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data.tables import write_windows_csv
 from stdiff_jax.errors import MissingFileError
@@ -37,6 +37,7 @@ from stdiff_jax.schedule import Schedule
 
 SAMPLES_UNIT, SAMPLES_RAW, METRICS = "samples_unit.npy", "samples.npy", "metrics.json"
 SAMPLES_CSV = "samples.csv"
+SAMPLES_LABELS = "samples_labels.npy"  # a labelled model's: the class index each sample asked
 PROBE_PER_DEVICE = 8  # Batch per device at which the network's memory is measured.
 MEMORY_FRACTION = 0.25  # Share of the free memory a chunk may fill (the rest: headroom, others).
 MAX_PER_DEVICE = 1024  # Larger chunks gain little speed but report progress less often.
@@ -46,16 +47,22 @@ SAMPLER_BUFFERS = 4  # Video-sized arrays the samplers carry besides the network
 # ------------------------------------------------------------------------------------------------
 # The sharded chunk sampler.
 # ------------------------------------------------------------------------------------------------
-def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_sharding,
-                 sample_config, schedule):
-    """Samples first_index ... first_index + shape[0] - 1 of the run of `key`, decoded to series.
+def sample_chunk(params, key, first_index, labels=None, *, apply_fn, decode, shape,
+                 data_sharding, sample_config, schedule, null_label=0):
+    """Samples first_index ... first_index + shape[0] - 1 of the run of `key`, decoded to series;
+    of the classes `labels` (B,) with classifier-free guidance at sample_config.guidance, for a
+    labelled model (`labels.guided_denoiser`).
 
     Each network call pins its batch to the `data` axis, so the whole sampler runs split over it.
     """
+    constrain = functools.partial(jax.lax.with_sharding_constraint, shardings=data_sharding)
 
-    def denoise(z, logsnr):  # (B, T, F, K, 3), (B,)
-        z = jax.lax.with_sharding_constraint(z, data_sharding)
-        return apply_fn(params, z, jax.lax.with_sharding_constraint(logsnr, data_sharding))
+    def network(z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,)
+        labels = None if labels is None else constrain(labels)
+        return apply_fn(params, constrain(z), constrain(logsnr), labels)
+
+    denoise = network if labels is None else labels_lib.guided_denoiser(
+        network, labels, sample_config.get("guidance", 1.0), null_label)
 
     videos = sampling.sample(denoise, shape, key, method=sample_config.method,
                              num_steps=sample_config.num_steps, eta=sample_config.eta,
@@ -65,7 +72,8 @@ def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_shar
 
 
 def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
-    """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`."""
+    """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`:
+    fn(params, key, first_index), and a model with classes also takes the chunk's labels."""
     mesh_lib.check_divisible(chunk_size, mesh, "config.sample.chunk_size")
     video_shape = trained.video_shape_of(config.video, series_shape)
     data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
@@ -73,8 +81,10 @@ def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
         sample_chunk, apply_fn=trained.apply_fn_of(model),
         decode=trained.series_decoder(config.video, normalizer, series_shape[0]),
         shape=(chunk_size, *video_shape), data_sharding=data, sample_config=config.sample,
-        schedule=Schedule.from_config(config.diffusion))
-    return jax.jit(fn, in_shardings=(replicated, replicated, replicated), out_shardings=data)
+        schedule=Schedule.from_config(config.diffusion), null_label=model.num_classes)
+    labels = (data,) if model.num_classes else ()
+    return jax.jit(fn, in_shardings=(replicated, replicated, replicated, *labels),
+                   out_shardings=data)
 
 
 def available_bytes_per_device(device):
@@ -122,11 +132,19 @@ def auto_chunk_size(mesh, model, params, video_shape, num_samples):
     return chunk_size
 
 
-def generate_series(sampler, params, num_samples, chunk_size, key, progress=sampling.log_progress):
+def generate_series(sampler, params, num_samples, chunk_size, key, progress=sampling.log_progress,
+                    labels=None):
     """(num_samples, L, K) series in model space from a `compile_sampler` sampler, chunk by chunk
-    (`sampling.run_chunks`: the next chunk is dispatched before the current one is fetched)."""
-    return sampling.run_chunks(lambda first: sampler(params, key, first), num_samples, chunk_size,
-                               fetch=mesh_lib.to_host, progress=progress)
+    (`sampling.run_chunks`: the next chunk is dispatched before the current one is fetched).
+    labels: (num_samples,) class indices, for the sampler of a model with classes."""
+    if labels is None:
+        return sampling.run_chunks(lambda first: sampler(params, key, first), num_samples,
+                                   chunk_size, fetch=mesh_lib.to_host, progress=progress)
+    padded = np.resize(np.asarray(labels, np.int32), -(-num_samples // chunk_size) * chunk_size)
+    padded[num_samples:] = padded[num_samples - 1]  # the last chunk's padding, trimmed later
+    return sampling.run_chunks(lambda first: sampler(params, key, first,
+                                                     padded[first:first + chunk_size]),
+                               num_samples, chunk_size, fetch=mesh_lib.to_host, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,7 +159,9 @@ def sample_to_workdir(config, workdir):
     mesh = mesh_lib.make_mesh()
     tm = trained.load(config, workdir, mesh)
     model, params, host = tm.model, tm.params, tm.host
-    num_samples = config.sample.num_samples or host.num_windows
+    labels = labels_lib.sample_labels(config.sample, host)  # (N,) class indices, or None
+    num_samples = len(labels) if labels is not None else (config.sample.num_samples
+                                                          or host.num_windows)
     chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, tm.video_shape,
                                                              num_samples)
     sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)
@@ -149,7 +169,7 @@ def sample_to_workdir(config, workdir):
                  num_samples, config.sample.method, config.sample.num_steps, chunk_size, mesh.size)
     start = time.perf_counter()
     series = generate_series(sampler, params, num_samples, chunk_size,
-                             jax.random.PRNGKey(config.sample.seed))
+                             jax.random.PRNGKey(config.sample.seed), labels=labels)
     elapsed = time.perf_counter() - start
     logging.info("Generated %d series in %.1f s (%.1f series/s).", num_samples, elapsed,
                  num_samples / elapsed)
@@ -159,7 +179,10 @@ def sample_to_workdir(config, workdir):
         np.save(workdir / SAMPLES_UNIT, unit)
         np.save(workdir / SAMPLES_RAW, raw)
         names = host.column_names or [f"c{k}" for k in range(raw.shape[-1])]  # older checkpoints
-        write_windows_csv(workdir / SAMPLES_CSV, raw, names)
+        if labels is not None:
+            np.save(workdir / SAMPLES_LABELS, labels)
+        write_windows_csv(workdir / SAMPLES_CSV, raw, names,
+                          None if labels is None else np.asarray(host.class_names)[labels])
     return unit
 
 

@@ -227,7 +227,12 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=
 
 
 def dataset_of(data_config):
-    """`load_dataset` of a config's data section (name, seq_len, root, the held-out block)."""
+    """`load_dataset` of a config's data section (name, seq_len, root, the held-out block), or
+    a `labelled.LabelledDataset` when it names labels (`labelled.wants_labels`)."""
+    from stdiff_jax.data import labelled  # It builds on this module.
+
+    if labelled.wants_labels(data_config):
+        return labelled.dataset_of(data_config)
     return load_dataset(data_config.name, data_config.seq_len, data_config.root,
                         data_config.get("test_fraction", 0.0),
                         data_config.get("test_position", 1.0))

@@ -33,20 +33,21 @@ def _is_date_like(header, values):
         return False
 
 
-def read_csv(path, keep_dates=False):
+def read_csv(path, keep_dates=False, drop=()):
     """A CSV with a header row -> (raw (rows, K) float64, names), + dates if keep_dates.
 
     A non-numeric first column that looks like a date (named date/time/... or holding ISO dates)
     is dropped, as the protocol drops ETTh's and energy's `date`; every other column must be
     numeric. numpy's C parser reads well-formed files; anything it rejects is re-read cell by cell
     to say exactly which column, row and value is wrong. keep_dates: also return the dropped
-    column as (its name, its rows' strings), or None when there was none.
+    column as (its name, its rows' strings), or None when there was none. drop: names of columns
+    left out (a label column, `stdiff_jax.data.labelled`).
     """
-    raw, names, dates = _read_csv(path, keep_dates)
+    raw, names, dates = _read_csv(path, keep_dates, tuple(drop))
     return (raw, names, dates) if keep_dates else (raw, names)
 
 
-def _read_csv(path, keep_dates):
+def _read_csv(path, keep_dates, drop=()):
     with open(path, newline="") as f:
         rows = [row for _, row in zip(range(2), csv.reader(f))]
     if len(rows) < 2:
@@ -54,12 +55,12 @@ def _read_csv(path, keep_dates):
     header = [name.strip() for name in rows[0]]
     first = rows[1][0].strip() if rows[1] else ""
     drop_date = not _parses_as_float(first) and _is_date_like(header[0], [first])
-    usecols = range(1 if drop_date else 0, len(header))
+    usecols = [j for j in range(1 if drop_date else 0, len(header)) if header[j] not in drop]
     try:
         raw = np.loadtxt(path, delimiter=",", skiprows=1, usecols=usecols, dtype=np.float64,
                          ndmin=2, quotechar='"')
     except ValueError:
-        return _read_csv_diagnosing(path)
+        return _read_csv_diagnosing(path, drop)
     dates = None
     if drop_date and keep_dates:  # a second pass, for the one caller that writes them back
         dates = (header[0], [v.strip() for v in np.loadtxt(
@@ -67,22 +68,37 @@ def _read_csv(path, keep_dates):
     return raw, [header[j] for j in usecols], dates
 
 
-def write_windows_csv(path, windows, names):
+def write_windows_csv(path, windows, names, labels=None):
     """(N, L, K) windows -> a CSV with the header `window,t,<K names>` and one row per time step:
     the window's index, the time index within it, then the K values (float32 values written with
-    9 significant digits, so they read back exactly). `read_csv` reads it as (N * L, 2 + K)."""
+    9 significant digits, so they read back exactly). `read_csv` reads it as (N * L, 2 + K).
+    labels: optional (N,) class names, written as a `label` column after `t` (read it back with
+    `read_csv(path, drop=("label",))` and `labelled.read_label_column`)."""
     windows = np.asarray(windows, np.float32)
     n, length, k = windows.shape
     if len(names) != k:
         raise ValueError(f"got {len(names)} column names for {k} columns.")
     window, t = np.divmod(np.arange(n * length), length)
     table = np.column_stack([window, t, windows.reshape(n * length, k)])  # (N * L, 2 + K)
+    fmt, header = ["%d", "%d"] + ["%.9g"] * k, ["window", "t", *names]
+    if labels is not None:  # an object table: numbers and names, each written by its format
+        cells = [_csv_cell(str(name)) for name in labels]
+        table = np.column_stack([table[:, :2].astype(object), np.repeat(cells, length),
+                                 table[:, 2:].astype(object)])
+        fmt, header = fmt[:2] + ["%s"] + fmt[2:], header[:2] + ["label"] + header[2:]
     with open(path, "w", newline="") as f:
-        csv.writer(f).writerow(["window", "t", *names])
-        np.savetxt(f, table, fmt=["%d", "%d"] + ["%.9g"] * k, delimiter=",")
+        csv.writer(f).writerow(header)
+        np.savetxt(f, table, fmt=fmt, delimiter=",")
 
 
-def _read_csv_diagnosing(path):
+def _csv_cell(text):
+    """A text cell as the csv module quotes it (only when it holds a comma, quote or newline)."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _read_csv_diagnosing(path, drop=()):
     """The cell-by-cell reading of `read_csv`: empty cells become NaN (reported later with their
     row); ragged rows and non-numeric columns raise an error naming them."""
     with open(path, newline="") as f:
@@ -96,6 +112,8 @@ def _read_csv_diagnosing(path):
     table = np.where(table == "", "nan", table)  # np.where widens the dtype to fit "nan"
     columns, names, bad, dates = [], [], [], None
     for j, name in enumerate(header):
+        if name in drop:
+            continue
         try:
             columns.append(table[:, j].astype(np.float64))
             names.append(name)
