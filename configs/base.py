@@ -171,7 +171,9 @@ def base_config():
     c.condition.seed = 0
     c.condition.chunk_size = 0  # 0: chosen from available memory.
     c.condition.output_dir = ""  # "": the workdir.
-    c.condition.label = ""  # A labelled model: the class of every window ("": unconditional).
+    # A labelled model: the class of every window ("": unconditional) and the guidance scale.
+    c.condition.label = ""
+    c.condition.guidance = 1.0
     return c
 
 

@@ -248,14 +248,42 @@ def requested_labels(spec, class_names, data_counts, num_samples=0):
     return np.repeat(np.arange(len(class_names), dtype=np.int32), counts)
 
 
-def sample_labels(sample_config, host):
-    """The labels (N,) int32 of `config.sample.classes` for the model of a checkpoint's host
-    state (`trained.HostState`); None for a model without classes (classes must then be "")."""
+def labels_for(labels, sample_config, host):
+    """The labels (N,) int32 of the samples of a checkpoint's model (`trained.HostState`):
+    `labels` given as class names or indices, else those of `config.sample.classes`
+    (`requested_labels`); None for a model without classes (nothing may ask for classes)."""
     spec = sample_config.get("classes", "")
     if not host.class_names:
-        if spec:
-            raise UserError(f"config.sample.classes={spec!r}, but the model was trained without "
-                            f"labels; leave it empty.")
+        if spec or labels is not None:
+            raise UserError(f"Samples of given classes were asked for (config.sample.classes="
+                            f"{spec!r}, labels={labels is not None}), but the model was trained "
+                            f"without labels.")
         return None
     check_guidance(sample_config.get("guidance", 1.0))
-    return requested_labels(spec, host.class_names, host.class_counts, sample_config.num_samples)
+    if labels is None:
+        return requested_labels(spec, host.class_names, host.class_counts,
+                                sample_config.num_samples)
+    labels = np.atleast_1d(np.asarray(labels))
+    if labels.dtype.kind in "iu":
+        if labels.min() < 0 or labels.max() >= len(host.class_names):
+            raise UserError(f"Class indices must lie in [0, {len(host.class_names)}) (the "
+                            f"model's classes {list(host.class_names)}), got {labels.min()} to "
+                            f"{labels.max()}.")
+        return labels.astype(np.int32)
+    return indices_of(labels, host.class_names)
+
+
+def condition_labels(settings, host, chunk_size):
+    """The extra arguments of a conditional sampler's chunk (`conditional.sample_windows`): for
+    a model with classes, (labels (chunk_size,),) of the class settings.label (the "no class"
+    token for ""); for one without, () (settings.label must be "")."""
+    label = settings.get("label", "")
+    if not host.class_names:
+        if label:
+            raise UserError(f"config.condition.label={label!r}, but the model was trained "
+                            f"without labels; leave it empty.")
+        return ()
+    check_guidance(settings.get("guidance", 1.0))
+    index = indices_of([label], host.class_names, "config.condition.label")[0] if label else (
+        len(host.class_names))
+    return (np.full(chunk_size, index, np.int32),)

@@ -71,10 +71,15 @@ class LabelledDataset(loaders.Dataset):
     test_labels: np.ndarray | None = None
 
 
+def is_labelled_name(name):
+    """Whether a data set name is one of the labelled sets of their own (class_sines, ucr:NAME)."""
+    return name == CLASS_SINES or name.startswith(UCR_PREFIX)
+
+
 def wants_labels(data_config):
     """Whether a config's data section names a labelled data set."""
     return bool(data_config.get("label_column") or data_config.get("labels")
-                or data_config.name == CLASS_SINES or data_config.name.startswith(UCR_PREFIX))
+                or is_labelled_name(data_config.name))
 
 
 def dataset_of(data_config):
@@ -95,8 +100,8 @@ def load_labelled(name, seq_len, data_dir=None, test_fraction=0.0, test_position
             raise UserError(f"{name}: a CSV's labels come from one of its columns: set "
                             f"config.data.label_column=NAME (and not config.data.labels).")
         path = loaders._custom_path(name[4:])
-        raw, names = tables.read_csv(path, drop=(label_column,))
         values = read_label_column(path, label_column)
+        raw, names = tables.read_csv(path, drop=(label_column,))
         return labelled_dataset(name, raw, names, values, seq_len, test_fraction, test_position)
     if label_column:
         raise UserError(f"config.data.label_column={label_column!r} names a column of a CSV, "
