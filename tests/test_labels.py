@@ -375,7 +375,8 @@ def test_an_unlabelled_run_is_unchanged_to_the_last_digit(tmp_path):
 @pytest.mark.slow
 def test_labelled_smoke_run_trains_and_samples_the_asked_classes(tmp_path):
     workdir = tmp_path / "run"
-    overrides = ["--config.train.num_steps=4", "--config.train.eval_every=2",
+    overrides = ["--config.train.num_steps=4", "--config.train.warmup_steps=1",
+                 "--config.train.eval_every=2",
                  "--config.train.checkpoint_every=2", "--config.sample.num_steps=2"]
     result = run_main("--config=configs/class_sines.py:smoke", f"--workdir={workdir}",
                       "--mode=train", *overrides)
