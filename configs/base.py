@@ -68,6 +68,7 @@ def base_config():
     # Dataset.test_windows, what benchmarks/conditional.py scores on (0: the protocol's, none).
     c.data.test_fraction = 0.0
     c.data.test_position = 1.0  # Where that block sits: 1 the last rows, 0.5 the middle, 0 the first.
+    c.data.allow_outliers = False  # Accept values over 1e6 x their column's IQR from its median.
     # Class labels (stdiff_jax/data/labelled.py): a csv: file's column of per-row labels, or an
     # npy: set's labels file (one per row or window). class_sines and ucr:NAME have their own.
     c.data.label_column = ""

@@ -443,6 +443,7 @@ def impute(model, series, mask=None, *, mesh=None, progress=sampling.log_progres
     if mask.all():
         raise UserError("Nothing to impute: every value is observed (mark missing values NaN, "
                         "or False in the mask).")
+    tables.check_windows_observed(mask)
     samples = _sample_raw(tm, raw, mask, condition_settings(tm.config, **settings), mesh,
                           progress)
     return samples[0] if single else samples
@@ -523,6 +524,7 @@ def impute_table(model, table, *, stride=None, mesh=None, progress=sampling.log_
     starts, owner = covering_windows(padded.shape[0], length, stride or max(1, length // 2))
     needed = np.unique(owner[:num_rows][~mask.all(axis=1)])  # windows owning a missing value
     windows = np.stack([padded[s:s + length] for s in starts[needed]])  # (W, L, K)
+    tables.check_windows_observed(np.isfinite(windows), starts[needed], num_rows)
     samples = _sample_raw(tm, windows, np.isfinite(windows), settings, mesh, progress)
 
     out = np.broadcast_to(raw, (settings.num_samples, *raw.shape)).copy()  # (S, R, K)

@@ -87,11 +87,8 @@ def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
                    out_shardings=data)
 
 
-def available_bytes_per_device(device):
-    """Free memory of an accelerator, or on CPU the host's available memory over its devices."""
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+def host_available_bytes():
+    """The host's available memory: /proc/meminfo's MemAvailable, else its free pages."""
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     try:  # MemAvailable counts reclaimable caches, unlike the free pages above.
         text = pathlib.Path("/proc/meminfo").read_text()
@@ -99,7 +96,15 @@ def available_bytes_per_device(device):
                              if l.startswith("MemAvailable"))) * 1024
     except (OSError, StopIteration):
         pass
-    return available / jax.local_device_count()
+    return available
+
+
+def available_bytes_per_device(device):
+    """Free memory of an accelerator, or on CPU the host's available memory over its devices."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    return host_available_bytes() / jax.local_device_count()
 
 
 def chunk_size_for(bytes_per_series, free_bytes_per_device, num_devices, num_samples):

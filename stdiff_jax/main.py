@@ -32,9 +32,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from stdiff_jax import checkpoint, conditional, diffusion, errors, generate, sampling, train, video
+from stdiff_jax import checkpoint, conditional, config_checks, errors, generate, train
 from stdiff_jax.data.loaders import custom_file
-from stdiff_jax.models.stdiff import DTYPES
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:smoke.",
                                 lock_config=True)
@@ -78,21 +77,6 @@ def default_workdir(config):
                                                            config.get("variant", "")])))
 
 
-CHOICES = {("sample", "method"): sampling.METHODS, ("sample", "grid"): sampling.GRIDS,
-           ("condition", "method"): sampling.METHODS,
-           ("diffusion", "loss_weighting"): diffusion.WEIGHTINGS,
-           ("video", "normalizer"): video.NORMALIZERS, ("model", "dtype"): tuple(sorted(DTYPES))}
-
-
-def check_choices(config):
-    """A UserError for a config field outside its choices, before any work: a sampler typo would
-    otherwise surface only after the training it follows."""
-    for (section, field), choices in CHOICES.items():
-        value = config[section].get(field)
-        if value is not None and value not in choices:
-            raise errors.UserError(f"config.{section}.{field}={value!r} is not one of {choices}.")
-
-
 def print_scores(scores):
     """metric  mean +- 95% interval  (repeats), one line each."""
     width = max(map(len, scores))
@@ -109,7 +93,7 @@ def main(argv):
     if FLAGS.distributed or (FLAGS.distributed is None and launched_multi_process()):
         jax.distributed.initialize()
     config = FLAGS.config
-    check_choices(config)
+    config_checks.check_config(config, FLAGS.mode)
     workdir = os.path.abspath(FLAGS.workdir or default_workdir(config))
     logging.info("workdir: %s (mode %s, process %d of %d, %d devices)", workdir,
                  FLAGS.mode, jax.process_index(), jax.process_count(), jax.device_count())

@@ -363,6 +363,154 @@ def test_missing_custom_file_and_unknown_name(tmp_path):
         load_dataset("ettm", 24)
 
 
+# --- Strict CSV: structure, encoding, separators, outliers and the impute input. ---
+
+def ett_like(path, lines):
+    """A date column and three numeric columns, then `lines` (already separated) appended."""
+    rows = [f"2016-07-01 {h:02d}:00:00,{h * 1.5},{30 + h},{h % 4}" for h in range(30)]
+    path.write_text("\n".join(["date,HUFL,load,OT", *rows, *lines]) + "\n")
+    return path
+
+
+def test_extra_field_names_line_shows_row_and_the_thousands_separator(tmp_path):
+    path = ett_like(tmp_path / "x.csv", ["2016-07-02 06:00:00,30,531.0,40,2"])
+    with pytest.raises(errors.UserError) as error:
+        tables.read_csv(path)
+    message = str(error.value)
+    assert f"{path}, line 32: 5 fields, but the header has 4 ('date, HUFL, load, OT')" in message
+    assert "The row: '2016-07-02 06:00:00,30,531.0,40,2'" in message
+    assert "`30,531.0` looks like a number written with a thousands separator" in message
+    assert "(30531.0)" in message
+    quoted = ett_like(tmp_path / "q.csv", ['2016-07-02 06:00:00,"30,531.0",40,2'])
+    with pytest.raises(errors.UserError, match="'HUFL' .*'30,531.0'.*hold thousands separators"):
+        tables.read_csv(quoted)  # quoted, it is one field: then a non-numeric value
+
+
+def test_fewer_fields_are_refused(tmp_path):
+    path = ett_like(tmp_path / "x.csv", ["2016-07-02 06:00:00,1.0,2.0"])
+    with pytest.raises(errors.UserError, match=r"line 32: 3 fields, but the header has 4.*"
+                                               r"a value or its separator is missing"):
+        tables.read_csv(path)
+
+
+@pytest.mark.parametrize("first_line,kind", [
+    ("0.5,1.5,2.5", "holds numbers, not column names"),
+    ("2016-07-01 00:00:00,0.5,1.5", "holds numbers and a date, not column names"),
+    ("1e3,2,-3", "holds numbers, not column names"),
+])
+def test_a_missing_or_numeric_header_is_refused(tmp_path, first_line, kind):
+    rest = [first_line.replace("0.5", f"{i}.5") for i in range(30)]
+    path = tmp_path / "x.csv"
+    path.write_text("\n".join([first_line, *rest]) + "\n")
+    with pytest.raises(errors.UserError, match=f"has no header row: its first row .*{kind}.*"
+                                               f"Add a header row"):
+        tables.read_csv(path)
+
+
+def test_pandas_default_integer_names_are_a_header(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["0", "1"], [[i, i * i] for i in range(30)])
+    raw, names = tables.read_csv(path)
+    assert names == ["0", "1"] and raw.shape == (30, 2)
+
+
+def test_repeated_and_empty_column_names_are_refused(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["HUFL", "OT", "HUFL"], [[i, i, i] for i in range(30)])
+    with pytest.raises(errors.UserError, match=r"repeated column names: 'HUFL' at columns \[1, 3"):
+        tables.read_csv(path)
+    path = write_csv(tmp_path / "y.csv", ["", "a", "b"], [[i, i, i] for i in range(30)])
+    with pytest.raises(errors.UserError, match=r"column\(s\) \[1\] .*have no name \(pandas writes"):
+        tables.read_csv(path)
+
+
+def test_a_non_utf8_byte_names_its_offset_and_line(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("a,temp \u00b0C\n1,2\n".encode("latin-1"))  # the degree sign is 0xb0
+    with pytest.raises(errors.UserError) as error:
+        tables.read_csv(path)
+    assert "byte 0xb0 at byte offset 7 (line 1: 'a,temp \ufffdC')" in str(error.value)
+    assert "re-save it as UTF-8" in str(error.value)
+    utf8 = tmp_path / "utf8.csv"  # the same with Excel's byte-order mark: read as it is
+    utf8.write_bytes("\ufeffa,temp \u00b0C\n1,2\n3,5\n".encode("utf-8"))
+    raw, names = tables.read_csv(utf8)
+    assert names == ["a", "temp \u00b0C"] and raw.tolist() == [[1, 2], [3, 5]]
+
+
+@pytest.mark.parametrize("separator,name", [(";", "semicolon"), ("\t", "tab")])
+def test_semicolon_and_tab_files_are_read_and_said(tmp_path, caplog, separator, name):
+    comma = ett_like(tmp_path / "comma.csv", [])
+    other = tmp_path / "other.csv"
+    other.write_text(comma.read_text().replace(",", separator))
+    with caplog.at_level("INFO"):
+        raw, names, dates = tables.read_csv(other, keep_dates=True)
+    expected, expected_names, expected_dates = tables.read_csv(comma, keep_dates=True)
+    np.testing.assert_array_equal(raw, expected)
+    assert names == expected_names == ["HUFL", "load", "OT"] and dates == expected_dates
+    assert f"as {name}-separated ({separator!r})" in caplog.text
+    decimal_commas = tmp_path / "decimal.csv"  # a European spreadsheet: refused, not guessed
+    decimal_commas.write_text("a;b\n" + "".join(f"{i},5;{i}\n" for i in range(30)))
+    with pytest.raises(errors.UserError, match="'a' .*'0,5'.*use a decimal comma"):
+        tables.read_csv(decimal_commas)
+
+
+def test_blank_lines_empty_cells_and_an_empty_first_cell(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n1,2\n\n  \n,4\n5,\n")
+    raw, names = tables.read_csv(path)  # an empty first cell is missing, not a date column
+    assert names == ["a", "b"]
+    np.testing.assert_array_equal(raw, [[1, 2], [np.nan, 4], [5, np.nan]])
+
+
+def test_far_outlier_is_reported_with_row_column_and_value_unless_allowed(tmp_path):
+    rows = [[i, np.sin(i), i % 5] for i in range(40)]
+    rows[17][1] = 1e30
+    path = write_csv(tmp_path / "x.csv", ["a", "b", "c"], rows)
+    with pytest.raises(errors.UserError, match=r"column 'b' holds 1e\+30 at data row 17 .*"
+                                               r"allow_outliers=True"):
+        load_dataset(f"csv:{path}", 24)
+    ds = load_dataset(f"csv:{path}", 24, allow_outliers=True)
+    assert ds.scaler.max[1] == 1e30
+    rows[17][1] = 1e5  # 7e4 x the IQR (~1.4): kept
+    assert len(load_dataset(f"csv:{write_csv(path, ['a', 'b', 'c'], rows)}", 24)) == 17
+
+
+def test_outlier_rule_works_where_the_iqr_is_zero():
+    flat = np.zeros((100, 2))
+    flat[::10, 0] = 1.0  # a mostly-zero indicator: IQR 0, the ones are no outliers
+    flat[::7, 1] = np.arange(15) + 1.0
+    far, spread, _ = loaders_far_outliers(flat)
+    assert not far.any() and spread[0] == 1.0
+    flat[3, 0] = 1e30
+    far, _, _ = loaders_far_outliers(flat)
+    assert np.argwhere(far).tolist() == [[3, 0]]
+
+
+def loaders_far_outliers(flat):
+    from stdiff_jax.data import loaders
+
+    return loaders.far_outliers(flat)
+
+
+def test_impute_input_with_a_window_of_nothing_observed_says_so(tmp_path):
+    from configs import sines
+    from stdiff_jax import conditional, trained
+
+    table = np.arange(120, dtype=np.float64).reshape(60, 2)
+    table[10:50] = np.nan  # 40 empty rows: some window of 24 sees none observed
+    path = tmp_path / "gaps.csv"
+    path.write_text("a,b\n" + "\n".join(",".join("" if np.isnan(v) else str(v) for v in row)
+                                         for row in table) + "\n")
+    raw, _ = conditional.read_input_csv(path, ["a", "b"])
+    host = type("Host", (), {"series_shape": (24, 2)})()  # impute stops before any network use
+    tm = trained.TrainedModel(config=sines.get_config("smoke"), model=None, params=None,
+                              host=host, step=0, video_shape=None)
+    with pytest.raises(errors.UserError, match=r"Nothing is observed in data rows 12-35 .* "
+                                               r"unconditional samples, not imputed"):
+        conditional.impute_table(tm, raw)
+    windows = np.stack([table[:24], table[24:48]])  # the second window is all missing
+    with pytest.raises(errors.UserError, match=r"Nothing is observed in window 1 \(1 of the 2"):
+        conditional.impute(tm, windows)
+
+
 # --- MuJoCo: generation order of Diffusion-TS, cache, and the optional extra. ---
 
 def test_mujoco_generation_order():

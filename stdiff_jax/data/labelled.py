@@ -87,14 +87,16 @@ def dataset_of(data_config):
     return load_labelled(data_config.name, data_config.seq_len, data_config.root,
                          data_config.get("test_fraction", 0.0),
                          data_config.get("test_position", 1.0),
+                         data_config.get("allow_outliers", False),
                          label_column=data_config.get("label_column", ""),
                          labels_path=data_config.get("labels", ""))
 
 
-def load_labelled(name, seq_len, data_dir=None, test_fraction=0.0, test_position=1.0, *,
-                  label_column="", labels_path=""):
+def load_labelled(name, seq_len, data_dir=None, test_fraction=0.0, test_position=1.0,
+                  allow_outliers=False, *, label_column="", labels_path=""):
     """A `LabelledDataset` of `csv:PATH` + label_column, `npy:PATH` + labels_path, `class_sines`
-    or `ucr:NAME` (module docstring), windows in [-1, 1] as `loaders.load_dataset`'s."""
+    or `ucr:NAME` (module docstring), windows in [-1, 1] as `loaders.load_dataset`'s (whose
+    arguments these are)."""
     if name.startswith("csv:"):
         if not label_column or labels_path:
             raise UserError(f"{name}: a CSV's labels come from one of its columns: set "
@@ -102,7 +104,8 @@ def load_labelled(name, seq_len, data_dir=None, test_fraction=0.0, test_position
         path = loaders._custom_path(name[4:])
         values = read_label_column(path, label_column)
         raw, names = tables.read_csv(path, drop=(label_column,))
-        return labelled_dataset(name, raw, names, values, seq_len, test_fraction, test_position)
+        return labelled_dataset(name, raw, names, values, seq_len, test_fraction, test_position,
+                                allow_outliers=allow_outliers)
     if label_column:
         raise UserError(f"config.data.label_column={label_column!r} names a column of a CSV, "
                         f"but the data set is {name!r}: use csv:PATH data.")
@@ -112,14 +115,15 @@ def load_labelled(name, seq_len, data_dir=None, test_fraction=0.0, test_position
                             f"series or per window.")
         raw, names = tables.read_npy(loaders._custom_path(name[4:]))
         values = read_labels_npy(loaders._custom_path(labels_path))
-        return labelled_dataset(name, raw, names, values, seq_len, test_fraction, test_position)
+        return labelled_dataset(name, raw, names, values, seq_len, test_fraction, test_position,
+                                allow_outliers=allow_outliers)
     if labels_path:
         raise UserError(f"config.data.labels={labels_path!r} labels an npy:PATH data set, but "
                         f"the data set is {name!r}.")
     if name == CLASS_SINES:
         return class_sines_dataset(seq_len, test_fraction)
     if name.startswith(UCR_PREFIX):
-        return ucr_dataset(name, seq_len, data_dir, test_fraction)
+        return ucr_dataset(name, seq_len, data_dir, test_fraction, allow_outliers)
     raise UserError(f"{name!r} has no labels: use csv:PATH with config.data.label_column, "
                     f"npy:PATH with config.data.labels, {CLASS_SINES} or ucr:NAME.")
 
@@ -128,25 +132,19 @@ def load_labelled(name, seq_len, data_dir=None, test_fraction=0.0, test_position
 # Labels of rows and windows.
 # ------------------------------------------------------------------------------------------------
 def read_label_column(path, column):
-    """The values (rows,) of a CSV's column `column` as stripped strings; a UserError for a
-    missing column or an empty cell (a gap), naming its row."""
-    import csv
-
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row]
-    header = [name.strip() for name in rows[0]]
-    if column not in header:
-        raise UserError(f"{path} has no column {column!r} (config.data.label_column); its "
-                        f"columns are {header}.")
-    j = header.index(column)
-    values = [row[j].strip() if j < len(row) else "" for row in rows[1:]]
-    gaps = [i for i, v in enumerate(values) if not v]
-    if gaps:
+    """The labels (rows,) of a CSV's column `column` (`tables.read_text_column`); a UserError
+    for a missing column or an empty cell (a gap), naming its row."""
+    try:
+        values, lines = tables.read_text_column(path, column)
+    except UserError as e:
+        raise UserError(f"{e} (config.data.label_column)") from None
+    gaps = np.flatnonzero(values == "")
+    if gaps.size:
         raise UserError(f"{path}: the label column {column!r} is empty at data row {gaps[0]} "
-                        f"(0-based, header excluded; file line {gaps[0] + 2}), the first of "
-                        f"{len(gaps)} gaps. Every row needs a label: fill them, or drop those "
+                        f"(0-based, header excluded; file line {lines[gaps[0]]}), the first of "
+                        f"{gaps.size} gaps. Every row needs a label: fill them, or drop those "
                         f"rows.")
-    return np.asarray(values)
+    return values
 
 
 def read_labels_npy(path):
@@ -173,7 +171,7 @@ def _window_labels(piece, seq_len):
 
 
 def labelled_dataset(name, raw, names, values, seq_len, test_fraction=0.0, test_position=1.0,
-                     scaler=None):
+                     scaler=None, allow_outliers=False):
     """`loaders.make_dataset` with labels: `values` (rows,) of a series raw (rows, K), each
     window taking its rows' common label (windows across a change are dropped), or (N,) of
     windows raw (N, L, K)."""
@@ -181,7 +179,8 @@ def labelled_dataset(name, raw, names, values, seq_len, test_fraction=0.0, test_
         unit = "rows" if raw.ndim == 2 else "windows"
         raise UserError(f"{name}: {len(values)} labels for {raw.shape[0]} {unit}; give one "
                         f"label per {unit[:-1]}.")
-    base = loaders.make_dataset(name, raw, names, seq_len, scaler, test_fraction, test_position)
+    base = loaders.make_dataset(name, raw, names, seq_len, scaler, test_fraction, test_position,
+                                allow_outliers)
     indices, class_names = labels_lib.encode_labels(values)
     shaped = indices.reshape(raw.shape[0], *(1,) * (raw.ndim - 1))  # split like raw
     pieces, block = loaders.split_held_out(shaped, test_fraction, test_position, seq_len, name)
@@ -362,7 +361,7 @@ def resample(series, seq_len):
     return np.stack([np.interp(at, np.arange(length), column) for column in series.T], axis=1)
 
 
-def ucr_dataset(name, seq_len, data_dir=None, test_fraction=0.0):
+def ucr_dataset(name, seq_len, data_dir=None, test_fraction=0.0, allow_outliers=False):
     """The `LabelledDataset` of `ucr:NAME`: NAME_TRAIN.ts trains, NAME_TEST.ts is the test set
     (scaled by the training scaler), every series resampled to seq_len (module docstring)."""
     if test_fraction:
@@ -377,7 +376,7 @@ def ucr_dataset(name, seq_len, data_dir=None, test_fraction=0.0):
     (train, train_labels), (test, test_labels) = parts["TRAIN"], parts["TEST"]
     indices, class_names = labels_lib.encode_labels(list(train_labels) + list(test_labels))
     names = [f"dim_{k}" for k in range(train.shape[-1])]
-    base = loaders.make_dataset(name, train, names, seq_len)
+    base = loaders.make_dataset(name, train, names, seq_len, allow_outliers=allow_outliers)
     test_windows = (2 * base.scaler.transform(test) - 1).astype(np.float32)
     return LabelledDataset(name=name, windows=base.windows, scaler=base.scaler,
                            column_names=base.column_names, test_windows=test_windows,

@@ -25,6 +25,10 @@ from stdiff_jax.data.sources import SOURCES
 from stdiff_jax.errors import MissingFileError, UserError
 
 NAMES = ("sines", "stocks", "etth", "energy", "fmri", "mujoco")
+# A value this many times its column's spread from the median is refused (`far_outliers`): far
+# beyond any real heavy tail, it squeezes the rest of its column to a constant when min-max
+# scaled.
+OUTLIER_SPREADS = 1e6
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,25 +72,26 @@ class Dataset:
         return self.scaler.inverse((np.asarray(x, np.float64) + 1) / 2)
 
 
-def validate_raw(raw, names, seq_len, where):
-    """Raises a UserError naming the problem and the fix for data that cannot be windowed and scaled.
+def validate_raw(raw, names, seq_len, where, allow_outliers=False):
+    """Raises a UserError naming the problem and the fix for data that cannot be windowed and
+    scaled, or that holds values far outside the rest of their column (`far_outliers`) unless
+    `allow_outliers`.
 
     Args:
         raw: (rows, K) series or (N, L, K) windows, float64.
         names: K column names.
         seq_len: window length L.
         where: what the data is (a path or a data set name), for the messages.
+        allow_outliers: accept values `far_outliers` flags (config.data.allow_outliers).
     """
     if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
         raise UserError(f"seq_len must be a positive integer, got {seq_len!r}.")
     bad = np.argwhere(~np.isfinite(raw))
     if bad.size:
         *pos, col = bad[0]
-        at = (f"data row {pos[0]} (0-based, header excluded)" if raw.ndim == 2
-              else f"window {pos[0]}, step {pos[1]}")
-        count = len(bad)
-        raise UserError(f"{where}: column {names[col]!r} has a NaN, inf or missing value at {at} "
-                        f"(first of {count} such values). Fill or drop those rows first.")
+        raise UserError(f"{where}: column {names[col]!r} has a NaN, inf or missing value at "
+                        f"{_position(raw, pos)} (first of {len(bad)} such values). Fill or drop "
+                        f"those rows first.")
     if raw.ndim == 2 and raw.shape[0] < seq_len:
         raise UserError(f"{where} has {raw.shape[0]} rows, fewer than seq_len={seq_len}: a window "
                         f"needs at least seq_len rows. Use a shorter seq_len or more data.")
@@ -97,6 +102,49 @@ def validate_raw(raw, names, seq_len, where):
     if constant:
         raise UserError(f"{where}: column(s) {constant} are constant (min == max), so they carry no "
                         f"information and cannot be min-max scaled. Drop them from the data.")
+    if not allow_outliers:
+        _check_outliers(raw, names, where)
+
+
+def far_outliers(flat):
+    """(rows, K) float64 of non-constant columns -> ((rows, K) bool: the values more than
+    OUTLIER_SPREADS x their column's spread from its median, (K,) spread, (K,) median).
+
+    The spread is the inter-quartile range; where that is 0 (over half the column one value, as in
+    a mostly-zero indicator) it is the median distance from the median of the values that differ
+    from it, so that a 1e30 among 0s and 1s is still caught."""
+    median = np.median(flat, axis=0)
+    q1, q3 = np.percentile(flat, [25, 75], axis=0)
+    distance = np.abs(flat - median)  # (rows, K)
+    differing = np.nanmedian(np.where(distance > 0, distance, np.nan), axis=0)
+    spread = np.where(q3 > q1, q3 - q1, differing)
+    return distance > OUTLIER_SPREADS * spread, spread, median
+
+
+def _check_outliers(raw, names, where):
+    flat = raw.reshape(-1, raw.shape[-1])
+    far, spread, median = far_outliers(flat)
+    if far.any():
+        row, col = np.argwhere(far)[0]
+        value = flat[row, col]
+        position = _position(raw, np.unravel_index(row, raw.shape[:-1]))
+        raise UserError(
+            f"{where}: column {names[col]!r} holds {value:g} at {position}, "
+            f"{abs(value - median[col]) / spread[col]:.2g} times the column's spread "
+            f"({spread[col]:g}: its inter-quartile range, or the median deviation where that is "
+            f"0) from its median ({median[col]:g}); "
+            f"{far.sum()} value(s) lie more than {OUTLIER_SPREADS:g} times it away. Such a value "
+            f"is usually a placeholder for a missing value, a unit error or a misread number, and "
+            f"min-max scaling with it would squeeze the rest of the column to a constant. Fix or "
+            f"drop it (leave a missing value empty), or accept it with "
+            f"--config.data.allow_outliers=True (load_dataset(..., allow_outliers=True)).")
+
+
+def _position(raw, index):
+    """Where index (row,) of a series or (window, step) of windows is, for a message."""
+    if raw.ndim == 2:
+        return f"data row {index[0]} (0-based, header excluded)"
+    return f"window {index[0]}, step {index[1]}"
 
 
 def _windows(raw, scaler, seq_len):
@@ -143,13 +191,14 @@ def split_held_out(raw, test_fraction, test_position, seq_len, where):
     return pieces, raw[start:start + size]
 
 
-def make_dataset(name, raw, names, seq_len, scaler=None, test_fraction=0.0, test_position=1.0):
+def make_dataset(name, raw, names, seq_len, scaler=None, test_fraction=0.0, test_position=1.0,
+                 allow_outliers=False):
     """Validates, scales and windows raw data. `raw` is (rows, K) or (N, L, K) float64.
 
     `scaler` defaults to a min-max scaler fitted on all of `raw` but the held-out block
-    (`test_fraction`, `test_position`; module docstring).
+    (`test_fraction`, `test_position`; module docstring). allow_outliers: as for `validate_raw`.
     """
-    validate_raw(raw, names, seq_len, name)
+    validate_raw(raw, names, seq_len, name, allow_outliers)
     pieces, block = split_held_out(raw, test_fraction, test_position, seq_len, name)
     if scaler is None:
         scaler = MinMaxScaler.fit(np.concatenate(pieces))
@@ -186,7 +235,8 @@ def _custom_path(spec):
     return path
 
 
-def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=1.0):
+def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=1.0,
+                 allow_outliers=False):
     """Stride-1 windows of a data set, in [-1, 1], with the scaler back to raw units.
 
     Args:
@@ -198,6 +248,8 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=
         test_fraction: the share of the rows (windows, for window sets) held out from the
             training windows and the scaler (module docstring); 0 holds out nothing.
         test_position: where the held-out block sits, from 0 (the first rows) to 1 (the last).
+        allow_outliers: accept values far outside the rest of their column (`far_outliers`),
+            which are otherwise refused before any work.
 
     Returns:
         A `Dataset`. Window counts at L = 24: sines 10,000; stocks 3,662; etth 17,397;
@@ -206,7 +258,8 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=
     from stdiff_jax.data import labelled  # It builds on this module.
 
     if labelled.is_labelled_name(name):  # class_sines, ucr:NAME: a `labelled.LabelledDataset`
-        return labelled.load_labelled(name, seq_len, data_dir, test_fraction, test_position)
+        return labelled.load_labelled(name, seq_len, data_dir, test_fraction, test_position,
+                                      allow_outliers)
     if name.startswith("csv:"):
         raw, names = tables.read_csv(_custom_path(name[4:]))
     elif name.startswith("npy:"):
@@ -215,7 +268,7 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=
         unit = synthetic.sine_windows(seq_len=seq_len)  # (N, L, 5), already in [0, 1]
         names = [f"sine_{k}" for k in range(unit.shape[-1])]
         return make_dataset(name, unit, names, seq_len, MinMaxScaler.identity(unit.shape[-1]),
-                            test_fraction, test_position)
+                            test_fraction, test_position, allow_outliers)
     elif name == "mujoco":
         raw = mujoco.cached_hopper_trajectories(data_dir, seq_len)  # (N, L, 14)
         names = [f"qpos_{k}" for k in range(7)] + [f"qvel_{k}" for k in range(7)]
@@ -228,16 +281,18 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=
                         f"or csv:PATH / npy:PATH for your own data (labelled: class_sines, "
                         f"ucr:NAME).")
     return make_dataset(name, raw, names, seq_len, test_fraction=test_fraction,
-                        test_position=test_position)
+                        test_position=test_position, allow_outliers=allow_outliers)
 
 
 def dataset_of(data_config):
-    """`load_dataset` of a config's data section (name, seq_len, root, the held-out block), or
-    a `labelled.LabelledDataset` when it gives labels (`labelled.wants_labels`)."""
+    """`load_dataset` of a config's data section (name, seq_len, root, the held-out block,
+    allow_outliers), or a `labelled.LabelledDataset` when it gives labels
+    (`labelled.wants_labels`)."""
     from stdiff_jax.data import labelled  # It builds on this module.
 
     if labelled.wants_labels(data_config):
         return labelled.dataset_of(data_config)
     return load_dataset(data_config.name, data_config.seq_len, data_config.root,
                         data_config.get("test_fraction", 0.0),
-                        data_config.get("test_position", 1.0))
+                        data_config.get("test_position", 1.0),
+                        data_config.get("allow_outliers", False))
