@@ -16,6 +16,7 @@ every figure as JSON. Process CPU seconds of each row are printed beside it.
 import json
 import time
 
+import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
@@ -24,7 +25,8 @@ from stdiff_jax import checkpoint, fingerprint, generate, trained
 from stdiff_jax.data import labelled
 from stdiff_jax.metrics import classes
 
-flags.DEFINE_string("config", None, "Config spec of the trained run, e.g. configs/class_sines.py:cpu.")
+flags.DEFINE_string("config", None, "Config spec of the trained run, e.g. "
+                    "configs/class_sines.py:cpu.")
 flags.DEFINE_string("workdir", None, "Workdir of the trained run (default workdirs/<name>).")
 flags.DEFINE_list("guidance", ["0", "1", "2", "4"], "Guidance scales w.")
 flags.DEFINE_list("metrics", ["cas", "class_fidelity", "context_fid"],
@@ -64,13 +66,10 @@ def main(argv):
         if config.data.name == labelled.CLASS_SINES:
             row.update(band_figures(fake, fake_labels, len(names)))
         if FLAGS.metrics:
-            test = dataset.test_windows
-            scores = classes.evaluate_classes(
-                dataset.unit_windows, dataset.labels, fake, fake_labels, names,
-                real_test=None if test is None else (test + 1) / 2,
-                real_test_labels=dataset.test_labels, repeats=FLAGS.repeats, seed=FLAGS.seed,
-                metrics=tuple(FLAGS.metrics))
-            row["scores"] = scores
+            eval_config = dict(repeats=FLAGS.repeats, seed=FLAGS.seed,
+                               class_metrics=tuple(FLAGS.metrics))
+            row["scores"] = classes.evaluate_labelled(dataset, fake, fake_labels,
+                                                      ml_collections.ConfigDict(eval_config))
         row["cpu_s"] = time.process_time() - cpu
         rows.append(row)
         logging.info("w = %g: %s", w, row)

@@ -133,7 +133,8 @@ def base_config():
     c.sample.seed = 0
     # A labelled model's samples per class: "protocol" (or ""): as many per class as the data
     # has windows (num_samples > 0: that many in the data's proportions); "NAME:COUNT,...", e.g.
-    # "Walking:500,Running:100", class names as in the data. samples.csv gets a label column.
+    # "Walking:500,Running:100", class names as in the data (these counts override
+    # num_samples). samples.csv gets a label column.
     c.sample.classes = ""
     # Classifier-free guidance scale w: 0 unconditional, 1 conditional, > 1 guided.
     c.sample.guidance = 1.0
@@ -143,6 +144,9 @@ def base_config():
     c.eval.seed = 0
     c.eval.metrics = ("context_fid", "correlational", "discriminative", "predictive")
     c.eval.plots = True
+    # A labelled run's class-conditional scores (stdiff_jax/metrics/classes.py): "cas" (with
+    # "trtr"), "class_fidelity", and per class "context_fid" and "discriminative".
+    c.eval.class_metrics = ("cas", "class_fidelity")
 
     # Conditional generation (stdiff_jax/conditional.py): --mode=impute and --mode=forecast, and
     # the defaults of conditional.impute / forecast. Sampler eta, grid and clip_x0 come from
@@ -215,6 +219,7 @@ def make_config(dataset, arg=None, default_seq_len=24):
         c.sample.num_samples = 64
         c.eval.repeats = 2
         c.eval.metrics = ("correlational",)
+        c.eval.class_metrics = ()
         c.eval.plots = False
     c.name = "_".join(filter(None, [dataset, f"L{c.data.seq_len}", variant]))
     c.variant = variant

@@ -87,6 +87,7 @@ def check_config(config, mode="all"):
     problems = value_problems(config) + _raised(*_existing_checks(config))
     if mode in ("evaluate", "all"):
         problems += metric_name_problems(config.eval.metrics)
+        problems += class_metric_problems(config.eval.get("class_metrics", ()))
     if mode in ("sample", "all") and config.sample.num_samples > 0:
         problems += sample_memory_problems(config.sample.num_samples, config.data.seq_len,
                                            known_num_columns(config.data.name))
@@ -147,6 +148,14 @@ def metric_name_problems(metrics):
             problems.append(f"config.eval.metrics names an unknown metric {name!r}{hint}; the "
                             f"metrics are {', '.join(METRICS)}")
     return problems
+
+
+def class_metric_problems(names):
+    """Sentences naming each unknown metric of config.eval.class_metrics."""
+    from stdiff_jax.metrics.classes import CLASS_METRICS  # As METRICS: where a mode evaluates.
+
+    return [f"config.eval.class_metrics names an unknown metric {name!r}; the class metrics are "
+            f"{', '.join(CLASS_METRICS)}" for name in names if name not in CLASS_METRICS]
 
 
 def sample_memory_problems(num_samples, seq_len, num_columns=1, available=None):

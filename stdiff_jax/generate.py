@@ -235,12 +235,16 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
     if outside:  # The protocol scores [0, 1] windows (Diffusion-TS clamps its samples too).
         logging.info("Clipping %.3f%% of the sample values into [0, 1] for scoring.", 100 * outside)
     fake = np.clip(fake, 0.0, 1.0)
-    names = None  # of the columns, for the plots
+    names = dataset = None  # of the columns, for the plots
     if real_unit is None:
         dataset = fingerprint.checked_dataset(config, workdir, allow_workdir_mismatch)
         real_unit, names = dataset.unit_windows, dataset.column_names
     scores = metrics.evaluate(real_unit, fake, repeats=config.eval.repeats, seed=config.eval.seed,
                               metrics=tuple(config.eval.metrics))
+    if getattr(dataset, "labels", None) is not None and (workdir / SAMPLES_LABELS).exists():
+        from stdiff_jax.metrics import classes
+        scores.update(classes.evaluate_labelled(dataset, fake, np.load(workdir / SAMPLES_LABELS),
+                                                config.eval))
     if jax.process_index() == 0:
         (workdir / METRICS).write_text(json.dumps(checkpoint.to_json(scores), indent=2) + "\n")
         if config.eval.plots:

@@ -30,6 +30,7 @@ import tempfile
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from stdiff_jax.errors import UserError
 
@@ -97,15 +98,6 @@ def save_labels(workdir, class_names, counts):
         os.replace(tmp, workdir / LABELS_FILE)
     finally:
         pathlib.Path(tmp).unlink(missing_ok=True)
-
-
-def load_labels(workdir):
-    """(class names, counts) of workdir/labels.json; None when the run had no labels."""
-    path = pathlib.Path(workdir) / LABELS_FILE
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    return tuple(record["classes"]), tuple(record["counts"])
 
 
 def indices_of(names, class_names, what="label"):
@@ -221,8 +213,8 @@ def requested_counts(spec, class_names, data_counts, num_samples=0):
 
     spec: "protocol" (or ""): as many per class as the training data has windows, or, with
       num_samples > 0, num_samples split in the data's class proportions; "NAME:COUNT,..."
-      (class names as in the data, e.g. "Walking:500,Running:100"): those counts, num_samples
-      must then be 0 or their sum.
+      (class names as in the data, e.g. "Walking:500,Running:100"): those counts, whatever
+      num_samples.
     """
     spec = (spec or PROTOCOL).strip()
     if spec == PROTOCOL:
@@ -237,8 +229,8 @@ def requested_counts(spec, class_names, data_counts, num_samples=0):
                             f"'{class_names[0]}:500,{class_names[-1]}:100', or 'protocol'.")
         counts[indices_of([name], class_names, "config.sample.classes")[0]] += int(count)
     if num_samples and num_samples != counts.sum():
-        raise UserError(f"config.sample.classes={spec!r} asks for {counts.sum()} samples but "
-                        f"config.sample.num_samples={num_samples}: set num_samples=0 (or equal).")
+        logging.info("config.sample.classes=%r asks for %d samples: config.sample.num_samples=%d "
+                     "does not apply.", spec, counts.sum(), num_samples)
     return counts
 
 

@@ -373,8 +373,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     resume_step = None
     if newest is None:
         normalizer, stats = video.fit_video_statistics(
-            labels_lib.split_batch(train_windows)[0], config.video.n_fft, config.video.hop, config.video.ema_alpha,
-            config.video.window, normalizer=config.video.normalizer)
+            labels_lib.split_batch(train_windows)[0], config.video.n_fft, config.video.hop,
+            config.video.ema_alpha, config.video.window, normalizer=config.video.normalizer)
         host = HostState(iterator=iterator.state(), best_val_loss=None, evals_since_best=0,
                          num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
                          scaler=dataset.scaler, normalizer=normalizer, stats=stats,

@@ -143,8 +143,7 @@ def test_requested_counts_protocol_proportions_and_explicit():
         labels.requested_counts("d:5", names, counts)
     with pytest.raises(UserError, match="NAME:COUNT"):
         labels.requested_counts("a=5", names, counts)
-    with pytest.raises(UserError, match="num_samples=3"):
-        labels.requested_counts("a:5", names, counts, 3)
+    assert labels.requested_counts("a:5", names, counts, 3).tolist() == [5, 0, 0]  # counts win
 
 
 def test_a_class_with_fewer_windows_than_a_batch_is_a_clear_error(tmp_path):
@@ -339,9 +338,11 @@ def test_class_metrics_see_right_and_wrong_labels():
 # ------------------------------------------------------------------------------------------------
 # Runs.
 # ------------------------------------------------------------------------------------------------
-# Computed by main's code (commit ebe980a, before labels existed) with `unlabelled_run` below on
-# XLA:CPU: the sha256 of the parameters after 4 steps and the logged losses of those steps.
+# Computed by main's code before labels existed, with `unlabelled_run` below on XLA:CPU: the
+# sha256 of the parameters after 4 steps and the logged losses of those steps (commit ebe980a),
+# and the sha256 of 12 series sampled from that checkpoint (commit 849e783).
 MAIN_PARAMS_SHA256 = "d3fcd8e55c2863d6e6847cf496326a3813f3a35f0f6207f4568088e32fb638fd"
+MAIN_SAMPLES_SHA256 = "99018e6ee9f04bf1abcd3e8c8a8e3eda6f4f2e87f17438200de27f0043c178d7"
 MAIN_LOSSES = [0.932236909866333, 0.891853392124176, 0.9318042993545532, 1.019060730934143]
 MAIN_VAL_LOSSES = [1.0242810249328613, 1.0239667892456055]
 
@@ -360,15 +361,24 @@ def unlabelled_run(workdir):
         digest.update(jax.tree_util.keystr(path).encode())
         digest.update(np.asarray(leaf).tobytes())
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    return digest.hexdigest(), rows
+    config.sample.update(num_steps=3, chunk_size=8)
+    mesh = mesh_lib.make_mesh()
+    tm = trained.load(config, workdir, mesh)
+    sampler = generate.compile_sampler(config, mesh, tm.model, tm.host.normalizer,
+                                       tm.host.series_shape, 8)
+    series = generate.generate_series(sampler, tm.params, 12, 8, jax.random.PRNGKey(0),
+                                      progress=None)
+    samples = hashlib.sha256(np.asarray(series, np.float32).tobytes()).hexdigest()
+    return digest.hexdigest(), rows, samples
 
 
 @pytest.mark.slow
 def test_an_unlabelled_run_is_unchanged_to_the_last_digit(tmp_path):
-    digest, rows = unlabelled_run(tmp_path)
+    digest, rows, samples = unlabelled_run(tmp_path)
     assert [r["loss"] for r in rows if "loss" in r] == MAIN_LOSSES
     assert [r["val_loss"] for r in rows if "val_loss" in r] == MAIN_VAL_LOSSES
     assert digest == MAIN_PARAMS_SHA256
+    assert samples == MAIN_SAMPLES_SHA256
     assert not (tmp_path / labels.LABELS_FILE).exists()
 
 

@@ -113,6 +113,19 @@ def per_class_scores(metric, real, real_labels, fake, fake_labels, class_names, 
     return out
 
 
+def evaluate_labelled(dataset, fake, fake_labels, eval_config):
+    """`evaluate_classes` of generated windows against a `labelled.LabelledDataset` (its test
+    windows, where it has them, test CAS and TRTR), with eval_config's class_metrics, repeats
+    and seed."""
+    test = dataset.test_windows
+    return evaluate_classes(dataset.unit_windows, dataset.labels, fake, fake_labels,
+                            dataset.class_names,
+                            real_test=None if test is None else (test + 1) / 2,
+                            real_test_labels=dataset.test_labels, repeats=eval_config.repeats,
+                            seed=eval_config.seed,
+                            metrics=tuple(eval_config.get("class_metrics", ())))
+
+
 def evaluate_classes(real, real_labels, fake, fake_labels, class_names, *, real_test=None,
                      real_test_labels=None, repeats=5, seed=0, metrics=CLASS_METRICS,
                      options=None):
