@@ -6,11 +6,12 @@
 For every guidance scale w, generates the data set's class counts (config.sample.classes, the
 protocol by default) with the workdir's trained model and prints one row: on class_sines the
 share of samples whose every channel's frequency lies in the requested class's band
-(`labelled.estimate_frequencies`, the exact answer) and the class mixture the frequencies show
-against the data's proportions; on every labelled set the class-conditional scores of
-`stdiff_jax.metrics.classes` (CAS against TRTR, class fidelity, the mean over classes of
-per-class Context-FID), tested on the data set's test windows where it has them. --out writes
-every figure as JSON. Process CPU seconds of each row are printed beside it.
+(`labelled.estimate_frequencies`, the exact answer), the share in no band, and the class
+mixture by the nearest band (`labelled.nearest_band`) against the data's proportions; on every
+labelled set the class-conditional scores of `stdiff_jax.metrics.classes` (CAS against TRTR,
+class fidelity, the mean over classes of per-class Context-FID), tested on the data set's test
+windows where it has them. --out writes every figure as JSON. Process CPU seconds of each row
+are printed beside it.
 """
 
 import json
@@ -39,12 +40,15 @@ FLAGS = flags.FLAGS
 
 
 def band_figures(fake, fake_labels, num_classes):
-    """class_sines: the share in the requested band, per class too, and the band mixture."""
-    bands = labelled.band_of(labelled.estimate_frequencies(fake))  # (N,), -1 outside every band
+    """class_sines: the share of samples whose every channel lies in the requested band (per
+    class too), the share in no band, and the class mixture by the nearest band."""
+    frequencies = labelled.estimate_frequencies(fake)  # (N, K)
+    bands = labelled.band_of(frequencies)  # (N,), -1 outside every band
+    nearest = labelled.nearest_band(frequencies)
     return {"in_band": float(np.mean(bands == fake_labels)),
             "in_band_per_class": [float(np.mean(bands[fake_labels == c] == c))
                                   for c in range(num_classes)],
-            "mixture": [float(np.mean(bands == c)) for c in range(num_classes)],
+            "mixture": [float(np.mean(nearest == c)) for c in range(num_classes)],
             "outside_bands": float(np.mean(bands < 0))}
 
 

@@ -227,6 +227,7 @@ def test_class_sines_classes_have_the_frequency_bands_they_claim():
     for windows, y in ((ds.unit_windows, ds.labels), ((ds.test_windows + 1) / 2, ds.test_labels)):
         freq = labelled.estimate_frequencies(windows)
         np.testing.assert_array_equal(labelled.band_of(freq), y)
+        np.testing.assert_array_equal(labelled.nearest_band(freq), y)
     # The estimator itself: an exact sine's frequency, to the grid step.
     t = np.arange(24)
     sine = (np.sin(0.73 * t + 1.0)[None, :, None] + 1) / 2

@@ -267,6 +267,13 @@ def band_of(frequencies):
     return classes
 
 
+def nearest_band(frequencies):
+    """(N, K) frequencies -> (N,) the class whose band's centre is nearest to the channels'
+    mean frequency: every window gets a class, for the class mixture of unconditional samples."""
+    centres = np.asarray(CLASS_BANDS).mean(axis=1)  # (C,)
+    return np.argmin(np.abs(frequencies.mean(axis=1)[:, None] - centres), axis=1)
+
+
 # ------------------------------------------------------------------------------------------------
 # ucr:NAME, from .ts files.
 # ------------------------------------------------------------------------------------------------
