@@ -230,6 +230,17 @@ def make_config(dataset, arg=None, default_seq_len=24):
     return c
 
 
+def make_ucr_config(problem, arg, batch_size):
+    """The config of the UCR/UEA set `ucr:PROBLEM` (stdiff_jax/data/labelled.py): their training
+    sets are small, so no validation share is held out (a fixed training subset is scored), and
+    `batch_size` must not exceed the smallest class's windows."""
+    config = make_config(f"ucr:{problem}", arg)
+    with config.unlocked():
+        config.data.val_fraction = 0.0
+        config.train.batch_size = batch_size
+    return config
+
+
 def get_config(arg=None):
     return make_config("sines", arg)
 

@@ -7,10 +7,4 @@ from configs import base
 
 
 def get_config(arg=None):
-    config = base.make_config("ucr:ItalyPowerDemand", arg)
-    with config.unlocked():
-        # 67 days: a validation hold-out would take half of them, and a batch must not exceed
-        # the smaller class (33 days).
-        config.data.val_fraction = 0.0
-        config.train.batch_size = 32
-    return config
+    return base.make_ucr_config("ItalyPowerDemand", arg, batch_size=32)  # classes of 34 and 33

@@ -7,9 +7,4 @@ from configs import base
 
 
 def get_config(arg=None):
-    config = base.make_config("ucr:JapaneseVowels", arg)
-    with config.unlocked():
-        # 30 utterances per speaker: no validation hold-out, and batches no larger than a class.
-        config.data.val_fraction = 0.0
-        config.train.batch_size = 24
-    return config
+    return base.make_ucr_config("JapaneseVowels", arg, batch_size=24)  # 30 per speaker

@@ -218,6 +218,20 @@ def test_npy_windows_with_a_labels_file(tmp_path):
                                labels_path=str(tmp_path / "nan.npy"))
 
 
+def test_labelled_configs():
+    from configs import italy_power, japanese_vowels
+
+    for module, name, batch in ((italy_power, "ucr:ItalyPowerDemand", 32),
+                                (japanese_vowels, "ucr:JapaneseVowels", 24)):
+        config = module.get_config("cpu")
+        assert (config.data.name, config.train.batch_size, config.data.val_fraction) == (
+            name, batch, 0.0)
+        assert labelled.wants_labels(config.data)
+    config = class_sines.get_config("cpu")
+    assert labelled.wants_labels(config.data) and config.sample.guidance == 4.0
+    assert not labelled.wants_labels(sines.get_config("cpu").data)
+
+
 def test_class_sines_classes_have_the_frequency_bands_they_claim():
     ds = labelled.class_sines_dataset(24)
     assert labels.class_counts(ds.labels, 3).tolist() == list(labelled.CLASS_SINES_COUNTS)
