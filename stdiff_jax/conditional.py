@@ -74,7 +74,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import fingerprint, generate, sampling, trained
+from stdiff_jax import fingerprint, generate, labels as labels_lib, sampling, trained
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import dataset_of, tables
@@ -309,14 +309,21 @@ def condition_settings(config, **overrides):
     return settings
 
 
-def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, encode, decode,
-                      video_shape, data_sharding, settings, sample_config, schedule,
-                      prior=None):
-    """`conditional_sample` of a chunk with the network split along the `data` mesh axis."""
+def conditional_chunk(params, key, first_index, observed, mask, labels=None, *, apply_fn,
+                      encode, decode, video_shape, data_sharding, settings, sample_config,
+                      schedule, prior=None, null_label=0):
+    """`conditional_sample` of a chunk with the network split along the `data` mesh axis; of
+    the classes `labels` (B,) with classifier-free guidance at settings.guidance, for a model
+    with classes (`labels.guided_denoiser`)."""
+    constrain = functools.partial(jax.lax.with_sharding_constraint, shardings=data_sharding)
 
-    def denoise(z, logsnr):  # (B, T, F, K, 3), (B,)
-        z = jax.lax.with_sharding_constraint(z, data_sharding)
-        return apply_fn(params, z, jax.lax.with_sharding_constraint(logsnr, data_sharding))
+    def network(z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,)
+        labels = None if labels is None else constrain(labels)
+        return apply_fn(params, constrain(z), constrain(logsnr), labels)
+
+    guidance = settings.guidance if settings.get("label") else 1.0  # "no class": exactly uncond.
+    denoise = network if labels is None else labels_lib.guided_denoiser(
+        network, labels, guidance, null_label)
 
     return conditional_sample(
         denoise, encode, decode, observed, mask, video_shape, key, jumps=settings.jumps,
@@ -328,7 +335,8 @@ def conditional_chunk(params, key, first_index, observed, mask, *, apply_fn, enc
 
 def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
     """jit of `conditional_chunk` for `chunk_size` windows of the `trained.TrainedModel` tm:
-    fn(params, key, first_index, observed, mask) -> (chunk_size, L, K) in model space. The
+    fn(params, key, first_index, observed, mask[, labels]) -> (chunk_size, L, K) in model space
+    (labels: a model with classes; settings.label is the class, "" unconditional). The
     regression correction reads the covariance of the training data (`prior_of`; `windows`: its
     windows, if the caller holds them)."""
     mesh_lib.check_divisible(chunk_size, mesh, "config.condition.chunk_size")
@@ -342,8 +350,10 @@ def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
         decode=trained.series_decoder(config.video, host.normalizer, host.series_shape[0]),
         video_shape=tm.video_shape, data_sharding=data, settings=settings,
         sample_config=config.sample, schedule=Schedule.from_config(config.diffusion),
-        prior=prior)
-    return jax.jit(fn, in_shardings=(replicated,) * 3 + (data, data), out_shardings=data)
+        prior=prior, null_label=tm.model.num_classes)
+    labels = (data,) if tm.model.num_classes else ()
+    return jax.jit(fn, in_shardings=(replicated,) * 3 + (data, data, *labels),
+                   out_shardings=data)
 
 
 def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.log_progress,
@@ -364,11 +374,13 @@ def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.lo
     data = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
     key = jax.random.PRNGKey(settings.seed)
     observed, mask = np.asarray(observed, np.float32), np.asarray(mask, bool)
+    labels = labels_lib.condition_labels(settings, tm.host, chunk_size)  # () or ((chunk,),)
 
     def run_chunk(first):
         window = np.minimum(np.arange(first, first + chunk_size) // s, n - 1)  # (chunk,)
         return sampler(tm.params, key, first, mesh_lib.shard_batch(observed[window], data),
-                       mesh_lib.shard_batch(mask[window], data))
+                       mesh_lib.shard_batch(mask[window], data),
+                       *(mesh_lib.shard_batch(a, data) for a in labels))
 
     logging.info("Conditional sampling: %d windows x %d samples with %s, %d steps, %d jump(s), "
                  "in chunks of %d on %d devices.", n, s, settings.method, settings.num_steps,

@@ -42,6 +42,7 @@ RANGES = {
     "model.hidden": AT_LEAST_1,
     "model.heads": AT_LEAST_1,
     "model.mlp_ratio": POSITIVE,
+    "model.label_dropout": FRACTION,
     "diffusion.cov_loss_weight": NON_NEGATIVE,
     "train.batch_size": AT_LEAST_1,
     "train.num_steps": AT_LEAST_1,
@@ -60,9 +61,11 @@ RANGES = {
     "sample.clip_x0": NON_NEGATIVE,
     "sample.num_samples": NON_NEGATIVE,
     "sample.chunk_size": NON_NEGATIVE,
+    "sample.guidance": NON_NEGATIVE,
     "eval.repeats": AT_LEAST_1,
     "condition.horizon": NON_NEGATIVE,
     "condition.chunk_size": NON_NEGATIVE,
+    "condition.guidance": NON_NEGATIVE,
 }
 
 # Float32 copies of the generated series the sample mode holds at its peak: the chunks and their
@@ -84,6 +87,7 @@ def check_config(config, mode="all"):
     problems = value_problems(config) + _raised(*_existing_checks(config))
     if mode in ("evaluate", "all"):
         problems += metric_name_problems(config.eval.metrics)
+        problems += class_metric_problems(config.eval.get("class_metrics", ()))
     if mode in ("sample", "all") and config.sample.num_samples > 0:
         problems += sample_memory_problems(config.sample.num_samples, config.data.seq_len,
                                            known_num_columns(config.data.name))
@@ -144,6 +148,14 @@ def metric_name_problems(metrics):
             problems.append(f"config.eval.metrics names an unknown metric {name!r}{hint}; the "
                             f"metrics are {', '.join(METRICS)}")
     return problems
+
+
+def class_metric_problems(names):
+    """Sentences naming each unknown metric of config.eval.class_metrics."""
+    from stdiff_jax.metrics.classes import CLASS_METRICS  # As METRICS: where a mode evaluates.
+
+    return [f"config.eval.class_metrics names an unknown metric {name!r}; the class metrics are "
+            f"{', '.join(CLASS_METRICS)}" for name in names if name not in CLASS_METRICS]
 
 
 def sample_memory_problems(num_samples, seq_len, num_columns=1, available=None):

@@ -47,10 +47,16 @@ def resolved_data_name(name):
 
 
 def of_data(dataset):
-    """The data part of the record, for a `stdiff_jax.data.Dataset`."""
-    return {"name": resolved_data_name(dataset.name), "windows": list(dataset.windows.shape),
-            "windows_sha256": _digest(np.ascontiguousarray(dataset.windows)),
-            "scaler_min": dataset.scaler.min.tolist(), "scaler_max": dataset.scaler.max.tolist()}
+    """The data part of the record, for a `stdiff_jax.data.Dataset` (with its classes and a
+    sha256 of its labels, for a labelled one)."""
+    record = {"name": resolved_data_name(dataset.name), "windows": list(dataset.windows.shape),
+              "windows_sha256": _digest(np.ascontiguousarray(dataset.windows)),
+              "scaler_min": dataset.scaler.min.tolist(),
+              "scaler_max": dataset.scaler.max.tolist()}
+    if getattr(dataset, "labels", None) is not None:
+        record.update(classes=list(dataset.class_names),
+                      labels_sha256=_digest(np.ascontiguousarray(dataset.labels)))
+    return record
 
 
 def checked_dataset(config, workdir, allow_data_mismatch=False):
@@ -60,9 +66,11 @@ def checked_dataset(config, workdir, allow_data_mismatch=False):
     return dataset
 
 
-def of_model(config, series_shape):
-    """The model part of the record: what the network of `config` for series (L, K) looks like."""
-    model, video_shape = trained.build_model(config, tuple(series_shape), stats=None)
+def of_model(config, series_shape, num_classes=0):
+    """The model part of the record: what the network of `config` for series (L, K) and
+    `num_classes` classes looks like."""
+    model, video_shape = trained.build_model(config, tuple(series_shape), stats=None,
+                                             num_classes=num_classes)
     params = trained.abstract_params(model, video_shape, make_mesh())
     shapes = [f"{jax.tree_util.keystr(path)}{leaf.shape}"
               for path, leaf in jax.tree_util.tree_leaves_with_path(params)]

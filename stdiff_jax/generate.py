@@ -30,16 +30,17 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, fingerprint, sampling, trained
+from stdiff_jax import checkpoint, fingerprint, labels as labels_lib, sampling, trained
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data.held_out import held_out_windows
 from stdiff_jax.data.tables import write_windows_csv
-from stdiff_jax.errors import MissingFileError
+from stdiff_jax.errors import MissingFileError, UserError
 from stdiff_jax.schedule import Schedule
 
 SAMPLES_UNIT, SAMPLES_RAW, METRICS = "samples_unit.npy", "samples.npy", "metrics.json"
 SAMPLES_CSV = "samples.csv"
+SAMPLES_LABELS = "samples_labels.npy"  # a labelled model's: the class index each sample asked
 PROBE_PER_DEVICE = 8  # Batch per device at which the network's memory is measured.
 MEMORY_FRACTION = 0.25  # Share of the free memory a chunk may fill (the rest: headroom, others).
 MAX_PER_DEVICE = 1024  # Larger chunks gain little speed but report progress less often.
@@ -50,16 +51,22 @@ CSV_BYTES_PER_VALUE = 16  # samples.csv writes "%.9g" and a comma: at most 16 ch
 # ------------------------------------------------------------------------------------------------
 # The sharded chunk sampler.
 # ------------------------------------------------------------------------------------------------
-def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_sharding,
-                 sample_config, schedule):
-    """Samples first_index ... first_index + shape[0] - 1 of the run of `key`, decoded to series.
+def sample_chunk(params, key, first_index, labels=None, *, apply_fn, decode, shape,
+                 data_sharding, sample_config, schedule, null_label=0):
+    """Samples first_index ... first_index + shape[0] - 1 of the run of `key`, decoded to series;
+    of the classes `labels` (B,) with classifier-free guidance at sample_config.guidance, for a
+    labelled model (`labels.guided_denoiser`).
 
     Each network call pins its batch to the `data` axis, so the whole sampler runs split over it.
     """
+    constrain = functools.partial(jax.lax.with_sharding_constraint, shardings=data_sharding)
 
-    def denoise(z, logsnr):  # (B, T, F, K, 3), (B,)
-        z = jax.lax.with_sharding_constraint(z, data_sharding)
-        return apply_fn(params, z, jax.lax.with_sharding_constraint(logsnr, data_sharding))
+    def network(z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,)
+        labels = None if labels is None else constrain(labels)
+        return apply_fn(params, constrain(z), constrain(logsnr), labels)
+
+    denoise = network if labels is None else labels_lib.guided_denoiser(
+        network, labels, sample_config.get("guidance", 1.0), null_label)
 
     videos = sampling.sample(denoise, shape, key, method=sample_config.method,
                              num_steps=sample_config.num_steps, eta=sample_config.eta,
@@ -69,7 +76,8 @@ def sample_chunk(params, key, first_index, *, apply_fn, decode, shape, data_shar
 
 
 def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
-    """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`."""
+    """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`:
+    fn(params, key, first_index), and a model with classes also takes the chunk's labels."""
     mesh_lib.check_divisible(chunk_size, mesh, "config.sample.chunk_size")
     video_shape = trained.video_shape_of(config.video, series_shape)
     data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
@@ -77,8 +85,10 @@ def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
         sample_chunk, apply_fn=trained.apply_fn_of(model),
         decode=trained.series_decoder(config.video, normalizer, series_shape[0]),
         shape=(chunk_size, *video_shape), data_sharding=data, sample_config=config.sample,
-        schedule=Schedule.from_config(config.diffusion))
-    return jax.jit(fn, in_shardings=(replicated, replicated, replicated), out_shardings=data)
+        schedule=Schedule.from_config(config.diffusion), null_label=model.num_classes)
+    labels = (data,) if model.num_classes else ()
+    return jax.jit(fn, in_shardings=(replicated, replicated, replicated, *labels),
+                   out_shardings=data)
 
 
 def host_available_bytes():
@@ -131,57 +141,99 @@ def auto_chunk_size(mesh, model, params, video_shape, num_samples):
     return chunk_size
 
 
-def generate_series(sampler, params, num_samples, chunk_size, key, progress=sampling.log_progress):
+def generate_series(sampler, params, num_samples, chunk_size, key, progress=sampling.log_progress,
+                    labels=None):
     """(num_samples, L, K) series in model space from a `compile_sampler` sampler, chunk by chunk
-    (`sampling.run_chunks`: the next chunk is dispatched before the current one is fetched)."""
-    return sampling.run_chunks(lambda first: sampler(params, key, first), num_samples, chunk_size,
-                               fetch=mesh_lib.to_host, progress=progress)
+    (`sampling.run_chunks`: the next chunk is dispatched before the current one is fetched).
+    labels: (num_samples,) class indices, for the sampler of a model with classes."""
+    if labels is None:
+        return sampling.run_chunks(lambda first: sampler(params, key, first), num_samples,
+                                   chunk_size, fetch=mesh_lib.to_host, progress=progress)
+    padded = np.resize(np.asarray(labels, np.int32), -(-num_samples // chunk_size) * chunk_size)
+    padded[num_samples:] = padded[num_samples - 1]  # the last chunk's padding, trimmed later
+    return sampling.run_chunks(lambda first: sampler(params, key, first,
+                                                     padded[first:first + chunk_size]),
+                               num_samples, chunk_size, fetch=mesh_lib.to_host, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------
 # The sample and evaluate modes.
 # ------------------------------------------------------------------------------------------------
+def sample_series(tm, labels=None, *, mesh=None, progress=sampling.log_progress, **overrides):
+    """Series in [0, 1] generated by a `trained.TrainedModel` -> (samples (N, L, K) float32, their
+    class indices (N,) or None).
+
+    labels: a model with classes: the class of every sample, as names or indices (None:
+      config.sample.classes, `labels.labels_for`); without classes: None.
+    overrides: fields of config.sample for this call (num_samples, guidance, seed, method,
+      num_steps, chunk_size, ...). N = len(labels) with classes, else num_samples (0: as many
+      as the data set has windows).
+    """
+    config = tm.config.copy_and_resolve_references()
+    unknown = sorted(set(overrides) - set(config.sample))
+    if unknown:
+        raise UserError(f"Unknown sampling setting(s) {unknown}; use the fields of "
+                        f"config.sample ({', '.join(sorted(config.sample))}).")
+    with config.unlocked():
+        config.sample.update(overrides)
+    mesh = mesh_lib.make_mesh() if mesh is None else mesh
+    model, params, host = tm.model, tm.params, tm.host
+    labels = labels_lib.labels_for(labels, config.sample, host)  # (N,) int32, or None
+    num_samples = len(labels) if labels is not None else (config.sample.num_samples
+                                                          or host.num_windows)
+    chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, tm.video_shape,
+                                                             num_samples)
+    sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)
+    logging.info("Generating %d series with %s, %d steps, in chunks of %d on %d devices%s.",
+                 num_samples, config.sample.method, config.sample.num_steps, chunk_size, mesh.size,
+                 "" if labels is None else f", guidance {config.sample.guidance}")
+    start = time.perf_counter()
+    series = generate_series(sampler, params, num_samples, chunk_size,
+                             jax.random.PRNGKey(config.sample.seed), progress, labels)
+    elapsed = time.perf_counter() - start
+    logging.info("Generated %d series in %.1f s (%.1f series/s).", num_samples, elapsed,
+                 num_samples / elapsed)
+    return ((series + 1.0) / 2.0).astype(np.float32), labels
+
+
 @workdir_lib.locking
 def sample_to_workdir(config, workdir):
-    """Generates config.sample.num_samples series (0: as many as the data set has windows) with the
-    trained model of workdir and saves them as samples_unit.npy ([0, 1]), samples.npy (original
-    units) and samples.csv (original units; columns window, t and the data's column names,
-    `tables.write_windows_csv`). Returns the [0, 1] samples.
+    """Generates config.sample.num_samples series (0: as many as the data set has windows; a
+    labelled model: config.sample.classes) with the trained model of workdir and saves them as
+    samples_unit.npy ([0, 1]), samples.npy (original units) and samples.csv (original units;
+    columns window, t, label for a labelled model, and the data's column names,
+    `tables.write_windows_csv`), and a labelled model's class indices as samples_labels.npy.
+    Returns the [0, 1] samples.
 
-    The workdir's disk is checked for their size before the generation. The three files replace
-    the workdir's earlier ones together, once every series is generated (`workdir.writing`): an
+    The workdir's disk is checked for their size before the generation. The files replace the
+    workdir's earlier ones together, once every series is generated (`workdir.writing`): an
     error or a signal before leaves those as they were.
     """
     workdir = workdir_lib.as_path(workdir)
     mesh = mesh_lib.make_mesh()
     tm = trained.load(config, workdir, mesh)
-    model, params, host = tm.model, tm.params, tm.host
-    num_samples = config.sample.num_samples or host.num_windows
+    host = tm.host
+    labels = labels_lib.labels_for(None, tm.config.sample, host)  # (N,) int32, or None
+    num_samples = len(labels) if labels is not None else (tm.config.sample.num_samples
+                                                          or host.num_windows)
     length, k = host.series_shape
-    workdir_lib.check_free_space(  # two .npy files of float32 and the CSV, with its two indices
-        workdir, num_samples * length * (2 * 4 * k + CSV_BYTES_PER_VALUE * (k + 2)),
+    workdir_lib.check_free_space(  # two .npy files of float32 and the CSV, with its indices
+        workdir, num_samples * length * (2 * 4 * k + CSV_BYTES_PER_VALUE * (k + 3)),
         f"{num_samples} samples (samples.npy, samples_unit.npy, samples.csv)",
         "lower config.sample.num_samples")
-    chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, tm.video_shape,
-                                                             num_samples)
-    sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)
-    logging.info("Generating %d series with %s, %d steps, in chunks of %d on %d devices.",
-                 num_samples, config.sample.method, config.sample.num_steps, chunk_size, mesh.size)
-    start = time.perf_counter()
-    series = generate_series(sampler, params, num_samples, chunk_size,
-                             jax.random.PRNGKey(config.sample.seed))
-    elapsed = time.perf_counter() - start
-    logging.info("Generated %d series in %.1f s (%.1f series/s).", num_samples, elapsed,
-                 num_samples / elapsed)
-    unit = ((series + 1.0) / 2.0).astype(np.float32)  # (N, L, K) in [0, 1]
+    unit, labels = sample_series(tm, labels, mesh=mesh)  # (N, L, K) in [0, 1]
     if jax.process_index() == 0:
         raw = host.scaler.inverse(unit).astype(np.float32)
         names = host.column_names or [f"c{k}" for k in range(raw.shape[-1])]  # older checkpoints
-        with workdir_lib.writing(*(workdir / name for name in (
-                SAMPLES_UNIT, SAMPLES_RAW, SAMPLES_CSV))) as (unit_file, raw_file, csv_file):
-            np.save(unit_file, unit)
-            np.save(raw_file, raw)
-            write_windows_csv(csv_file, raw, names)
+        records = [SAMPLES_UNIT, SAMPLES_RAW, SAMPLES_CSV] + ([] if labels is None
+                                                              else [SAMPLES_LABELS])
+        with workdir_lib.writing(*(workdir / name for name in records)) as files:
+            np.save(files[0], unit)
+            np.save(files[1], raw)
+            write_windows_csv(files[2], raw, names,
+                              None if labels is None else np.asarray(host.class_names)[labels])
+            if labels is not None:
+                np.save(files[3], labels)
     return unit
 
 
@@ -207,7 +259,7 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
     if outside:  # The protocol scores [0, 1] windows (Diffusion-TS clamps its samples too).
         logging.info("Clipping %.3f%% of the sample values into [0, 1] for scoring.", 100 * outside)
     fake = np.clip(fake, 0.0, 1.0)
-    names = None  # of the columns, for the plots
+    names = dataset = None  # of the columns, for the plots
     held_out, held_out_source = None, "the real windows were given without held-out ones."
     if real_unit is None:
         dataset = fingerprint.checked_dataset(config, workdir, allow_workdir_mismatch)
@@ -216,6 +268,10 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
     scores = metrics.evaluate(real_unit, fake, repeats=config.eval.repeats, seed=config.eval.seed,
                               metrics=tuple(config.eval.metrics), held_out=held_out,
                               held_out_source=held_out_source)
+    if getattr(dataset, "labels", None) is not None and (workdir / SAMPLES_LABELS).exists():
+        from stdiff_jax.metrics import classes
+        scores.update(classes.evaluate_labelled(
+            dataset, fake, workdir_lib.load_npy(workdir / SAMPLES_LABELS), config.eval))
     if jax.process_index() == 0:
         workdir_lib.write_json(workdir / METRICS, checkpoint.to_json(scores))
         if config.eval.plots:

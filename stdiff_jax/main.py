@@ -21,6 +21,12 @@ a checkpoint of the step in progress; during sampling, imputation or forecasting
 partial output (files are written whole). Either way one line says so, and the exit status is
 128 + the signal's number (130, 143); the same command resumes.
 
+Labelled data (--config.data.label_column=NAME on a csv: file, --config.data.labels=FILE.npy for
+npy:, class_sines, ucr:NAME) trains a class-conditional model; --mode=sample then generates the
+classes of --config.sample.classes ("protocol": as many per class as the data has; or
+"NAME:COUNT,...") with classifier-free guidance --config.sample.guidance=w (0 unconditional, 1
+conditional, > 1 guided), and samples.csv gets a label column (stdiff_jax/labels.py).
+
 --mode=impute fills the NaNs of --config.condition.input=FILE.csv (imputed.csv,
 imputed_quantiles.csv); --mode=forecast forecasts --config.condition.horizon=H steps after the
 data set's series or that CSV (forecast.csv, forecast_quantiles.csv): stdiff_jax/conditional.py.
@@ -72,9 +78,10 @@ class NoLibtpuNote(std_logging.Filter):
 
 def default_workdir(config):
     """workdirs/<data set>_L<seq_len>[_<variant>] of the final config (after --config overrides),
-    the data set being a csv:/npy: file's stem: other data gets another workdir."""
+    the data set being a csv:/npy: file's stem (a ucr:NAME set's NAME): other data gets another
+    workdir."""
     path = custom_file(config.data.name)
-    data = config.data.name if path is None else path.stem
+    data = config.data.name.rpartition(":")[2] if path is None else path.stem
     return os.path.join("workdirs", "_".join(filter(None, [data, f"L{config.data.seq_len}",
                                                            config.get("variant", "")])))
 

@@ -24,6 +24,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from stdiff_jax import budget, checkpoint, diffusion, errors, fingerprint, video
+from stdiff_jax import labels as labels_lib
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import BatchIterator, dataset_of
 from stdiff_jax.errors import UserError
@@ -43,19 +44,23 @@ SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order 
 def split_windows(windows, val_fraction, batch_size, seed):
     """(train, val) windows. val is a seeded random hold-out of about `val_fraction` of the windows,
     rounded to whole batches so every validation batch has the training batch's shape (one trace);
-    with `val_fraction` 0 every window trains and val is a fixed random subset of them."""
-    n = len(windows)
+    with `val_fraction` 0 every window trains and val is a fixed random subset of them.
+
+    windows: (N, L, K), or a tuple of arrays with N rows each (windows and their labels), split
+    alike."""
+    n = len(jax.tree.leaves(windows)[0])
     order = np.random.default_rng([seed, SPLIT_SEED_STREAM]).permutation(n)
+    rows = lambda idx: jax.tree.map(lambda a: a[idx], windows)
     fraction = val_fraction if val_fraction > 0 else VAL_SUBSET_FRACTION
     num_val = max(1, round(fraction * n / batch_size)) * batch_size
     if val_fraction <= 0:
         num_val = min(num_val, n // batch_size * batch_size)
-        return windows, windows[np.sort(order[:num_val])]
+        return windows, rows(np.sort(order[:num_val]))
     if n - num_val < batch_size:
         raise UserError(f"{n} windows leave fewer than one training batch of {batch_size} after "
                         f"holding out {num_val} for validation: lower config.train.batch_size or "
                         f"set config.data.val_fraction=0 (score a fixed training subset).")
-    return windows[np.sort(order[num_val:])], windows[np.sort(order[:num_val])]
+    return rows(np.sort(order[num_val:])), rows(np.sort(order[:num_val]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -126,14 +131,19 @@ def create_sharded_state(mesh, abstract, init_fn, seed):
 # Update step.
 # ------------------------------------------------------------------------------------------------
 def train_step(state, batch, *, apply_fn, tx, learning_rate, to_video, schedule, normalizer,
-               cov_weight, weighting, ema_decay):
-    """One AdamW update on a global batch of series (B, L, K) -> (new state, metrics).
+               cov_weight, weighting, ema_decay, label_dropout=0.0, null_label=None):
+    """One AdamW update on a global batch of series (B, L, K), or of (series, labels (B,)) for a
+    labelled data set, -> (new state, metrics).
 
     Everything after `batch` is bound with functools.partial before jit. Metrics are device
     scalars; the loop checks them on the host at its log points, so no step waits for the host.
+    Labels are dropped to the "no class" token `null_label` at the rate `label_dropout`
+    (`labels.conditioned`).
     """
     rng = jax.random.fold_in(state.rng, state.step)
-    x0 = to_video(batch)  # (B, T, F, K, 3)
+    series, labels = labels_lib.split_batch(batch)
+    x0 = to_video(series)  # (B, T, F, K, 3)
+    apply_fn = labels_lib.conditioned(apply_fn, labels, rng, label_dropout, null_label)
 
     def loss_fn(params):
         return diffusion.diffusion_loss(params, apply_fn, x0, rng, schedule, normalizer, cov_weight,
@@ -159,7 +169,8 @@ def compile_train_step(config, mesh, abstract, *, model, tx, learning_rate, norm
             config.diffusion), normalizer=normalizer,
         cov_weight=float(config.diffusion.cov_loss_weight),
         weighting=config.diffusion.loss_weighting,
-        ema_decay=float(config.train.ema_decay))
+        ema_decay=float(config.train.ema_decay),
+        label_dropout=float(config.model.get("label_dropout", 0.0)), null_label=model.num_classes)
     state_sharding = jax.tree.map(lambda a: a.sharding, abstract)
     return jax.jit(step, in_shardings=(state_sharding, NamedSharding(mesh, P(DATA_AXIS))),
                    out_shardings=(state_sharding, NamedSharding(mesh, P())), donate_argnums=0)
@@ -186,8 +197,10 @@ def compile_eval_step(config, mesh, abstract, *, model, normalizer):
     """Validation loss of one batch at fixed stratified times and noise (the key is per batch)."""
 
     def eval_step(params, batch, key):
+        series, labels = labels_lib.split_batch(batch)
         _, metrics = diffusion.validation_loss(
-            params, apply_fn_of(model), video_transform(config.video, normalizer)(batch),
+            params, labels_lib.conditioned(apply_fn_of(model), labels),
+            video_transform(config.video, normalizer)(series),
             Schedule.from_config(config.diffusion), key, normalizer,
             float(config.diffusion.cov_loss_weight),
             weighting=config.diffusion.loss_weighting)
@@ -222,7 +235,7 @@ def restore_train_state(config, workdir, mesh, step=None, prefer_best=True):
 
     def restore(step):
         host = read_host(manager, step)
-        model, video_shape = build_model(config, host.series_shape, host.stats)
+        model, video_shape = build_model(config, host.series_shape, host.stats, host.num_classes)
         abstract, _ = state_shardings(mesh, model, tx, video_shape, config.train.seed)
         return checkpoint.restore_state(manager, step, abstract), host, model
 
@@ -358,23 +371,29 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     tc = config.train
     tx, learning_rate = make_optimizer(tc)
     check_divisible(tc.batch_size, mesh)
-    train_windows, val_windows = split_windows(dataset.windows, config.data.val_fraction,
-                                               tc.batch_size, config.data.seed)
-    iterator = BatchIterator(len(train_windows), tc.batch_size, config.data.seed)
+    classes = labels_lib.classes_of(dataset, tc.batch_size)  # (names, counts) or None
+    train_windows, val_windows = split_windows(labels_lib.training_arrays(dataset),
+                                               config.data.val_fraction, tc.batch_size,
+                                               config.data.seed)
+    iterator = BatchIterator(len(jax.tree.leaves(train_windows)[0]), tc.batch_size,
+                             config.data.seed)
+    num_classes = 0 if classes is None else len(classes[0])
     run_fingerprint = {"data": fingerprint.of_data(dataset),
-                       "model": fingerprint.of_model(config, dataset.windows.shape[1:])}
+                       "model": fingerprint.of_model(config, dataset.windows.shape[1:],
+                                                     num_classes)}
     fingerprint.check(workdir, run_fingerprint, allow_workdir_mismatch)  # before any write
     workdir.mkdir(parents=True, exist_ok=True)
     newest = max(checkpoint_steps(workdir), default=None)
     resume_step = None
     if newest is None:
         normalizer, stats = video.fit_video_statistics(
-            train_windows, config.video.n_fft, config.video.hop, config.video.ema_alpha,
-            config.video.window, normalizer=config.video.normalizer)
+            labels_lib.split_batch(train_windows)[0], config.video.n_fft, config.video.hop,
+            config.video.ema_alpha, config.video.window, normalizer=config.video.normalizer)
         host = HostState(iterator=iterator.state(), best_val_loss=None, evals_since_best=0,
                          num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
                          scaler=dataset.scaler, normalizer=normalizer, stats=stats,
-                         column_names=tuple(dataset.column_names))
+                         column_names=tuple(dataset.column_names),
+                         **labels_lib.host_fields(classes))
     else:
         state, host, _, resume_step = restore_train_state(config, workdir, mesh, prefer_best=False)
         iterator.restore(host.iterator)
@@ -382,17 +401,20 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
             logging.warning("Resuming from step %d, the newest intact checkpoint: the %d steps to "
                             "step %d will be redone.", resume_step, newest - resume_step, newest)
     save_config(config, workdir)  # after the checkpoint proved to hold this network
+    if classes is not None and jax.process_index() == 0:
+        labels_lib.save_labels(workdir, *classes)
     fingerprint.record(workdir, run_fingerprint)
     cpu_base = host.train_cpu_s  # of the runs before this one
 
     def cpu_seconds():
         return cpu_base + time.process_time() - cpu_start
 
-    val_batches = [shard_batch(val_windows[i:i + tc.batch_size], batch_sharding)
-                   for i in range(0, len(val_windows), tc.batch_size)]
+    num_val = len(jax.tree.leaves(val_windows)[0])
+    val_batches = [jax.tree.map(lambda a: shard_batch(a[i:i + tc.batch_size], batch_sharding),
+                                val_windows) for i in range(0, num_val, tc.batch_size)]
 
     # Model and optimizer -----------------------------------------------------------------------
-    model, video_shape = build_model(config, host.series_shape, host.stats)
+    model, video_shape = build_model(config, host.series_shape, host.stats, host.num_classes)
 
     # Sharding ----------------------------------------------------------------------------------
     abstract, init_fn = state_shardings(mesh, model, tx, video_shape, tc.seed)
@@ -403,7 +425,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     logging.info("%d devices, global batch %d (%d per device), %d training and %d validation "
                  "windows, videos %s, %.2fM parameters.", mesh.size, tc.batch_size,
-                 tc.batch_size // mesh.size, len(train_windows), len(val_windows), video_shape,
+                 tc.batch_size // mesh.size, iterator.num_examples, num_val, video_shape,
                  num_params / 1e6)
 
     # Update step -------------------------------------------------------------------------------
@@ -447,7 +469,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     with workdir_lib.deferring_signals() as stop, checkpoint.saving(
             checkpoint_dir(workdir), tc.keep_checkpoints) as manager:
         while step < last_step and not (stopped_early or preempted or interrupted):
-            batch = shard_batch(iterator.next_batch(train_windows), batch_sharding)
+            indices = next(iterator)
+            batch = jax.tree.map(lambda a: shard_batch(a[indices], batch_sharding), train_windows)
             state, metrics = update(state, batch)
             pending.append(metrics)
             step += 1

@@ -56,18 +56,22 @@ def video_shape_of(video_config, series_shape):
                           jax.ShapeDtypeStruct((1, *series_shape), jnp.float32)).shape[1:]
 
 
-def build_model(config, series_shape, stats):
-    """The network for series (L, K) and the shape (T, F, K, 3) of its videos."""
+def build_model(config, series_shape, stats, num_classes=0):
+    """The network for series (L, K), conditioned on `num_classes` classes (0: none), and the
+    shape (T, F, K, 3) of its videos."""
     video_shape = video_shape_of(config.video, series_shape)
     model = create_model(config.model, *video_shape[:3],
-                         stats=stats if config.model.data_biases else None)
+                         stats=stats if config.model.data_biases else None,
+                         num_classes=num_classes)
     return model, video_shape
 
 
 def apply_fn_of(model):
-    """apply_fn(params, z, logsnr) -> v, the form the loss and the samplers call: the network's
-    velocity, which `diffusion.predictions` turns into the clean video and the noise."""
-    return lambda params, z, logsnr: model.apply({"params": params}, z, logsnr)
+    """apply_fn(params, z, logsnr, labels=None) -> v, the form the loss and the samplers call
+    (labels (B,): class indices of a model with classes; None: the "no class" token): the
+    network's velocity, which `diffusion.predictions` turns into the clean video and the noise."""
+    return lambda params, z, logsnr, labels=None: model.apply({"params": params}, z, logsnr,
+                                                              labels)
 
 
 def abstract_params(model, video_shape, mesh):
@@ -95,6 +99,14 @@ class HostState:
     # Process CPU seconds of training up to this checkpoint, summed over the runs that resumed it
     # (each run's data loading and compilation included); 0 in checkpoints older than it.
     train_cpu_s: float = 0.0
+    # The classes of a labelled data set in index order and its windows per class (the
+    # "protocol" sample counts); None for an unlabelled run (stdiff_jax/labels.py).
+    class_names: tuple | None = None
+    class_counts: tuple | None = None
+
+    @property
+    def num_classes(self):
+        return len(self.class_names or ())
 
     def record_evaluation(self, val_loss, patience):
         """Updates the early-stopping record -> (improved, stop: `patience` evaluations in a row
@@ -114,7 +126,8 @@ class HostState:
 
     @classmethod
     def from_json(cls, d):
-        names = d.get("column_names")
+        names, classes, counts = (d.get(key) for key in ("column_names", "class_names",
+                                                         "class_counts"))
         return cls(iterator=d["iterator"], best_val_loss=d["best_val_loss"],
                    evals_since_best=d["evals_since_best"], num_windows=d["num_windows"],
                    series_shape=tuple(d["series_shape"]),
@@ -122,7 +135,9 @@ class HostState:
                    normalizer=video.VideoNormalizer.from_dict(d["normalizer"]),
                    stats=video.AttentionStats.from_dict(d["stats"]),
                    column_names=None if names is None else tuple(names),
-                   train_cpu_s=d.get("train_cpu_s", 0.0))
+                   train_cpu_s=d.get("train_cpu_s", 0.0),
+                   class_names=None if classes is None else tuple(classes),
+                   class_counts=None if counts is None else tuple(counts))
 
 
 def read_host(manager, step):
@@ -217,7 +232,8 @@ def load(config, workdir, mesh=None, step=None):
 
     def restore(step):
         host = read_host(manager, step)
-        model, video_shape = build_model(config, host.series_shape, host.stats)
+        model, video_shape = build_model(config, host.series_shape, host.stats,
+                                         host.num_classes)
         params = checkpoint.restore_subtree(manager, step, which,
                                             abstract_params(model, video_shape, mesh))
         return host, model, video_shape, params

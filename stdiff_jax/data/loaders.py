@@ -258,6 +258,11 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=
         A `Dataset`. Window counts at L = 24: sines 10,000; stocks 3,662; etth 17,397;
         energy 19,712; fmri 9,977; mujoco 10,000.
     """
+    from stdiff_jax.data import labelled  # It builds on this module.
+
+    if labelled.is_labelled_name(name):  # class_sines, ucr:NAME: a `labelled.LabelledDataset`
+        return labelled.load_labelled(name, seq_len, data_dir, test_fraction, test_position,
+                                      allow_outliers)
     if name.startswith("csv:"):
         raw, names = tables.read_csv(_custom_path(name[4:]))
     elif name.startswith("npy:"):
@@ -278,14 +283,20 @@ def load_dataset(name, seq_len, data_dir=None, test_fraction=0.0, test_position=
         raw, names = read(ensure_file(source, data_dir, check=_check_download(source, read)))
     else:
         raise UserError(f"Unknown data set {name!r}: use one of {', '.join(NAMES)}, "
-                        f"or csv:PATH / npy:PATH for your own data.")
+                        f"or csv:PATH / npy:PATH for your own data (labelled: class_sines, "
+                        f"ucr:NAME).")
     return make_dataset(name, raw, names, seq_len, test_fraction=test_fraction,
                         test_position=test_position, allow_outliers=allow_outliers)
 
 
 def dataset_of(data_config):
     """`load_dataset` of a config's data section (name, seq_len, root, the held-out block,
-    allow_outliers)."""
+    allow_outliers), or a `labelled.LabelledDataset` when it gives labels
+    (`labelled.wants_labels`)."""
+    from stdiff_jax.data import labelled  # It builds on this module.
+
+    if labelled.wants_labels(data_config):
+        return labelled.dataset_of(data_config)
     return load_dataset(data_config.name, data_config.seq_len, data_config.root,
                         data_config.get("test_fraction", 0.0),
                         data_config.get("test_position", 1.0),

@@ -60,7 +60,7 @@ def _shown(text):
 # ------------------------------------------------------------------------------------------------
 # Strict CSV reading.
 # ------------------------------------------------------------------------------------------------
-def read_csv(path, keep_dates=False):
+def read_csv(path, keep_dates=False, drop=()):
     """A CSV with a header row -> (raw (rows, K) float64, names), + dates if keep_dates.
 
     The file is checked first (module docstring: encoding, header, separator, field counts), in
@@ -69,19 +69,19 @@ def read_csv(path, keep_dates=False):
     column must be numeric; an empty cell reads as NaN. numpy's C parser reads well-formed files;
     anything it rejects is re-read cell by cell to name the column, line and value that is wrong.
     keep_dates: also return the dropped column as (its name, its rows' strings), or None when
-    there was none.
+    there was none. drop: names of columns left out (a label column, `read_text_column`).
     """
     separator, header_line, header, first_column = _check_csv(path)
     first = first_column[0]
     drop_date = not _parses_as_float(first) and _is_date_like(header[0], [first])
-    usecols = range(1 if drop_date else 0, len(header))
+    usecols = [j for j in range(1 if drop_date else 0, len(header)) if header[j] not in drop]
     try:
         raw = np.loadtxt(path, delimiter=separator, skiprows=header_line, usecols=usecols,
                          dtype=np.float64, ndmin=2, quotechar='"', comments=None,
                          encoding="utf-8-sig")
         names = [header[j] for j in usecols]
     except ValueError:  # empty cells, whitespace-only lines or text: the slow, exact way
-        raw, names, drop_date = _read_csv_cells(path, separator, header)
+        raw, names, drop_date = _read_csv_cells(path, separator, header, drop)
     dates = (header[0], first_column) if drop_date else None
     return (raw, names, dates) if keep_dates else (raw, names)
 
@@ -190,7 +190,7 @@ def _field_count_message(path, line, row, header, separator):
             f"value).")
 
 
-def _read_csv_cells(path, separator, header):
+def _read_csv_cells(path, separator, header, drop=()):
     """The cell-by-cell reading of `read_csv`, for a well-formed file numpy's parser rejects:
     (raw, names, whether a date-like first column was dropped). Empty cells become NaN
     (reported later with their row); non-numeric columns raise an error naming them."""
@@ -199,6 +199,8 @@ def _read_csv_cells(path, separator, header):
     table = np.where(table == "", "nan", table)  # np.where widens the dtype to fit "nan"
     columns, names, bad, dropped = [], [], [], False
     for j, name in enumerate(header):
+        if name in drop:
+            continue
         try:
             columns.append(table[:, j].astype(np.float64))
             names.append(name)
@@ -245,19 +247,47 @@ def check_windows_observed(mask, starts=None, num_rows=None):
 # ------------------------------------------------------------------------------------------------
 # Other formats, and writing.
 # ------------------------------------------------------------------------------------------------
-def write_windows_csv(path, windows, names):
+def read_text_column(path, column):
+    """The cells (rows,) of the column named `column` of a CSV that `read_csv` accepts, as
+    stripped strings ('' for an empty cell), and the file line of each row; a UserError when
+    the header has no such column."""
+    separator, header_line, header, _ = _check_csv(path)
+    header = [name.strip() for name in header]
+    if column not in header:
+        raise UserError(f"{path} has no column {column!r}; its columns are {header}.")
+    j = header.index(column)
+    lines, rows = zip(*list(_csv_rows(path)[1])[1:])
+    return np.asarray([row[j].strip() for row in rows]), np.asarray(lines)
+
+
+def write_windows_csv(path, windows, names, labels=None):
     """(N, L, K) windows -> a CSV with the header `window,t,<K names>` and one row per time step:
     the window's index, the time index within it, then the K values (float32 values written with
-    9 significant digits, so they read back exactly). `read_csv` reads it as (N * L, 2 + K)."""
+    9 significant digits, so they read back exactly). `read_csv` reads it as (N * L, 2 + K).
+    labels: optional (N,) class names, written as a `label` column after `t` (read it back with
+    `read_csv(path, drop=("label",))` and `read_text_column(path, "label")`)."""
     windows = np.asarray(windows, np.float32)
     n, length, k = windows.shape
     if len(names) != k:
         raise ValueError(f"got {len(names)} column names for {k} columns.")
     window, t = np.divmod(np.arange(n * length), length)
     table = np.column_stack([window, t, windows.reshape(n * length, k)])  # (N * L, 2 + K)
+    fmt, header = ["%d", "%d"] + ["%.9g"] * k, ["window", "t", *names]
+    if labels is not None:  # an object table: numbers and names, each written by its format
+        cells = [_csv_cell(str(name)) for name in labels]
+        table = np.column_stack([table[:, :2].astype(object), np.repeat(cells, length),
+                                 table[:, 2:].astype(object)])
+        fmt, header = fmt[:2] + ["%s"] + fmt[2:], header[:2] + ["label"] + header[2:]
     with open(path, "w", newline="") as f:
-        csv.writer(f).writerow(["window", "t", *names])
-        np.savetxt(f, table, fmt=["%d", "%d"] + ["%.9g"] * k, delimiter=",")
+        csv.writer(f).writerow(header)
+        np.savetxt(f, table, fmt=fmt, delimiter=",")
+
+
+def _csv_cell(text):
+    """A text cell as the csv module quotes it (only when it holds a comma, quote or newline)."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def read_mat(path, key="ts"):

@@ -28,16 +28,18 @@ def hidden_size(channels):
 
 
 class PostHocGRU(nn.Module):
-    """One-layer GRU with TF1 `GRUCell` semantics and a one-output dense head.
+    """One-layer GRU with TF1 `GRUCell` semantics and a dense head.
 
     Attributes:
         hidden: GRU state size.
         per_step: True gives one output per time step (the predictor); False one output from the
             last state (the discriminator).
+        outputs: the head's width (1; a classifier's: its classes' logits).
     """
 
     hidden: int
     per_step: bool
+    outputs: int = 1
 
     @nn.compact
     def __call__(self, x):  # x: (B, T, F)
@@ -61,13 +63,13 @@ class PostHocGRU(nn.Module):
 
         state0 = jnp.zeros((x.shape[0], h), x.dtype)
         last, states = jax.lax.scan(cell, state0, (gates_x, cand_x))  # states: (T, B, H)
-        head = nn.Dense(1, kernel_init=glorot, bias_init=nn.initializers.zeros, name="head")
+        head = nn.Dense(self.outputs, kernel_init=glorot, bias_init=nn.initializers.zeros, name="head")
         if self.per_step:
-            return head(jnp.swapaxes(states, 0, 1))  # (B, T, 1)
-        return head(last)  # (B, 1)
+            return head(jnp.swapaxes(states, 0, 1))  # (B, T, outputs)
+        return head(last)  # (B, outputs)
 
 
-def init_params(rng, features, hidden):
+def init_params(rng, features, hidden, outputs=1):
     """GRU parameters drawn on the host from the module's own (TF1 default) initialisers.
 
     Glorot-uniform kernels, gate bias 1, candidate and head bias 0. Drawing them with numpy
@@ -82,7 +84,7 @@ def init_params(rng, features, hidden):
         "gate_bias": np.ones(2 * hidden, np.float32),
         "candidate_kernel": glorot(features + hidden, hidden),
         "candidate_bias": np.zeros(hidden, np.float32),
-        "head": {"kernel": glorot(hidden, 1), "bias": np.zeros(1, np.float32)},
+        "head": {"kernel": glorot(hidden, outputs), "bias": np.zeros(outputs, np.float32)},
     }}
 
 

@@ -24,7 +24,7 @@ from stdiff_jax.models.rope import apply_rope, rope_angles
 # Initialisers: every initialisation of the network is chosen here (DiT's `initialize_weights`).
 # ------------------------------------------------------------------------------------------------
 DENSE_INIT = nn.initializers.xavier_uniform()  # all projections: patch embed, qkv, out, MLP
-EMBED_INIT = nn.initializers.normal(stddev=0.02)  # timestep MLP and the covariate embedding
+EMBED_INIT = nn.initializers.normal(stddev=0.02)  # timestep MLP, covariate and class embeddings
 # adaLN-Zero: the modulation layers and the final projection start at exactly zero, so every
 # residual branch is gated off and the network's output is exactly zero at initialisation.
 ZERO_INIT = nn.initializers.zeros
@@ -101,6 +101,24 @@ class TimestepEmbedder(nn.Module):
         h = timestep_embedding(t, TIMESTEP_FREQ_DIM)  # (B, 256)
         h = Dense(self.hidden, kernel_init=EMBED_INIT, name="mlp_in")(h)  # (B, D)
         return Dense(self.hidden, kernel_init=EMBED_INIT, name="mlp_out")(nn.silu(h))  # (B, D)
+
+
+class ClassEmbedder(nn.Module):
+    """Class labels (B,) -> vectors (B, D), added to the timestep embedding (DiT's LabelEmbedder).
+
+    Index `num_classes` is the "no class" token: label dropout trains it on a share of the
+    windows, so one network serves conditional and unconditional sampling (classifier-free
+    guidance, `stdiff_jax.labels`).
+    """
+
+    num_classes: int
+    hidden: int
+
+    @nn.compact
+    def __call__(self, labels):  # (B,) int in [0, num_classes]
+        table = nn.Embed(self.num_classes + 1, self.hidden, embedding_init=EMBED_INIT,
+                         name="embedding")
+        return table(labels)  # (B, D)
 
 
 class AdaLNModulation(nn.Module):
@@ -251,7 +269,14 @@ class FinalLayer(nn.Module):
 # ------------------------------------------------------------------------------------------------
 class STDiff(nn.Module):
     """Predicts the velocity v = alpha eps - sigma x0 of a noisy video z (B, T, F, K, 3) at
-    log-SNR (B,); `diffusion.predictions` turns it into the clean video and the noise.
+    log-SNR (B,), given class labels (B,) when `num_classes` > 0; `diffusion.predictions` turns
+    it into the clean video and the noise.
+
+    Classes. With num_classes > 0 a learned class embedding (`ClassEmbedder`, index num_classes
+    the "no class" token, which labels=None selects) is added to the timestep embedding, so it
+    reaches every block through the same adaLN conditioning as the noise level. With
+    num_classes = 0 the network has no class parameters and ignores labels: its parameter tree
+    is that of a model without classes.
 
     Attention biases. `cov_bias` (K x K, added to the covariate-attention logits) and `freq_bias`
     (F' x F', frequency-attention logits) are each ONE matrix shared by all heads and all layers:
@@ -282,16 +307,21 @@ class STDiff(nn.Module):
     dtype: Any = jnp.float32
     cov_bias_init: Callable = ZERO_INIT
     freq_bias_init: Callable = ZERO_INIT
+    num_classes: int = 0
 
     @property
     def num_freq_patches(self):
         return -(-self.num_freqs // self.patch_freq)
 
     @nn.compact
-    def __call__(self, z, logsnr):  # (B, T, F, K, 3), (B,)
-        self._check_inputs(z, logsnr)
+    def __call__(self, z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,) or None
+        self._check_inputs(z, logsnr, labels)
         d, k, fp, pf = self.hidden, self.num_covariates, self.num_freq_patches, self.patch_freq
         c = TimestepEmbedder(d, name="t_embedder")(logsnr)  # (B, D)
+        if self.num_classes:
+            if labels is None:
+                labels = jnp.full(logsnr.shape, self.num_classes, jnp.int32)
+            c = c + ClassEmbedder(self.num_classes, d, name="y_embedder")(labels)  # (B, D)
         x = patchify(z, pf)  # (B, T, F', K, 3pf)
         x = Dense(d, kernel_init=DENSE_INIT, name="x_embedder")(x)  # (B, T, F', K, D)
         x = x + self.param("cov_embed", EMBED_INIT, (k, d))  # (B, T, F', K, D)
@@ -309,7 +339,7 @@ class STDiff(nn.Module):
         x = FinalLayer(pf * 3, dtype=self.dtype, name="final_layer")(x, c)  # (B, T, F', K, 3pf)
         return unpatchify(x, pf, self.num_freqs)  # (B, T, F, K, 3)
 
-    def _check_inputs(self, z, logsnr):
+    def _check_inputs(self, z, logsnr, labels):
         expected = (self.num_frames, self.num_freqs, self.num_covariates, 3)
         if z.ndim != 5 or tuple(z.shape[1:]) != expected:
             raise ValueError(
@@ -318,6 +348,10 @@ class STDiff(nn.Module):
                 "num_covariates) of this data.")
         if logsnr.shape != (z.shape[0],):
             raise ValueError(f"logsnr must have shape (B,) = ({z.shape[0]},), got {logsnr.shape}.")
+        if labels is not None and self.num_classes and (
+                labels.shape != (z.shape[0],) or not jnp.issubdtype(labels.dtype, jnp.integer)):
+            raise ValueError(f"labels must be integers of shape (B,) = ({z.shape[0]},), got "
+                             f"{labels.dtype} {labels.shape}.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -359,8 +393,9 @@ def _stat(stats, name):
     return None if value is None else np.asarray(value)
 
 
-def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None):
-    """STDiff for videos (B, num_frames, num_freqs, num_covariates, 3).
+def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None, num_classes=0):
+    """STDiff for videos (B, num_frames, num_freqs, num_covariates, 3), conditioned on
+    `num_classes` classes (0: unconditional, no class parameters).
 
     model_config: dict-like with depth, hidden, heads, mlp_ratio, patch_freq, and optionally remat
     (default False) and dtype ('float32' or 'bfloat16' compute; parameters stay float32).
@@ -391,5 +426,7 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
                     "with the same video settings, or pass stats=None for zero biases.")
         inits = dict(cov_bias_init=constant_init(cov_corr),
                      freq_bias_init=constant_init(pool_freq_cov(freq_cov, cfg["patch_freq"])))
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
     return STDiff(num_frames=num_frames, num_freqs=num_freqs, num_covariates=num_covariates,
-                  remat=remat, dtype=DTYPES[dtype], **cfg, **inits)
+                  remat=remat, dtype=DTYPES[dtype], num_classes=int(num_classes), **cfg, **inits)
