@@ -19,6 +19,7 @@ CORE = [
     "scipy>=1.13,<2",
     "ml-collections>=1.0,<2",
     "absl-py>=2.1,<3",
+    "etils[epath]>=1.7,<2",  # workdir paths (gs:// too); Orbax depends on it already
 ]
 EXTRAS = {
     "test": ["pytest>=8.0", "pytest-xdist>=3.5", "chex>=0.1.89", "nbclient>=0.10",

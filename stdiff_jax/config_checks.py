@@ -11,7 +11,7 @@ batch larger than the windows, a CSV's columns) stay with the code that loads it
 import difflib
 import math
 
-from stdiff_jax import conditional, diffusion, generate, sampling, train, video
+from stdiff_jax import budget, conditional, diffusion, generate, sampling, train, video
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import synthetic
 from stdiff_jax.data.sources import SOURCES
@@ -102,9 +102,12 @@ def check_config(config, mode="all"):
 def value_problems(config):
     """Sentences naming each value outside its RANGES or CHOICES, and a minimum learning rate
     above the peak."""
+    from_budget = {f"train.{key}" for key in budget.SCHEDULE_KEYS
+                   if config.train.get("budget_seconds") and _get(config, f"train.{key}") == 0}
     problems = [f"config.{path}={value!r} must be {must}"
                 for path, (ok, must) in RANGES.items()
-                if (value := _get(config, path)) is not None and not ok(value)]
+                if path not in from_budget  # 0: what the CPU budget leaves (budget.py)
+                and (value := _get(config, path)) is not None and not ok(value)]
     problems += [f"config.{path}={value!r} is not one of {choices}"
                  for path, choices in CHOICES.items()
                  if (value := _get(config, path)) is not None and value not in choices]
@@ -121,15 +124,18 @@ def _existing_checks(config):
     mesh = mesh_lib.make_mesh()
     tc, length = config.train, config.data.seq_len
     checks = [lambda: Schedule.from_config(config.diffusion),
-              lambda: conditional.condition_settings(config),
-              lambda: mesh_lib.check_divisible(tc.batch_size, mesh)]
+              lambda: conditional.condition_settings(config)]
+    if tc.budget_seconds:  # the budget fields, and the warmup against a set num_steps
+        checks.append(lambda: budget.check(tc))
+    if tc.batch_size:  # 0 under a budget: checked once the data gives the batch
+        checks.append(lambda: mesh_lib.check_divisible(tc.batch_size, mesh))
     checks += [lambda path=path: mesh_lib.check_divisible(_get(config, path), mesh,
                                                           f"config.{path}")
                for path in ("sample.chunk_size", "condition.chunk_size") if _get(config, path)]
     if length >= 2:
         checks.append(lambda: check_stft_settings(length, config.video.n_fft, config.video.hop,
                                                   config.video.window))
-    if tc.num_steps >= 1:
+    if not tc.budget_seconds and tc.num_steps >= 1:
         checks.append(lambda: train.make_optimizer(tc))  # the warmup against num_steps
     return checks
 

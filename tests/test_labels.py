@@ -18,6 +18,7 @@ from stdiff_jax import generate, labels, mesh as mesh_lib, train, trained
 from stdiff_jax.data import labelled, load_dataset, tables
 from stdiff_jax.data.download import ChecksumError
 from stdiff_jax.errors import UserError
+from stdiff_jax.schedule import Schedule
 from stdiff_jax.metrics import classes
 from stdiff_jax.models import create_model
 from test_main import run_main
@@ -118,7 +119,8 @@ def test_guided_sampling_runs_in_every_sampler_and_matches_a_guided_denoiser():
     denoise = labels.guided_denoiser(lambda z, l, y: apply_fn(params, z, l, y), y, 2.0, 3)
     for method in sampling.METHODS:
         out = sampling.sample(denoise, (4, T, F, K, 3), jax.random.key(3), method=method,
-                              num_steps=3)
+                              num_steps=3, eta=0.0, schedule=Schedule(), grid="logsnr",
+                              clip_x0=None)
         assert out.shape == (4, T, F, K, 3) and np.all(np.isfinite(out))
 
 
