@@ -133,4 +133,4 @@ def test_smoke_run_trains_checkpoints_samples_and_scores(tmp_path):
     assert proc.stdout.splitlines()[1].startswith("memorisation  median distance")
     if plots:
         assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-            "acf.png", "kde.png", "loss.png", "psd.png", "tsne.png"]
+            "acf.png", "kde.png", "loss.png", "psd.png", "tsne.png", "windows.png"]

@@ -314,7 +314,7 @@ def test_save_plots_writes_pngs(sets, tmp_path):
     from stdiff_jax.metrics import plots
     paths = plots.save_plots(sets["real"][:50], sets["noise"][:50], tmp_path,
                              names=["a", "b", "c", "d"])
-    assert sorted(p.split("/")[-1] for p in paths) == ["acf.png", "kde.png", "psd.png", "tsne.png"]
+    assert sorted(p.split("/")[-1] for p in paths) == ["acf.png", "kde.png", "psd.png", "tsne.png", "windows.png"]
     for path in paths:
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -191,7 +191,7 @@ def test_quickstart_trains_generates_and_scores(quickstart_run):
     assert np.load(workdir / "samples_unit.npy").shape == tuple(shape)
     assert set(probe["scores"]) == {"correlational"}
     assert all(math.isfinite(v) and v >= 0 for v in probe["scores"].values()), probe["scores"]
-    assert probe["plots"] == ["acf.png", "kde.png", "psd.png", "tsne.png"]
+    assert probe["plots"] == ["acf.png", "kde.png", "psd.png", "tsne.png", "windows.png"]
     assert probe["imputed_shape"] == [10, QUICK_CONFIG.data.seq_len, 5]
     assert probe["imputed_keeps_observed"] and probe["imputed_finite"]
     # Loss curve, series, ACF/PSD, t-SNE, density and the imputed window.

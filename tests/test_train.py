@@ -522,7 +522,7 @@ def test_evaluation_plots_use_the_column_names_and_draw_the_loss_curve(tmp_path,
     generate.evaluate_workdir(config, workdir)
     assert titles == [("HUFL", "OT")]
     drawn = sorted(p.name for p in (workdir / "plots").iterdir())
-    assert drawn == ["acf.png", "kde.png", "loss.png", "psd.png", "tsne.png"]
+    assert drawn == ["acf.png", "kde.png", "loss.png", "psd.png", "tsne.png", "windows.png"]
     assert (workdir / "plots" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,5 +1,5 @@
-"""Qualitative plots of real vs generated windows: ACF, PSD, t-SNE and kernel density (PNG); and
-the loss curve of a training run.
+"""Qualitative plots of real vs generated windows: raw windows, ACF, PSD, t-SNE and kernel density
+(PNG); and the loss curve of a training run.
 
 matplotlib and scikit-learn are the optional extra `plots`; they are imported only when a plot
 is drawn. t-SNE and the density follow TimeGAN's `visualization` (as in Diffusion-TS): each
@@ -82,8 +82,24 @@ def _window_means(rng, x, max_points):
     return x[idx].mean(axis=-1)  # (n, L)
 
 
+def raw_windows_plot(figure_cls, real, fake, names, rng, count=4):
+    """Per channel, `count` random real windows beside `count` random generated ones."""
+    fig, axes = _channel_grid(figure_cls, real.shape[-1])
+    picks = rng.permutation(len(real))[:count], rng.permutation(len(fake))[:count]
+    for k, (ax, name) in enumerate(zip(axes, names)):
+        for i, (r, f) in enumerate(zip(real[picks[0], :, k], fake[picks[1], :, k])):
+            ax.plot(r, alpha=0.8, **(REAL_STYLE if i == 0 else {"color": REAL_STYLE["color"]}))
+            ax.plot(f, linestyle="--", alpha=0.8,
+                    **(FAKE_STYLE if i == 0 else {"color": FAKE_STYLE["color"]}))
+        ax.set_title(name)
+        ax.set_xlabel("t")
+    axes[0].legend()
+    return fig
+
+
 def save_plots(real, fake, outdir, names=None, max_points=1000, seed=0):
-    """Writes acf.png, psd.png, tsne.png and kde.png into `outdir`; returns their paths.
+    """Writes windows.png, acf.png, psd.png, tsne.png and kde.png into `outdir`; returns their
+    paths.
 
     Args:
         real, fake: (N, L, K) windows in [0, 1].
@@ -104,6 +120,8 @@ def save_plots(real, fake, outdir, names=None, max_points=1000, seed=0):
     length = real.shape[1]
     bins = np.arange(1, length // 2 + 1)  # bin 0 is the removed window mean
     figures = {
+        "windows.png": raw_windows_plot(figure_cls, real, fake, names,
+                                        np.random.default_rng(seed)),
         "acf.png": _per_channel_plot(figure_cls, np.arange(length), autocorrelation(real),
                                      autocorrelation(fake), names, "lag", "autocorrelation"),
         "psd.png": _per_channel_plot(figure_cls, bins, mean_psd(real)[:, 1:], mean_psd(fake)[:, 1:],
