@@ -68,7 +68,7 @@ sys.path.insert(0, str(REPO))
 STATS_WINDOWS = 4096  # Windows the normaliser is fitted on: enough for its shape and scale.
 SWEEP_WINDOWS = 512  # Random windows of a sweep cell.
 # Process CPU per step of the `cpu` network at L = 24 on the idle reference machine, the one the
-# MEASURED recipes were set on (docs/results.md; benchmarks/train_step.py, 2026-12-01 and -02):
+# MEASURED recipes were set on (docs/ablations.md; benchmarks/train_step.py, 2026-12-01 and -02):
 # (K, batch, seconds). The fitted model is scaled to them (budget.REFERENCE_FACTOR).
 REFERENCE_STEPS = [(5, 128, 0.372), (6, 128, 0.440), (6, 64, 0.213), (6, 32, 0.117),
                    (7, 128, 0.507), (7, 64, 0.266)]

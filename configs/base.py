@@ -26,7 +26,7 @@ _FROM_BUDGET = dict(num_steps=0, batch_size=0, eval_every=0, checkpoint_every=0)
 VARIANT_TRAINING = {
     # The small networks tolerate a 5x higher peak rate than the paper's, and need it: on sines
     # (one block of width 48), 5,000 steps at 1e-3 reached Context-FID 0.40 where 10,000 at 2e-4
-    # gave 1.59 (docs/results.md).
+    # gave 1.59 (docs/ablations.md).
     "cpu": dict(_FROM_BUDGET, budget_seconds=900.0, learning_rate=1e-3, warmup_steps=100,
                 ema_decay=0.995),
     "cpu_long": dict(_FROM_BUDGET, budget_seconds=10_800.0, learning_rate=1e-3, warmup_steps=300,
@@ -83,7 +83,7 @@ def base_config():
     c.diffusion.logsnr_max = 15.0
     c.diffusion.cov_loss_weight = 0.1  # Cross-covariance loss on STFT magnitudes; 0 turns it off.
     # MSE weight across noise levels: "v" (velocity MSE) or "eps" (the paper's). v put the stocks
-    # volume-price coupling right where eps missed it (docs/results.md, ablations).
+    # volume-price coupling right where eps missed it (docs/ablations.md, ablations).
     c.diffusion.loss_weighting = "v"
 
     c.train = ml_collections.ConfigDict()
@@ -109,7 +109,7 @@ def base_config():
     c.sample = ml_collections.ConfigDict()
     # "ddim" (the paper's, with 200 steps), "ancestral" or "dpmpp_2m". DPM-Solver++(2M) at 20
     # steps scored as well as or better than DDIM at 200 on sines and ETTh for a tenth of the
-    # network calls (docs/results.md, samplers); every ablation of the v loss sampled with it.
+    # network calls (docs/ablations.md, samplers); every ablation of the v loss sampled with it.
     c.sample.method = "dpmpp_2m"
     c.sample.num_steps = 20
     c.sample.eta = 0.0
@@ -155,13 +155,13 @@ def base_config():
     # covariance given the noisy video, from the training data: it carries an observation to the
     # correlated covariates) or "projection" (the smallest change of video). Regression with one
     # call a step: on held-out ETTh windows 23-44% lower MSE than the projection's two calls,
-    # 90% intervals covering 0.88-0.91, two thirds of the cost (docs/results.md, conditional.py).
+    # 90% intervals covering 0.88-0.91, two thirds of the cost (docs/ablations.md, conditional.py).
     # Stocks takes 3 (configs/stocks.py).
     c.condition.jumps = 1
     c.condition.correction = "regression"
     # The regression's covariance gets ridge x its mean variance on the diagonal, so that copied
     # columns (stocks' Close and Adj Close) keep it invertible; 1e-4 and 1e-5 widened stocks'
-    # over-wide bands further and raised the MSE (docs/results.md).
+    # over-wide bands further and raised the MSE (docs/ablations.md).
     c.condition.ridge = 1e-3
     c.condition.renoise = True  # Redraw the observed part of each noisy state (RePaint).
     c.condition.seed = 0

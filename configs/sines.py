@@ -8,7 +8,7 @@ def get_config(arg=None):
     config = base.make_config("sines", arg)
     # Every sines window starts near 0.5, so its frames are far from stationary: per-frame video
     # statistics gave 4x lower Context-FID and discriminative scores at 3,000 steps (2 seeds;
-    # docs/results.md, issue 11 ablations), where stocks, whose frames are near stationary, lost.
+    # docs/ablations.md, issue 11 ablations), where stocks, whose frames are near stationary, lost.
     with config.unlocked():
         config.video.normalizer = "frame"
     return config

@@ -9,7 +9,7 @@ def get_config(arg=None):
     # Conditional sampling with 3 network calls a step: with one (the default, calibrated on
     # ETTh) the five near-copy price columns' bands come out ~2x too wide, covering 0.96-0.98 of
     # held-out values against the 0.90 asked; with 3 the five tasks of benchmarks/conditional.py
-    # cover 0.876-0.953 and the imputations' CRPS is 11-16% lower (docs/results.md, 100 windows).
+    # cover 0.876-0.953 and the imputations' CRPS is 11-16% lower (docs/ablations.md, 100 windows).
     with config.unlocked():
         config.condition.jumps = 3
     return config

@@ -144,7 +144,7 @@ def run_seconds(shape, batch, num_steps, eval_every, num_windows, val_fraction):
 # The budget rule.
 # ------------------------------------------------------------------------------------------------
 # Recipes trained within their budgets on the reference machine, with the scores of
-# docs/results.md: they win over the cost model for their data set, length, variant, network and
+# docs/ablations.md: they win over the cost model for their data set, length, variant, network and
 # budget, so that those scores keep their training exactly (steps, batch, evaluations).
 _CPU_RECIPE = dict(budget_seconds=900.0, batch_size=64, eval_every=250, checkpoint_every=500)
 _LONG_RECIPE = dict(budget_seconds=10_800.0, batch_size=128, eval_every=1000,
@@ -159,7 +159,7 @@ MEASURED = {
 }
 # The batch halves from 64 while the budget buys fewer than MIN_STEPS steps. At 900 CPU s, on
 # all three measured data sets, halving the batch from 128 to 64 (1,650-2,250 steps -> twice as
-# many) lowered Context-FID by 32-64% (docs/results.md, "Batch against steps"): below ~2,000
+# many) lowered Context-FID by 32-64% (docs/ablations.md, "Batch against steps"): below ~2,000
 # updates, updates count more than samples per update. Batch 16 is the floor: noisier gradients
 # than that were never tried.
 BATCH_LADDER = (64, 32, 16)

@@ -38,7 +38,7 @@ at 4-8) and the regression's 0.9-1.0x at one (its first version, with the prior'
 every step, which over-widened densely observed stocks windows).
 
 Default: DPM-Solver++(2M) with 20 steps, the regression and one network call a step. Measured
-(docs/results.md, "Conditional generation"): on 100 held-out ETTh windows (the `cpu` recipe) it
+(docs/ablations.md, "Conditional generation"): on 100 held-out ETTh windows (the `cpu` recipe) it
 lowers the MSE of the sample median by 23-44% and the CRPS by 16-27% against the projection
 with two jumps, the previous default, at two thirds of its cost, and its 90% intervals cover
 0.88-0.91 where those cover 0.79-0.81; on the exact Gaussian of tests/test_conditional.py its
@@ -191,7 +191,7 @@ def regression_correction(encode, decode, mask, prior):
     columns of stocks move together); at the clean end Sigma_t tends to (snr G)^{-1} and the
     edit to the smallest one in the video metric, the projection's. The orthogonal
     projection edits only the covariate it observes and leaves the coupling to the network,
-    which RePaint shows the observations one noise level at a time (docs/results.md). The edit
+    which RePaint shows the observations one noise level at a time (docs/ablations.md). The edit
     is encoded by the linear part of `encode`, so the video decodes exactly to the corrected
     series.
     """

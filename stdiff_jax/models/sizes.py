@@ -23,7 +23,7 @@ TABLE4 = {
 # - `cpu`: two blocks of width 64, trained within 900 CPU s on the idle machine (the steps and
 #   batch follow from the data's shape: stdiff_jax/budget.py). At equal CPU (3,000 steps against
 #   9,000) it beat one block of width 48 on ETTh and stocks and tied on sines (2 seeds each,
-#   docs/results.md): depth and width buy more than steps here.
+#   docs/ablations.md): depth and width buy more than steps here.
 # - `cpu_long`: the same network, trained within 10,800 CPU s.
 # Longer L keep more frequency patches (F' = ceil(F / 6)): 11 at L = 256, where a step costs ~10x
 # one at L = 24 and the budget buys fewer steps (docs/costs.md).
