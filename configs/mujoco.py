@@ -1,4 +1,4 @@
-"""The mujoco data set (PROTOCOL.md); variants: seq_len=N, cpu, cpu_long, smoke
+"""The mujoco data set (docs/protocol.md); variants: seq_len=N, cpu, cpu_long, smoke
 (see configs/base.py)."""
 
 from configs import base

@@ -1,4 +1,4 @@
-"""`load_dataset`: every benchmark data set as stride-1 windows in [-1, 1], per PROTOCOL.md.
+"""`load_dataset`: every benchmark data set as stride-1 windows in [-1, 1], per docs/protocol.md.
 
 The pipeline is the same for all: a raw float64 series (rows, K), or raw windows (N, L, K) for the
 generated sets; a check for bad values; a per-column min-max scaler fitted on all of it; every
