@@ -84,7 +84,7 @@ def check_config(config, mode="all"):
     sample). The forecast horizon's upper bound, seq_len, is `conditional.forecast_to_workdir`'s
     first check.
     """
-    problems = value_problems(config) + _raised(*_existing_checks(config))
+    problems = value_problems(config) + _raised(*_existing_checks(config, mode))
     if mode in ("evaluate", "all"):
         problems += metric_name_problems(config.eval.metrics)
         problems += class_metric_problems(config.eval.get("class_metrics", ()))
@@ -118,7 +118,7 @@ def value_problems(config):
     return problems
 
 
-def _existing_checks(config):
+def _existing_checks(config, mode):
     """The checks the stages run themselves, as calls that raise a UserError, so they run here
     before any work; those whose inputs `value_problems` already refuses are left out."""
     mesh = mesh_lib.make_mesh()
@@ -127,7 +127,7 @@ def _existing_checks(config):
               lambda: conditional.condition_settings(config)]
     if tc.budget_seconds:  # the budget fields, and the warmup against a set num_steps
         checks.append(lambda: budget.check(tc))
-    if tc.batch_size:  # 0 under a budget: checked once the data gives the batch
+    if tc.batch_size and mode in ("train", "all"):  # under a budget, 0 until the data is read
         checks.append(lambda: mesh_lib.check_divisible(tc.batch_size, mesh))
     checks += [lambda path=path: mesh_lib.check_divisible(_get(config, path), mesh,
                                                           f"config.{path}")

@@ -469,21 +469,22 @@ def _signal_at_batch(arg):
     """Sends the signal while the batch of update number N is drawn (mid-step)."""
     from stdiff_jax.data.iterator import BatchIterator
     name, _, batch = arg.partition(":")
-    draw, calls = BatchIterator.next_batch, []
+    draw, calls = BatchIterator.__next__, []
 
-    def next_batch(self, windows):
+    def next_indices(self):
         calls.append(1)
         if len(calls) == int(batch):
             _signal_self(name)
-        return draw(self, windows)
+        return draw(self)
 
-    BatchIterator.next_batch = next_batch
+    BatchIterator.__next__ = next_indices
 
 
 def _signal_in_sampling(name):
     """Sends the signal after the first chunk of samples."""
     series = generate.generate_series
-    generate.generate_series = lambda *args: series(*args, progress=lambda p: _signal_self(name))
+    generate.generate_series = lambda *args, progress=None, labels=None: series(
+        *args[:5], lambda p: _signal_self(name), labels)
 
 
 def _signal_in_samples_csv(name):
