@@ -17,7 +17,7 @@ from stdiff_jax import conditional, errors
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LIBRARY = REPO / "stdiff_jax"
-INSTALL = 'pip install -c constraints.txt -e ".[test,plots,mujoco]" && python -m pytest -q -rs'
+INSTALL = 'pip install -c constraints.txt -e ".[test,plots,mujoco]" && python -m pytest -q -rs -n 2'
 
 
 def setup_lists():
