@@ -219,7 +219,14 @@ def check(train_config):
             f"config.train.num_steps={tc.num_steps} and batch_size={tc.batch_size}: 0 means 'from "
             f"the CPU budget', but config.train.budget_seconds is 0 (no budget). Set both, or a "
             f"budget (the cpu variant's is 900 process CPU seconds).")
-    if tc.num_steps and not 0 <= tc.warmup_steps < tc.num_steps:
+    if tc.num_steps:
+        check_warmup(tc)
+
+
+def check_warmup(train_config):
+    """Raises UserError unless 0 <= warmup_steps < num_steps (the optimizer's schedule)."""
+    tc = train_config
+    if not 0 <= tc.warmup_steps < tc.num_steps:
         raise UserError(f"config.train.warmup_steps={tc.warmup_steps} must lie in "
                         f"[0, num_steps={tc.num_steps}).")
 

@@ -11,7 +11,7 @@ batch larger than the windows, a CSV's columns) stay with the code that loads it
 import difflib
 import math
 
-from stdiff_jax import budget, conditional, diffusion, generate, sampling, train, video
+from stdiff_jax import budget, conditional, diffusion, generate, sampling, video
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import synthetic
 from stdiff_jax.data.sources import SOURCES
@@ -136,7 +136,7 @@ def _existing_checks(config, mode):
         checks.append(lambda: check_stft_settings(length, config.video.n_fft, config.video.hop,
                                                   config.video.window))
     if not tc.budget_seconds and tc.num_steps >= 1:
-        checks.append(lambda: train.make_optimizer(tc))  # the warmup against num_steps
+        checks.append(lambda: budget.check_warmup(tc))
     return checks
 
 

@@ -77,9 +77,7 @@ def make_optimizer(train_config):
     Returns (optax transformation, learning-rate schedule of the step).
     """
     tc = train_config
-    if not 0 <= tc.warmup_steps < tc.num_steps:
-        raise UserError(f"config.train.warmup_steps={tc.warmup_steps} must lie in "
-                        f"[0, num_steps={tc.num_steps}).")
+    budget.check_warmup(tc)
     learning_rate = optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=tc.learning_rate, warmup_steps=tc.warmup_steps,
         decay_steps=tc.num_steps, end_value=tc.min_learning_rate)
