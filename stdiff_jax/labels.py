@@ -34,6 +34,7 @@ LABELS_FILE = "labels.json"
 DROPOUT_STREAM = 0x1ABE1  # Folded into a step's key for the label dropout's own draw.
 PROTOCOL = "protocol"
 
+
 # ------------------------------------------------------------------------------------------------
 # Encoding and storage.
 # ------------------------------------------------------------------------------------------------
@@ -43,6 +44,7 @@ def _is_number(name):
         return True
     except ValueError:
         return False
+
 
 def encode_labels(values):
     """Per-window label values (N,) (ints or strings) -> (indices (N,) int32, class names).
@@ -58,9 +60,11 @@ def encode_labels(values):
     lookup = {name: i for i, name in enumerate(distinct)}
     return np.asarray([lookup[n] for n in names], np.int32), tuple(distinct)
 
+
 def class_counts(labels, num_classes):
     """Windows per class (C,) of class indices (N,)."""
     return np.bincount(np.asarray(labels), minlength=num_classes)[:num_classes]
+
 
 def check_class_sizes(labels, class_names, batch_size, where):
     """A UserError when a class has fewer windows than one training batch (or none at all).
@@ -76,12 +80,14 @@ def check_class_sizes(labels, class_names, batch_size, where):
                         f"training batch ({batch_size}). Lower config.train.batch_size to at most "
                         f"{counts.min()}, or merge or remove the rare classes' rows.")
 
+
 def save_labels(workdir, class_names, counts):
     """Writes workdir/labels.json (class names in index order, windows per class) whole
     (`workdir.write_json`), so a reader never sees half a file."""
     workdir_lib.write_json(workdir_lib.as_path(workdir) / LABELS_FILE, {
         "classes": list(class_names), "counts": [int(c) for c in counts],
         "no_class_index": len(class_names)})
+
 
 def indices_of(names, class_names, what="label"):
     """Class names (N,) -> indices (N,) int32 of the model's classes; a UserError for others."""
@@ -92,6 +98,7 @@ def indices_of(names, class_names, what="label"):
         raise UserError(f"Unknown class {', '.join(map(repr, unknown))} ({what}): the model "
                         f"knows the classes {list(class_names)}.")
     return np.asarray([lookup[n] for n in names], np.int32)
+
 
 # ------------------------------------------------------------------------------------------------
 # Training: batches with labels, and label dropout.
@@ -106,10 +113,12 @@ def classes_of(dataset, batch_size):
     return tuple(dataset.class_names), tuple(int(c) for c in class_counts(
         labels, len(dataset.class_names)))
 
+
 def training_arrays(dataset):
     """What training batches are cut from: the windows (N, L, K), or (windows, labels (N,))."""
     labels = getattr(dataset, "labels", None)
     return dataset.windows if labels is None else (dataset.windows, labels)
+
 
 def host_fields(classes):
     """The `trained.HostState` fields of `classes_of`'s result."""
@@ -117,16 +126,19 @@ def host_fields(classes):
         return {}
     return {"class_names": classes[0], "class_counts": classes[1]}
 
+
 def split_batch(batch):
     """(series, labels) of a training batch: a (series, labels) pair, or series alone (no
     labels: None)."""
     return batch if isinstance(batch, tuple) else (batch, None)
+
 
 def drop_labels(labels, key, rate, null_label):
     """labels (B,) with each replaced by the "no class" token `null_label` with probability
     `rate`, independently."""
     dropped = jax.random.uniform(key, labels.shape) < rate
     return jnp.where(dropped, null_label, labels)
+
 
 def conditioned(apply_fn, labels, key=None, rate=0.0, null_label=None):
     """apply_fn(params, z, logsnr) of the loss, calling apply_fn(params, z, logsnr, labels) with
@@ -138,6 +150,7 @@ def conditioned(apply_fn, labels, key=None, rate=0.0, null_label=None):
         labels = drop_labels(labels, jax.random.fold_in(key, DROPOUT_STREAM), rate, null_label)
     return lambda params, z, logsnr: apply_fn(params, z, logsnr, labels)
 
+
 # ------------------------------------------------------------------------------------------------
 # Sampling: classifier-free guidance and the labels of the samples.
 # ------------------------------------------------------------------------------------------------
@@ -146,6 +159,7 @@ def check_guidance(guidance):
         raise UserError(f"The guidance scale config.sample.guidance must be >= 0 (0: "
                         f"unconditional, 1: conditional, > 1: guided), got {guidance}.")
     return float(guidance)
+
 
 def guided_denoiser(network, labels, guidance, null_label):
     """denoise(z, logsnr) -> out_uncond + w (out_cond - out_uncond) for the samples' labels.
@@ -171,6 +185,7 @@ def guided_denoiser(network, labels, guidance, null_label):
 
     return denoise
 
+
 def _proportional(counts, total):
     """`total` split over classes in proportion to `counts` (largest remainders, ties to the
     lower index)."""
@@ -180,6 +195,7 @@ def _proportional(counts, total):
     order = np.argsort(-(exact - out), kind="stable")
     out[order[:total - out.sum()]] += 1
     return out
+
 
 def requested_counts(spec, class_names, data_counts, num_samples=0):
     """Samples per class (C,) int of a `config.sample.classes` string.
@@ -206,10 +222,12 @@ def requested_counts(spec, class_names, data_counts, num_samples=0):
                      "does not apply.", spec, counts.sum(), num_samples)
     return counts
 
+
 def requested_labels(spec, class_names, data_counts, num_samples=0):
     """One class index per sample (N,) int32, class by class (`requested_counts`)."""
     counts = requested_counts(spec, class_names, data_counts, num_samples)
     return np.repeat(np.arange(len(class_names), dtype=np.int32), counts)
+
 
 def labels_for(labels, sample_config, host):
     """The labels (N,) int32 of the samples of a checkpoint's model (`trained.HostState`):
@@ -234,6 +252,7 @@ def labels_for(labels, sample_config, host):
                             f"{labels.max()}.")
         return labels.astype(np.int32)
     return indices_of(labels, host.class_names)
+
 
 def condition_labels(settings, host, chunk_size):
     """The extra arguments of a conditional sampler's chunk (`conditional.sample_windows`): for
