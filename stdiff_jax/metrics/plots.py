@@ -88,9 +88,9 @@ def raw_windows_plot(figure_cls, real, fake, names, rng, count=4):
     picks = rng.permutation(len(real))[:count], rng.permutation(len(fake))[:count]
     for k, (ax, name) in enumerate(zip(axes, names)):
         for i, (r, f) in enumerate(zip(real[picks[0], :, k], fake[picks[1], :, k])):
-            ax.plot(r, alpha=0.8, **(REAL_STYLE if i == 0 else {"color": REAL_STYLE["color"]}))
-            ax.plot(f, linestyle="--", alpha=0.8,
-                    **(FAKE_STYLE if i == 0 else {"color": FAKE_STYLE["color"]}))
+            for x, style, line in ((r, REAL_STYLE, "-"), (f, FAKE_STYLE, "--")):
+                ax.plot(x, linestyle=line, alpha=0.8, color=style["color"],
+                        label=style["label"] if i == 0 else None)  # one legend entry a set
         ax.set_title(name)
         ax.set_xlabel("t")
     axes[0].legend()
