@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from stdiff_jax import metrics
-from stdiff_jax.data import load_dataset, synthetic
+from stdiff_jax.data import load_dataset, mujoco, synthetic
+from stdiff_jax.data.loaders import make_dataset
 from stdiff_jax.data.held_out import held_out_windows
 from stdiff_jax.metrics import memorisation
 
@@ -106,3 +107,12 @@ def test_fresh_draws_for_generated_sets_and_none_for_a_whole_real_series():
     assert not np.array_equal(fresh, regimes.unit_windows)
     windows, reason = held_out_windows(load_dataset("etth", 24))
     assert windows is None and "--config.data.test_fraction=0.1" in reason
+
+
+def test_fresh_mujoco_draws_come_from_another_seed():
+    pytest.importorskip("dm_control")
+    hopper = make_dataset("mujoco", mujoco.hopper_trajectories(num=40, seq_len=24),
+                          [f"c{k}" for k in range(14)], 24)
+    fresh, source = held_out_windows(hopper)
+    assert fresh.shape == hopper.windows.shape and "fresh draws of the mujoco" in source
+    assert not np.any(np.all(np.isclose(fresh, hopper.unit_windows), axis=(1, 2)))

@@ -4,9 +4,9 @@
 1. the data set's held-out block (`config.data.test_fraction` > 0), less its first and last L
    windows: a stride-1 block's edge windows start or end within L rows of a training row, and a
    slowly moving series makes such neighbours closer than new data would be;
-2. for a generated data set (sines, the stand-ins, the suite), fresh draws: the generator run
-   with another seed (sines 124 where the data set is 123; the others 1 where it is 0), scaled
-   by the training scaler;
+2. for a generated data set (sines, MuJoCo, the stand-ins, the suite), fresh draws: the generator
+   run with another seed (sines and MuJoCo 124 where the data set is 123; the others 1 where it
+   is 0), scaled by the training scaler;
 3. otherwise nothing: a real series trained on whole (the protocol's test_fraction 0) has no
    window the model did not see, and the check is reported as not available, with the fix.
 The windows are clipped to [0, 1] like the generated ones they are compared with.
@@ -14,7 +14,7 @@ The windows are clipped to [0, 1] like the generated ones they are compared with
 
 import numpy as np
 
-from stdiff_jax.data import synthetic
+from stdiff_jax.data import mujoco, synthetic
 from stdiff_jax.data.loaders import GENERATED, make_dataset
 
 FRESH_SEED = 1  # of the generators in loaders.GENERATED, whose data set is their seed 0
@@ -24,6 +24,10 @@ def _fresh_windows(dataset):
     """(N, L, K) [0, 1] windows of the generator of `dataset.name` with another seed, or None."""
     if dataset.name == "sines":
         return synthetic.sine_windows(seq_len=dataset.seq_len, seed=synthetic.SEED + 1)
+    if dataset.name == "mujoco":  # not cached: ~20 s for 10,000, once an evaluation
+        raw = mujoco.hopper_trajectories(len(dataset.windows), dataset.seq_len, mujoco.SEED + 1)
+        return make_dataset(dataset.name, raw, dataset.column_names, dataset.seq_len,
+                            dataset.scaler).unit_windows
     if dataset.name in GENERATED:
         raw, names = GENERATED[dataset.name](seed=FRESH_SEED)
         return make_dataset(dataset.name, raw, names, dataset.seq_len, dataset.scaler).unit_windows
