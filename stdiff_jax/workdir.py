@@ -27,8 +27,11 @@ can be written, before any long work (`writable_folder` checks another output fo
 
 Signals. `raising_on_signals` turns SIGINT and SIGTERM into `errors.Interrupted` (SIGTERM would
 otherwise end the process at once, skipping every clean-up); `deferring_signals` lets a training
-loop finish its step and save first. Both act in single-process runs only: a multi-host runtime
-keeps SIGTERM for JAX's preemption notice (train.py saves on it).
+loop finish its step and save first. A handler's exception that lands in a callback Python runs
+from C (a garbage-collection or weakref callback, `__del__`) is printed and dropped, so the signal
+is also recorded: a `deferring_signals` block entered later starts stopped, and the
+`raising_on_signals` block raises when it ends. Both act in single-process runs only: a multi-host
+runtime keeps SIGTERM for JAX's preemption notice (train.py saves on it).
 """
 
 import contextlib
@@ -447,30 +450,47 @@ def _signals_installable():
     return threading.current_thread() is threading.main_thread() and jax.process_count() == 1
 
 
-@contextlib.contextmanager
-def raising_on_signals():
-    """SIGINT and SIGTERM raise `errors.Interrupted` for the block (single-process runs)."""
-
-    def handler(signum, frame):
-        raise errors.Interrupted(signum, (
-            f"Stopped by {errors.signal_name(signum)}. Records are written whole or not at all, "
-            f"so no partial output file was left; run the same command again to finish."))
-
-    with _handling(handler):
-        yield
-
-
 class Stop:
     """The first SIGINT or SIGTERM a `deferring_signals` block received: `signum`, else None."""
 
     signum = None
 
 
+_raised = Stop()  # The signal a `raising_on_signals` handler raised for, in case it was dropped.
+
+
+def _interrupted(signum):
+    return errors.Interrupted(signum, (
+        f"Stopped by {errors.signal_name(signum)}. Records are written whole or not at all, so no "
+        f"partial output file was left; run the same command again to finish."))
+
+
+@contextlib.contextmanager
+def raising_on_signals():
+    """SIGINT and SIGTERM raise `errors.Interrupted` for the block (single-process runs); one whose
+    exception was dropped (module docstring) raises when the block ends."""
+
+    def handler(signum, frame):
+        _raised.signum = signum
+        raise _interrupted(signum)
+
+    _raised.signum = None
+    try:
+        with _handling(handler):
+            yield
+            if _raised.signum is not None:
+                raise _interrupted(_raised.signum)
+    finally:
+        _raised.signum = None
+
+
 @contextlib.contextmanager
 def deferring_signals():
     """Yields a `Stop` that the first SIGINT or SIGTERM sets (single-process runs; elsewhere it
-    stays unset); a second one raises `errors.Interrupted` at once."""
+    stays unset), or that is set already when an enclosing `raising_on_signals` block's exception
+    was dropped; a second one raises `errors.Interrupted` at once."""
     stop = Stop()
+    stop.signum = _raised.signum
 
     def handler(signum, frame):
         if stop.signum is not None:

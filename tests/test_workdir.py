@@ -566,3 +566,25 @@ if __name__ == "__main__":
     PATCHES[patch](arg)
     sys.argv = ["stdiff_jax.main", *sys.argv[2:]]
     runpy.run_module("stdiff_jax.main", run_name="__main__")
+
+
+class _SignalsInAFinalizer:
+    """Its finalizer sends SIGTERM: the handler's exception raised there is printed and dropped
+    by Python, as when a signal lands in one of JAX's garbage-collection callbacks."""
+
+    def __del__(self):
+        _signal_self("SIGTERM")
+        for _ in range(1000):  # bytecode, for the handler to run inside this finalizer
+            pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one
+def test_a_signal_whose_exception_was_dropped_still_stops_the_run():
+    with pytest.raises(errors.Interrupted) as raised:
+        with workdir_lib.raising_on_signals():
+            _SignalsInAFinalizer()  # dropped at once: the finalizer runs here
+            with workdir_lib.deferring_signals() as stop:
+                assert stop.signum == signal.SIGTERM  # a training loop saves and stops at once
+    assert raised.value.signum == signal.SIGTERM
+    with workdir_lib.deferring_signals() as stop:  # the next run starts afresh
+        assert stop.signum is None
