@@ -16,7 +16,6 @@ windows (`prior_of`); "projection" needs no training data.
 """
 
 import csv
-import functools
 import pathlib
 
 import jax
@@ -30,7 +29,6 @@ from stdiff_jax import mesh as mesh_lib
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import dataset_of, tables
 from stdiff_jax.errors import MissingFileError, UserError
-from stdiff_jax.schedule import Schedule
 
 # The fields of config.condition that conditional sampling reads.
 SETTINGS = ("num_samples", "quantiles", "method", "num_steps", "jumps", "correction", "ridge",
@@ -110,51 +108,29 @@ def condition_settings(config, **overrides):
     return settings
 
 
-def conditional_chunk(params, key, first_index, observed, mask, labels=None, *, apply_fn,
-                      encode, decode, video_shape, data_sharding, settings, sample_config,
-                      schedule, prior=None, null_label=0):
-    """`conditional_sample` of a chunk with the network split along the `data` mesh axis; of
-    the classes `labels` (B,) with classifier-free guidance at settings.guidance, for a model
-    with classes (`labels.guided_denoiser`)."""
-    constrain = functools.partial(jax.lax.with_sharding_constraint, shardings=data_sharding)
+def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
+    """The `generate.compile_chunk_sampler` of conditional sampling for the
+    `trained.TrainedModel` tm: fn(params, key, first_index, observed, mask[, labels]) ->
+    (chunk_size, L, K) in model space, `observation.conditional_sample` with `settings`
+    (config.condition's). A model with classes also takes the chunk's labels; settings.label is
+    the class ("" unconditional, guided at settings.guidance otherwise). The regression
+    correction reads the covariance of the training data (`prior_of`; `windows`: its windows, if
+    the caller holds them)."""
+    config, host = tm.config, tm.host
+    prior = prior_of(tm, settings.ridge, windows) if settings.correction == "regression" else None
+    encode = trained.video_transform(config.video, host.normalizer)
+    decode = trained.series_decoder(config.video, host.normalizer, host.series_shape[0])
+    options = generate.sampler_settings(config, settings.method, settings.num_steps)
 
-    def network(z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,)
-        labels = None if labels is None else constrain(labels)
-        return apply_fn(params, constrain(z), constrain(logsnr), labels)
+    def sample_fn(denoise, key, first_index, observed, mask):
+        return observation.conditional_sample(
+            denoise, encode, decode, observed, mask, tm.video_shape, key, jumps=settings.jumps,
+            renoise=settings.renoise, prior=prior, first_index=first_index, **options)
 
     guidance = settings.guidance if settings.get("label") else 1.0  # "no class": exactly uncond.
-    denoise = network if labels is None else labels_lib.guided_denoiser(
-        network, labels, guidance, null_label)
-
-    return observation.conditional_sample(
-        denoise, encode, decode, observed, mask, video_shape, key, jumps=settings.jumps,
-        renoise=settings.renoise, prior=prior, first_index=first_index,
-        method=settings.method,
-        num_steps=settings.num_steps, eta=sample_config.eta, schedule=schedule,
-        grid=sample_config.grid, clip_x0=sample_config.get("clip_x0") or None)
-
-
-def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
-    """jit of `conditional_chunk` for `chunk_size` windows of the `trained.TrainedModel` tm:
-    fn(params, key, first_index, observed, mask[, labels]) -> (chunk_size, L, K) in model space
-    (labels: a model with classes; settings.label is the class, "" unconditional). The
-    regression correction reads the covariance of the training data (`prior_of`; `windows`: its
-    windows, if the caller holds them)."""
-    mesh_lib.check_divisible(chunk_size, mesh, "config.condition.chunk_size")
-    config, host = tm.config, tm.host
-    regression = settings.correction == "regression"
-    prior = prior_of(tm, settings.ridge, windows) if regression else None
-    data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
-    fn = functools.partial(
-        conditional_chunk, apply_fn=tm.apply_fn,
-        encode=trained.video_transform(config.video, host.normalizer),
-        decode=trained.series_decoder(config.video, host.normalizer, host.series_shape[0]),
-        video_shape=tm.video_shape, data_sharding=data, settings=settings,
-        sample_config=config.sample, schedule=Schedule.from_config(config.diffusion),
-        prior=prior, null_label=tm.model.num_classes)
-    labels = (data,) if tm.model.num_classes else ()
-    return jax.jit(fn, in_shardings=(replicated,) * 3 + (data, data, *labels),
-                   out_shardings=data)
+    return generate.compile_chunk_sampler(sample_fn, mesh, chunk_size, apply_fn=tm.apply_fn,
+                                          num_classes=tm.model.num_classes, guidance=guidance,
+                                          num_rows=2, setting="config.condition.chunk_size")
 
 
 def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.log_progress,

@@ -51,44 +51,67 @@ CSV_BYTES_PER_VALUE = 16  # samples.csv writes "%.9g" and a comma: at most 16 ch
 # ------------------------------------------------------------------------------------------------
 # The sharded chunk sampler.
 # ------------------------------------------------------------------------------------------------
-def sample_chunk(params, key, first_index, labels=None, *, apply_fn, decode, shape,
-                 data_sharding, sample_config, schedule, null_label=0):
-    """Samples first_index ... first_index + shape[0] - 1 of the run of `key`, decoded to series;
-    of the classes `labels` (B,) with classifier-free guidance at sample_config.guidance, for a
-    labelled model (`labels.guided_denoiser`).
+def sampler_settings(config, method, num_steps):
+    """`sampling.sample`'s settings: the sampler `method` with `num_steps` steps (config.sample's,
+    or config.condition's for conditional sampling), config.sample's eta, grid and clip_x0 and
+    config.diffusion's schedule."""
+    return dict(method=method, num_steps=num_steps, eta=config.sample.eta,
+                schedule=Schedule.from_config(config.diffusion), grid=config.sample.grid,
+                clip_x0=config.sample.get("clip_x0") or None)
 
-    Each network call pins its batch to the `data` axis, so the whole sampler runs split over it.
-    """
+
+def sample_chunk(params, key, first_index, *rows, apply_fn, sample_fn, data_sharding,
+                 num_classes, guidance):
+    """sample_fn(denoise, key, first_index, *rows) for one chunk, where denoise is the network
+    apply_fn(params, ...) with every batch it sees pinned to the `data` mesh axis, so the whole
+    sampler runs split over it. A model with classes (num_classes > 0) takes the chunk's labels
+    (B,) as the last of `rows` and denoises with classifier-free guidance at `guidance`
+    (`labels.guided_denoiser`; the "no class" token is index num_classes)."""
     constrain = functools.partial(jax.lax.with_sharding_constraint, shardings=data_sharding)
+    labels, rows = (rows[-1], rows[:-1]) if num_classes else (None, rows)
 
     def network(z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,)
         labels = None if labels is None else constrain(labels)
         return apply_fn(params, constrain(z), constrain(logsnr), labels)
 
     denoise = network if labels is None else labels_lib.guided_denoiser(
-        network, labels, sample_config.get("guidance", 1.0), null_label)
+        network, labels, guidance, num_classes)
+    return sample_fn(denoise, key, first_index, *rows)
 
-    videos = sampling.sample(denoise, shape, key, method=sample_config.method,
-                             num_steps=sample_config.num_steps, eta=sample_config.eta,
-                             schedule=schedule, grid=sample_config.grid,
-                             clip_x0=sample_config.get("clip_x0") or None, first_index=first_index)
-    return decode(videos)  # (B, L, K)
+
+def compile_chunk_sampler(sample_fn, mesh, chunk_size, *, apply_fn, num_classes, guidance,
+                          num_rows, setting):
+    """jit over `mesh` of fn(params, key, first_index, *rows[, labels]) -> `sample_chunk`: the
+    one compiler of unconditional and conditional generation.
+
+    params, key and first_index are replicated; the num_rows per-sample arrays `rows` (e.g. a
+    conditional chunk's observations and mask), the labels of a model with classes and the
+    output are split along the `data` axis. setting: the config field of chunk_size, named when
+    it does not divide over the devices.
+    """
+    mesh_lib.check_divisible(chunk_size, mesh, setting)
+    data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
+    fn = functools.partial(sample_chunk, apply_fn=apply_fn, sample_fn=sample_fn,
+                           data_sharding=data, num_classes=num_classes, guidance=guidance)
+    split = (data,) * (num_rows + bool(num_classes))
+    return jax.jit(fn, in_shardings=(replicated,) * 3 + split, out_shardings=data)
 
 
 def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
-    """jit of `sample_chunk` for chunks of `chunk_size` series (L, K) over `mesh`:
-    fn(params, key, first_index), and a model with classes also takes the chunk's labels."""
-    mesh_lib.check_divisible(chunk_size, mesh, "config.sample.chunk_size")
-    video_shape = trained.video_shape_of(config.video, series_shape)
-    data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
-    fn = functools.partial(
-        sample_chunk, apply_fn=trained.apply_fn_of(model),
-        decode=trained.series_decoder(config.video, normalizer, series_shape[0]),
-        shape=(chunk_size, *video_shape), data_sharding=data, sample_config=config.sample,
-        schedule=Schedule.from_config(config.diffusion), null_label=model.num_classes)
-    labels = (data,) if model.num_classes else ()
-    return jax.jit(fn, in_shardings=(replicated, replicated, replicated, *labels),
-                   out_shardings=data)
+    """The `compile_chunk_sampler` of generation: fn(params, key, first_index) -> the chunk's
+    chunk_size series (L, K) in model space, decoded from the videos of config.sample's sampler;
+    a model with classes also takes the chunk's labels (guided at config.sample.guidance)."""
+    shape = (chunk_size, *trained.video_shape_of(config.video, series_shape))
+    decode = trained.series_decoder(config.video, normalizer, series_shape[0])
+    settings = sampler_settings(config, config.sample.method, config.sample.num_steps)
+
+    def sample_fn(denoise, key, first_index):
+        return decode(sampling.sample(denoise, shape, key, first_index=first_index, **settings))
+
+    return compile_chunk_sampler(sample_fn, mesh, chunk_size, apply_fn=trained.apply_fn_of(model),
+                                 num_classes=model.num_classes,
+                                 guidance=config.sample.get("guidance", 1.0), num_rows=0,
+                                 setting="config.sample.chunk_size")
 
 
 def host_available_bytes():
