@@ -35,7 +35,7 @@ import scipy.stats
 from absl import app, flags, logging
 from sklearn.mixture import GaussianMixture
 
-from stdiff_jax import checkpoint, diffusion, generate, sampling, trained
+from stdiff_jax import checkpoint, diffusion, generate, modes, sampling, trained
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import dataset_of
 from stdiff_jax.schedule import Schedule, alpha_sigma
@@ -323,8 +323,8 @@ def main(argv):
     real = dataset.unit_windows
     levels = Levels(real)
     named = [("real", real)]
-    if (workdir / generate.SAMPLES_UNIT).exists():
-        named.append(("samples_unit.npy", np.clip(np.load(workdir / generate.SAMPLES_UNIT), 0, 1)))
+    if (workdir / modes.SAMPLES_UNIT).exists():
+        named.append(("samples_unit.npy", np.clip(np.load(workdir / modes.SAMPLES_UNIT), 0, 1)))
     rng = np.random.default_rng(FLAGS.seed)
     if FLAGS.samplers:  # KDE valleys are shallower in fewer windows: real ones as many, beside
         named.append((f"real, {FLAGS.num_samples} drawn",

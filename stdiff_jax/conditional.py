@@ -11,12 +11,9 @@ n * S + s of the run of the key, the same for every chunk size and device layout
 config.condition.correction="regression" the prior is the covariance of the model's training
 windows (`prior_of`); "projection" needs no training data.
 
-`impute_to_workdir` and `forecast_to_workdir` are the command line's --mode=impute and
---mode=forecast.
+`modes.impute_to_workdir` and `modes.forecast_to_workdir` are the command line's --mode=impute
+and --mode=forecast.
 """
-
-import csv
-import pathlib
 
 import jax
 import ml_collections
@@ -24,17 +21,14 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import fingerprint, generate, labels as labels_lib, observation, sampling, trained
+from stdiff_jax import generate, labels as labels_lib, observation, sampling, trained
 from stdiff_jax import mesh as mesh_lib
-from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import dataset_of, tables
 from stdiff_jax.errors import MissingFileError, UserError
 
 # The fields of config.condition that conditional sampling reads.
 SETTINGS = ("num_samples", "quantiles", "method", "num_steps", "jumps", "correction", "ridge",
             "renoise", "seed", "chunk_size")
-IMPUTED, IMPUTED_QUANTILES = "imputed.csv", "imputed_quantiles.csv"
-FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -322,41 +316,6 @@ def impute_table(model, table, *, stride=None, mesh=None, progress=sampling.log_
     return np.where(mask, raw, out)
 
 
-# ------------------------------------------------------------------------------------------------
-# The command line's impute and forecast modes.
-# ------------------------------------------------------------------------------------------------
-def read_input_csv(path, column_names):
-    """A user's CSV -> (raw (R, K) float64 with NaN where empty, (name, values) of a dropped
-    date-like first column or None); its columns must be the training data's."""
-    path = pathlib.Path(path).expanduser()
-    if not path.is_file():
-        raise MissingFileError(f"No input CSV at {path} (config.condition.input).")
-    raw, names, dates = tables.read_csv(path, keep_dates=True)
-    if tuple(names) != tuple(column_names):
-        raise UserError(f"{path} has the columns {list(names)}, but the model was trained on "
-                        f"{list(column_names)}: give the same columns in the same order (a "
-                        f"date-like first column may come before them).")
-    return raw, dates
-
-
-def _write_csv(path, index, names, values):
-    """values (R, C) under `names`, after the index column (name, R values) when there is one."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(([index[0]] if index else []) + list(names))
-        for r, row in enumerate(values):
-            writer.writerow(([index[1][r]] if index else []) + [repr(float(v)) for v in row])
-
-
-def _write_tables(paths, index, tables):
-    """Writes each (names, values) of `tables` as the CSV at its path in `paths` (`_write_csv`),
-    all together and each whole (`workdir.writing`), from process 0."""
-    if jax.process_index() == 0:
-        with workdir_lib.writing(*paths) as files:
-            for file, (names, values) in zip(files, tables):
-                _write_csv(file, index, names, values)
-
-
 def sample_quantiles(samples, quantiles, axis=0):
     """Quantiles of S samples along `axis` as predictions of one more draw of their distribution.
 
@@ -370,79 +329,3 @@ def sample_quantiles(samples, quantiles, axis=0):
     return np.quantile(samples, quantiles, axis=axis, method="weibull")
 
 
-def _quantile_columns(samples, names, quantiles):
-    """(R, Q * K) per-value quantiles of samples (S, R, K), named `<column>_q<percent>`."""
-    q = sample_quantiles(samples, quantiles)  # (Q, R, K)
-    values = np.concatenate(list(q), axis=1)  # (R, Q * K): quantile-major
-    labels = [f"{name}_q{100 * level:g}" for level in quantiles for name in names]
-    return values, labels
-
-
-def _output_dir(config, workdir):
-    """config.condition.output_dir (else the workdir), created and checked writable: before the
-    sampling, whose work a folder that cannot be written would waste."""
-    return workdir_lib.writable_folder(config.condition.output_dir or workdir, "the output folder")
-
-
-def column_names_of(tm):
-    """The K column names the model was trained on; checkpoints older than the host item's names
-    take them from the config's data set."""
-    config = tm.config
-    return tm.host.column_names or dataset_of(config.data).column_names
-
-
-@workdir_lib.locking
-def impute_to_workdir(config, workdir):
-    """--mode=impute: fills the NaNs of config.condition.input with the median of S samples
-    (imputed.csv, the input's layout) and writes per-value quantiles (imputed_quantiles.csv),
-    both whole and together once the sampling is done. Returns the two paths."""
-    settings = condition_settings(config)
-    if not settings.input:
-        raise UserError("--mode=impute needs a CSV to fill in: --config.condition.input=FILE.csv "
-                        "(original units, the training columns, empty or NaN cells missing).")
-    out = _output_dir(config, workdir)
-    tm = trained.load(config, workdir, mesh_lib.make_mesh())
-    names = column_names_of(tm)
-    raw, index = read_input_csv(settings.input, names)
-    if np.isfinite(raw).all():
-        raise UserError(f"{settings.input} has no empty or NaN cells: nothing to impute.")
-    samples = impute_table(tm, raw)  # (S, R, K)
-    completed = np.where(np.isfinite(raw), raw, np.median(samples, axis=0))
-    quantiles, labels = _quantile_columns(samples, names, tuple(settings.quantiles))
-    paths = out / IMPUTED, out / IMPUTED_QUANTILES
-    _write_tables(paths, index, [(names, completed), (labels, quantiles)])
-    logging.info("Imputed %d of %d values: %s and %s.", (~np.isfinite(raw)).sum(), raw.size,
-                 *paths)
-    return paths
-
-
-@workdir_lib.locking
-def forecast_to_workdir(config, workdir, allow_workdir_mismatch=False):
-    """--mode=forecast: the config.condition.horizon steps after the end of the data set's series
-    (or of config.condition.input): the median of S samples (forecast.csv) and per-value quantiles
-    (forecast_quantiles.csv), rows numbered by steps ahead, both whole and together once the
-    sampling is done. Returns the two paths.
-
-    allow_workdir_mismatch: forecast after the series of other data than the workdir was trained
-    on (or with no readable record of it; `fingerprint.check`)."""
-    settings = condition_settings(config)
-    length = config.data.seq_len
-    if not 1 <= settings.horizon < length:
-        raise UserError(f"--mode=forecast needs 1 <= config.condition.horizon < seq_len = "
-                        f"{length} (the model's window holds history and forecast), got "
-                        f"{settings.horizon}.")
-    out = _output_dir(config, workdir)
-    tm = trained.load(config, workdir, mesh_lib.make_mesh())
-    names = column_names_of(tm)
-    if settings.input:
-        history, _ = read_input_csv(settings.input, names)
-    else:  # The end of the data set's series: its last window, of the data the model learnt.
-        dataset = fingerprint.checked_dataset(config, workdir, allow_workdir_mismatch)
-        history = dataset.to_raw(dataset.windows[-1])
-    samples = forecast(tm, history, settings.horizon)  # (S, H, K)
-    quantiles, labels = _quantile_columns(samples, names, tuple(settings.quantiles))
-    index = ("step", [str(h) for h in range(1, settings.horizon + 1)])
-    paths = out / FORECAST, out / FORECAST_QUANTILES
-    _write_tables(paths, index, [(names, np.median(samples, axis=0)), (labels, quantiles)])
-    logging.info("Forecast %d steps: %s and %s.", settings.horizon, *paths)
-    return paths

@@ -1,27 +1,24 @@
-"""Generation across all devices, and the workdir side of the `sample` and `evaluate` modes.
+"""Generation across all devices: the samples of a trained model, chunk by chunk.
 
 The generation batch is split along the same `data` mesh axis as training. The sampler, with the
-decoding back to series, is compiled once for a fixed chunk size (a multiple of the device count);
-the last chunk is padded to full size and trimmed, so nothing recompiles. Sample n depends only on
+decoding back to series, is compiled once for a fixed chunk size (a multiple of the device count)
+by `compile_chunk_sampler`, which conditional sampling (`conditional.py`) compiles with too; the
+last chunk is padded to full size and trimmed, so nothing recompiles. Sample n depends only on
 the key and n (`sampling.sample` draws its noise from fold_in(key, n)), so the samples are the
 same on 1 or 8 devices and for any chunk size. Parameters are an argument of the compiled sampler,
 not constants folded into it.
 
 Decoding: normalised video -> denormalise -> `video_to_series` -> series in model space [-1, 1],
-kept unclipped -> (x + 1) / 2 in [0, 1] (`samples_unit.npy`) -> the data scaler's inverse in
-original units (`samples.npy`). Only scoring clips to [0, 1], as the protocol requires; the saved
-samples keep whatever the model produced, so a drift out of range stays visible. (The samplers
-clip their clean-video predictions at config.sample.clip_x0 normaliser stds, a guard from the time
-the network predicted eps, whose error at logsnr_min was amplified by sigma / alpha ~ e^7.5. With
-the velocity output x0_hat stays bounded and the guard rarely engages: on the trained `cpu` models
-at 50 DDIM steps it moved the [0, 1] samples by 1e-5 to 2e-4 on average, at most 0.04-0.21.)
+kept unclipped; `sample_series` returns them as (x + 1) / 2 in [0, 1], still unclipped. The
+samplers clip their clean-video predictions at config.sample.clip_x0 normaliser stds; with the
+network's velocity output x0_hat stays bounded and the clip rarely engages (on the trained `cpu`
+models at 50 DDIM steps it moved the [0, 1] samples by 1e-5 to 2e-4 on average, at most
+0.04-0.21). `modes.sample_to_workdir` writes the samples to a workdir.
 """
 
 import functools
-import json
 import os
 import pathlib
-import tempfile
 import time
 
 import jax
@@ -30,22 +27,15 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, fingerprint, labels as labels_lib, sampling, trained
+from stdiff_jax import labels as labels_lib, sampling, trained
 from stdiff_jax import mesh as mesh_lib
-from stdiff_jax import workdir as workdir_lib
-from stdiff_jax.data.held_out import held_out_windows
-from stdiff_jax.data.tables import write_windows_csv
-from stdiff_jax.errors import MissingFileError, UserError
+from stdiff_jax.errors import UserError
 from stdiff_jax.schedule import Schedule
 
-SAMPLES_UNIT, SAMPLES_RAW, METRICS = "samples_unit.npy", "samples.npy", "metrics.json"
-SAMPLES_CSV = "samples.csv"
-SAMPLES_LABELS = "samples_labels.npy"  # a labelled model's: the class index each sample asked
 PROBE_PER_DEVICE = 8  # Batch per device at which the network's memory is measured.
 MEMORY_FRACTION = 0.25  # Share of the free memory a chunk may fill (the rest: headroom, others).
 MAX_PER_DEVICE = 1024  # Larger chunks gain little speed but report progress less often.
 SAMPLER_BUFFERS = 4  # Video-sized arrays the samplers carry besides the network (z, x0, eps, noise).
-CSV_BYTES_PER_VALUE = 16  # samples.csv writes "%.9g" and a comma: at most 16 characters a value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -180,7 +170,7 @@ def generate_series(sampler, params, num_samples, chunk_size, key, progress=samp
 
 
 # ------------------------------------------------------------------------------------------------
-# The sample and evaluate modes.
+# The samples of a trained model.
 # ------------------------------------------------------------------------------------------------
 def requested_samples(labels, sample_config, host):
     """(labels (N,) int32 or None, N): the samples asked of a checkpoint's model
@@ -227,106 +217,3 @@ def sample_series(tm, labels=None, *, mesh=None, progress=sampling.log_progress,
     return ((series + 1.0) / 2.0).astype(np.float32), labels
 
 
-@workdir_lib.locking
-def sample_to_workdir(config, workdir):
-    """Generates config.sample.num_samples series (0: as many as the data set has windows; a
-    labelled model: config.sample.classes) with the trained model of workdir and saves them as
-    samples_unit.npy ([0, 1]), samples.npy (original units) and samples.csv (original units;
-    columns window, t, label for a labelled model, and the data's column names,
-    `tables.write_windows_csv`), and a labelled model's class indices as samples_labels.npy.
-    Returns the [0, 1] samples.
-
-    The workdir's disk is checked for their size before the generation. The files replace the
-    workdir's earlier ones together, once every series is generated (`workdir.writing`): an
-    error or a signal before leaves those as they were.
-    """
-    workdir = workdir_lib.as_path(workdir)
-    mesh = mesh_lib.make_mesh()
-    tm = trained.load(config, workdir, mesh)
-    host = tm.host
-    labels, num_samples = requested_samples(None, tm.config.sample, host)
-    length, k = host.series_shape
-    workdir_lib.check_free_space(  # two .npy files of float32 and the CSV, with its indices
-        workdir, num_samples * length * (2 * 4 * k + CSV_BYTES_PER_VALUE * (k + 3)),
-        f"{num_samples} samples (samples.npy, samples_unit.npy, samples.csv)",
-        "lower config.sample.num_samples")
-    unit, labels = sample_series(tm, labels, mesh=mesh)  # (N, L, K) in [0, 1]
-    if jax.process_index() == 0:
-        raw = host.scaler.inverse(unit).astype(np.float32)
-        names = host.column_names or [f"c{k}" for k in range(raw.shape[-1])]  # older checkpoints
-        records = [SAMPLES_UNIT, SAMPLES_RAW, SAMPLES_CSV] + ([] if labels is None
-                                                              else [SAMPLES_LABELS])
-        with workdir_lib.writing(*(workdir / name for name in records)) as files:
-            np.save(files[0], unit)
-            np.save(files[1], raw)
-            write_windows_csv(files[2], raw, names,
-                              None if labels is None else np.asarray(host.class_names)[labels])
-            if labels is not None:
-                np.save(files[3], labels)
-    return unit
-
-
-@workdir_lib.locking
-def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=False):
-    """Scores workdir/samples_unit.npy, clipped to [0, 1], against the real [0, 1] windows, and
-    checks them for memorisation against `held_out_windows` of the data set; writes metrics.json
-    (and plots into workdir/plots when config.eval.plots: the data's column names title them, and
-    loss.png shows the training log). Returns the metrics dict.
-
-    real_unit: the real windows; None loads config.data.name, checked against the data the
-    workdir was trained on (`fingerprint.check`; allow_workdir_mismatch scores other data anyway).
-    Given real windows leave the memorisation check without a reference (not available).
-    """
-    from stdiff_jax import metrics  # Only this mode needs the metrics' networks.
-
-    workdir = workdir_lib.as_path(workdir)
-    path = workdir / SAMPLES_UNIT
-    if not path.exists():
-        raise MissingFileError(f"No samples at {path}: run --mode=sample (or all) first.")
-    fake = workdir_lib.load_npy(path)
-    outside = np.mean((fake < 0) | (fake > 1))
-    if outside:  # The protocol scores [0, 1] windows (Diffusion-TS clamps its samples too).
-        logging.info("Clipping %.3f%% of the sample values into [0, 1] for scoring.", 100 * outside)
-    fake = np.clip(fake, 0.0, 1.0)
-    names = dataset = None  # of the columns, for the plots
-    held_out, held_out_source = None, "the real windows were given without held-out ones."
-    if real_unit is None:
-        dataset = fingerprint.checked_dataset(config, workdir, allow_workdir_mismatch)
-        real_unit, names = dataset.unit_windows, dataset.column_names
-        held_out, held_out_source = held_out_windows(dataset)
-    scores = metrics.evaluate(real_unit, fake, repeats=config.eval.repeats, seed=config.eval.seed,
-                              metrics=tuple(config.eval.metrics), held_out=held_out,
-                              held_out_source=held_out_source)
-    if getattr(dataset, "labels", None) is not None and (workdir / SAMPLES_LABELS).exists():
-        from stdiff_jax.metrics import classes
-        scores.update(classes.evaluate_labelled(
-            dataset, fake, workdir_lib.load_npy(workdir / SAMPLES_LABELS), config.eval))
-    if jax.process_index() == 0:
-        workdir_lib.write_json(workdir / METRICS, checkpoint.to_json(scores))
-        if config.eval.plots:
-            save_plots(real_unit, fake, workdir, names)
-    return scores
-
-
-def save_plots(real_unit, fake, workdir, names):
-    """Draws the evaluation plots, and loss.png from the training log, into workdir/plots: drawn
-    in a local temporary folder (matplotlib writes local files; the workdir may be a bucket), then
-    each written whole."""
-    from stdiff_jax.metrics import plots
-
-    with tempfile.TemporaryDirectory() as local:
-        try:
-            drawn = plots.save_plots(real_unit, fake, local, names=names)
-            if (workdir / trained.METRIC_LOG).exists():
-                rows, _ = workdir_lib.read_jsonl(workdir / trained.METRIC_LOG)  # without a cut line
-                log = pathlib.Path(local) / trained.METRIC_LOG
-                log.write_text("".join(json.dumps(row) + "\n" for row in rows))
-                drawn.append(plots.save_loss_curve(log, local))
-        except ImportError as e:  # matplotlib and scikit-learn are an optional extra
-            logging.warning("Skipping the plots: %s", e)
-            return
-        (workdir / "plots").mkdir(exist_ok=True)
-        paths = [workdir / "plots" / os.path.basename(p) for p in drawn]
-        for source, target in zip(drawn, paths):
-            workdir_lib.write_bytes(target, pathlib.Path(source).read_bytes())
-    logging.info("Plots: %s", ", ".join(map(str, paths)))

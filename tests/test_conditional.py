@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from configs import sines
-from stdiff_jax import conditional, observation, sampling, train, trained, video
+from stdiff_jax import conditional, modes, observation, sampling, train, trained, video
 from stdiff_jax.schedule import Schedule, alpha_sigma
 
 L, K, N_FFT, HOP, TAU = 24, 1, 11, 3, 0.1
@@ -408,7 +408,7 @@ def test_command_line_imputes_and_forecasts_a_csv_on_one_and_three_devices(train
         proc = run_main(*common, "--mode=impute", f"--config.condition.input={out / 'gaps.csv'}",
                         f"--config.condition.output_dir={target}", devices=devices)
         assert proc.returncode == 0, proc.stderr[-5000:]
-        results[devices] = read_table(target / conditional.IMPUTED)
+        results[devices] = read_table(target / modes.IMPUTED)
     header, rows = results[1]
     given_header, given_rows = read_table(out / "gaps.csv")
     assert header == given_header == ["date", *COLUMNS] and len(rows) == GAP_ROWS
@@ -419,7 +419,7 @@ def test_command_line_imputes_and_forecasts_a_csv_on_one_and_three_devices(train
     filled = np.array([[float(c) for c in row[1:]] for row in rows])
     on_three = np.array([[float(c) for c in row[1:]] for row in results[3][1]])
     np.testing.assert_allclose(on_three, filled, rtol=1e-4, atol=1e-4)
-    header, rows = read_table(out / "on_1" / conditional.IMPUTED_QUANTILES)
+    header, rows = read_table(out / "on_1" / modes.IMPUTED_QUANTILES)
     assert header == ["date", "load_q5", "temp_q5", "load_q50", "temp_q50", "load_q95", "temp_q95"]
     q = np.array([[float(c) for c in row[1:]] for row in rows])
     assert np.all(q[:, :2] <= q[:, 2:4]) and np.all(q[:, 2:4] <= q[:, 4:])
@@ -427,9 +427,9 @@ def test_command_line_imputes_and_forecasts_a_csv_on_one_and_three_devices(train
     proc = run_main(*common, "--mode=forecast", "--config.condition.horizon=6",
                     f"--config.condition.output_dir={out / 'forecast'}")
     assert proc.returncode == 0, proc.stderr[-5000:]
-    header, rows = read_table(out / "forecast" / conditional.FORECAST)
+    header, rows = read_table(out / "forecast" / modes.FORECAST)
     assert header == ["step", *COLUMNS] and [r[0] for r in rows] == [str(h) for h in range(1, 7)]
-    header, rows = read_table(out / "forecast" / conditional.FORECAST_QUANTILES)
+    header, rows = read_table(out / "forecast" / modes.FORECAST_QUANTILES)
     assert len(header) == 1 + 3 * len(COLUMNS) and len(rows) == 6
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import base, class_sines, sines
-from stdiff_jax import generate, labels, mesh as mesh_lib, train, trained
+from stdiff_jax import generate, labels, mesh as mesh_lib, modes, train, trained
 from stdiff_jax.data import labelled, load_dataset, tables
 from stdiff_jax.data.download import ChecksumError
 from stdiff_jax.errors import UserError
@@ -414,8 +414,8 @@ def test_labelled_smoke_run_trains_and_samples_the_asked_classes(tmp_path):
                       "--mode=sample", "--config.sample.classes=2:5,0:3",
                       "--config.sample.guidance=2", *overrides)
     assert result.returncode == 0, result.stderr
-    assert np.load(workdir / generate.SAMPLES_LABELS).tolist() == [0] * 3 + [2] * 5
-    per_row = labelled.read_label_column(workdir / generate.SAMPLES_CSV, "label")
+    assert np.load(workdir / modes.SAMPLES_LABELS).tolist() == [0] * 3 + [2] * 5
+    per_row = labelled.read_label_column(workdir / modes.SAMPLES_CSV, "label")
     assert per_row.tolist() == ["0"] * 3 * 24 + ["2"] * 5 * 24
     result = run_main("--config=configs/class_sines.py:smoke", f"--workdir={workdir}",
                       "--mode=sample", "--config.sample.classes=7:5", *overrides)

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from configs import sines
-from stdiff_jax import checkpoint, fingerprint, generate, mesh as mesh_lib, train, trained, video
+from stdiff_jax import checkpoint, fingerprint, generate, mesh as mesh_lib, modes, train, trained
+from stdiff_jax import video
 from stdiff_jax.data import Dataset, MinMaxScaler, load_dataset
 from stdiff_jax.data.synthetic import sine_windows
 from test_main import run_main
@@ -384,12 +385,12 @@ def test_command_line_names_the_workdir_mismatch(runs, tmp_path):
 def test_evaluation_against_other_data_stops(runs, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(runs / "one", workdir)
-    np.save(workdir / generate.SAMPLES_UNIT, np.zeros((8, 24, 5), np.float32))
+    np.save(workdir / modes.SAMPLES_UNIT, np.zeros((8, 24, 5), np.float32))
     np.save(tmp_path / "other.npy", sine_windows(num=256, seed=1))
     config = tiny_config(tmp_path / "other.npy")
     with pytest.raises(fingerprint.WorkdirMismatch, match="trained on other data"):
-        generate.evaluate_workdir(config, workdir)
-    assert not (workdir / generate.METRICS).exists()
+        modes.evaluate_workdir(config, workdir)
+    assert not (workdir / modes.METRICS).exists()
 
 
 def test_failed_first_run_leaves_no_empty_checkpoint_directory(runs):
@@ -511,7 +512,7 @@ def test_evaluation_plots_use_the_column_names_and_draw_the_loss_curve(tmp_path,
     config.eval.update(plots=True, repeats=1)
     workdir = tmp_path / "run"
     workdir.mkdir()
-    np.save(workdir / generate.SAMPLES_UNIT, load_dataset(config.data.name, 24).unit_windows)
+    np.save(workdir / modes.SAMPLES_UNIT, load_dataset(config.data.name, 24).unit_windows)
     (workdir / trained.METRIC_LOG).write_text("".join(
         json.dumps(row) + "\n" for row in ({"step": 10, "loss": 0.9}, {"step": 10, "val_loss": 0.8},
                                            {"step": 20, "loss": 0.5}, {"step": 20, "val_loss": 0.6})))
@@ -519,7 +520,7 @@ def test_evaluation_plots_use_the_column_names_and_draw_the_loss_curve(tmp_path,
     save_plots = plots.save_plots
     monkeypatch.setattr(plots, "save_plots", lambda *args, names=None, **kwargs: (
         titles.append(names), save_plots(*args, names=names, **kwargs))[1])
-    generate.evaluate_workdir(config, workdir)
+    modes.evaluate_workdir(config, workdir)
     assert titles == [("HUFL", "OT")]
     drawn = sorted(p.name for p in (workdir / "plots").iterdir())
     assert drawn == ["acf.png", "kde.png", "loss.png", "psd.png", "tsne.png", "windows.png"]

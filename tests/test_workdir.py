@@ -26,7 +26,8 @@ import jax
 import numpy as np
 import pytest
 
-from stdiff_jax import checkpoint, errors, fingerprint, generate, mesh as mesh_lib, train, trained
+from stdiff_jax import checkpoint, errors, fingerprint, generate, mesh as mesh_lib, modes, train
+from stdiff_jax import trained
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import Dataset, load_dataset
 
@@ -149,7 +150,7 @@ def test_samples_that_would_not_fit_on_the_disk_stop_before_the_generation(run, 
     before = files(run)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 1000))
     with pytest.raises(workdir_lib.WorkdirError) as error:
-        generate.sample_to_workdir(trained.load_config(run), run)
+        modes.sample_to_workdir(trained.load_config(run), run)
     assert str(error.value).startswith(
         f"64 samples (samples.npy, samples_unit.npy, samples.csv) need about 0.2 MiB in {run}, "
         f"but its disk has 0.0 MiB free.")
@@ -489,14 +490,14 @@ def _signal_in_sampling(name):
 
 def _signal_in_samples_csv(name):
     """Sends the signal while samples.csv is written, after samples.npy was."""
-    write = generate.write_windows_csv
+    write = modes.write_windows_csv
 
     def write_windows_csv(path, *args):
         _signal_self(name)
         time.sleep(0.2)  # the handler runs at the next bytecode; be sure it ran mid-write
         write(path, *args)
 
-    generate.write_windows_csv = write_windows_csv
+    modes.write_windows_csv = write_windows_csv
 
 
 def _no_space_at(fragment):
