@@ -17,7 +17,7 @@ import pathlib
 import numpy as np
 from absl import app, flags
 
-from stdiff_jax import modes, trained
+from stdiff_jax import modes, saved_model
 from stdiff_jax.data import dataset_of
 
 flags.DEFINE_string("workdir", None, "A workdir with samples_unit.npy.")
@@ -44,7 +44,7 @@ def row(label, values):
 def main(argv):
     del argv
     workdir = pathlib.Path(FLAGS.workdir)
-    config = trained.load_config(workdir)
+    config = saved_model.load_config(workdir)
     dataset = dataset_of(config.data)
     real = dataset.unit_windows
     fake = np.load(workdir / modes.SAMPLES_UNIT)

@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import generate, labels as labels_lib, observation, sampling, trained
+from stdiff_jax import generate, labels as labels_lib, observation, sampling, saved_model
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import dataset_of, tables
 from stdiff_jax.errors import MissingFileError, UserError
@@ -36,7 +36,7 @@ SETTINGS = ("num_samples", "quantiles", "method", "num_steps", "jumps", "correct
 # ------------------------------------------------------------------------------------------------
 def prior_of(tm, ridge, windows=None):
     """The `observation.SeriesPrior` of the training windows (N, L, K) of the
-    `trained.TrainedModel` tm (`observation.regression_prior`): `windows` when given (a caller
+    `saved_model.TrainedModel` tm (`observation.regression_prior`): `windows` when given (a caller
     that has loaded and checked them), else those of its config's data set."""
     observation.check_regression_size(tm.series_shape)  # before the data loads
     if windows is None:
@@ -76,7 +76,7 @@ def condition_settings(config, **overrides):
         raise UserError(f"The run's config has no config.condition.{{{', '.join(missing)}}} (its "
                         f"config.json predates them): pass them (e.g. impute(..., "
                         f"{missing[0]}=...)), or load the model with a current config, "
-                        f"trained.load(<configs/DATA.py's get_config()>, workdir).")
+                        f"saved_model.load(<configs/DATA.py's get_config()>, workdir).")
     unknown = sorted(set(overrides) - set(stored) - set(SETTINGS))
     if unknown:
         raise UserError(f"Unknown conditional-sampling setting(s) {unknown}; use "
@@ -104,7 +104,7 @@ def condition_settings(config, **overrides):
 
 def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
     """The `generate.compile_chunk_sampler` of conditional sampling for the
-    `trained.TrainedModel` tm: fn(params, key, first_index, observed, mask[, labels]) ->
+    `saved_model.TrainedModel` tm: fn(params, key, first_index, observed, mask[, labels]) ->
     (chunk_size, L, K) in model space, `observation.conditional_sample` with `settings`
     (config.condition's). A model with classes also takes the chunk's labels; settings.label is
     the class ("" unconditional, guided at settings.guidance otherwise). The regression
@@ -112,8 +112,8 @@ def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
     the caller holds them)."""
     config, host = tm.config, tm.host
     prior = prior_of(tm, settings.ridge, windows) if settings.correction == "regression" else None
-    encode = trained.video_transform(config.video, host.normalizer)
-    decode = trained.series_decoder(config.video, host.normalizer, host.series_shape[0])
+    encode = saved_model.video_transform(config.video, host.normalizer)
+    decode = saved_model.series_decoder(config.video, host.normalizer, host.series_shape[0])
     options = generate.sampler_settings(config, settings.method, settings.num_steps)
 
     def sample_fn(denoise, key, first_index, observed, mask):
@@ -165,11 +165,11 @@ def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.lo
 # The Python API, in original units.
 # ------------------------------------------------------------------------------------------------
 def as_trained_model(model, mesh=None):
-    """A `trained.TrainedModel` as given, or the one of a workdir (its config and best
+    """A `saved_model.TrainedModel` as given, or the one of a workdir (its config and best
     checkpoint)."""
-    if isinstance(model, trained.TrainedModel):
+    if isinstance(model, saved_model.TrainedModel):
         return model
-    return trained.load(trained.load_config(model), model, mesh)
+    return saved_model.load(saved_model.load_config(model), model, mesh)
 
 
 def _windows_of(tm, series, mask, what):
@@ -208,7 +208,7 @@ def impute(model, series, mask=None, *, mesh=None, progress=sampling.log_progres
     """S samples of every window with its missing values filled in, in original units.
 
     Args:
-        model: a `trained.TrainedModel`, or the workdir of a trained run.
+        model: a `saved_model.TrainedModel`, or the workdir of a trained run.
         series: (N, L, K) windows, or one (L, K), in the data's original units; NaN where missing.
         mask: bool of the same shape, True where observed; default: where series is finite.
         mesh: the device mesh (default: every device).
@@ -235,7 +235,7 @@ def forecast(model, history, horizon, *, mesh=None, progress=sampling.log_progre
     """S sample paths of the `horizon` steps after each history, in original units.
 
     Args:
-        model: a `trained.TrainedModel`, or the workdir of a trained run.
+        model: a `saved_model.TrainedModel`, or the workdir of a trained run.
         history: (N, R, K) series, or one (R, K), in original units (NaN: missing). The last
             L - horizon rows condition the forecast; a shorter history is padded in front with
             missing rows.

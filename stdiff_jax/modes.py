@@ -5,8 +5,8 @@
 | train | the data set | checkpoints/, config.json, fingerprint.json, metrics.jsonl (`train.py`) |
 | sample | the best checkpoint | samples_unit.npy, samples.npy, samples.csv[, samples_labels.npy] |
 | evaluate | samples_unit.npy[, samples_labels.npy], the data set | metrics.json, plots/ |
-| impute | the best checkpoint, config.condition.input | imputed.csv, imputed_quantiles.csv |
-| forecast | the best checkpoint, the data set or config.condition.input | forecast.csv, forecast_quantiles.csv |
+| impute | the best checkpoint, condition.input | imputed(_quantiles).csv |
+| forecast | the best checkpoint, the data set or condition.input | forecast(_quantiles).csv |
 
 Each function here takes (config, workdir), holds the workdir's lock (`workdir.locking`), and
 writes its files from process 0, whole and together once the work is done (`workdir.writing`):
@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from stdiff_jax import checkpoint, conditional, fingerprint, generate, trained
+from stdiff_jax import checkpoint, conditional, fingerprint, generate, saved_model
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import dataset_of, tables
@@ -64,7 +64,7 @@ def sample_to_workdir(config, workdir):
     """
     workdir = workdir_lib.as_path(workdir)
     mesh = mesh_lib.make_mesh()
-    tm = trained.load(config, workdir, mesh)
+    tm = saved_model.load(config, workdir, mesh)
     host = tm.host
     labels, num_samples = generate.requested_samples(None, tm.config.sample, host)
     length, k = host.series_shape
@@ -142,9 +142,10 @@ def save_plots(real_unit, fake, workdir, names):
     with tempfile.TemporaryDirectory() as local:
         try:
             drawn = plots.save_plots(real_unit, fake, local, names=names)
-            if (workdir / trained.METRIC_LOG).exists():
-                rows, _ = workdir_lib.read_jsonl(workdir / trained.METRIC_LOG)  # without a cut line
-                log = pathlib.Path(local) / trained.METRIC_LOG
+            if (workdir / saved_model.METRIC_LOG).exists():
+                # read and rewritten without a line a kill cut
+                rows, _ = workdir_lib.read_jsonl(workdir / saved_model.METRIC_LOG)
+                log = pathlib.Path(local) / saved_model.METRIC_LOG
                 log.write_text("".join(json.dumps(row) + "\n" for row in rows))
                 drawn.append(plots.save_loss_curve(log, local))
         except ImportError as e:  # matplotlib and scikit-learn are an optional extra
@@ -223,7 +224,7 @@ def impute_to_workdir(config, workdir):
         raise UserError("--mode=impute needs a CSV to fill in: --config.condition.input=FILE.csv "
                         "(original units, the training columns, empty or NaN cells missing).")
     out = _output_dir(config, workdir)
-    tm = trained.load(config, workdir, mesh_lib.make_mesh())
+    tm = saved_model.load(config, workdir, mesh_lib.make_mesh())
     names = column_names_of(tm)
     raw, index = read_input_csv(settings.input, names)
     if np.isfinite(raw).all():
@@ -254,7 +255,7 @@ def forecast_to_workdir(config, workdir, allow_workdir_mismatch=False):
                         f"{length} (the model's window holds history and forecast), got "
                         f"{settings.horizon}.")
     out = _output_dir(config, workdir)
-    tm = trained.load(config, workdir, mesh_lib.make_mesh())
+    tm = saved_model.load(config, workdir, mesh_lib.make_mesh())
     names = column_names_of(tm)
     if settings.input:
         history, _ = read_input_csv(settings.input, names)

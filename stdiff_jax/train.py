@@ -1,9 +1,10 @@
 """Training: `train_and_evaluate(config, workdir)`, importable from a notebook, and `train_step`.
 
 The trainer reads top to bottom in sections: input, model and optimizer, sharding, update step,
-evaluation, checkpointing, loop; the mesh is mesh.py's and the model side trained.py's. Data parallelism is `jax.jit` over a one-axis `Mesh` of every
-device (all hosts): the global batch of series is split along the `data` axis, the state is
-replicated, and XLA inserts the gradient all-reduce.
+evaluation, checkpointing, loop; the mesh is mesh.py's and the model side saved_model.py's. Data
+parallelism is `jax.jit` over a one-axis `Mesh` of every device (all hosts): the global batch of
+series is split along the `data` axis, the state is replicated, and XLA inserts the gradient
+all-reduce.
 
 Input stays tiny: the (N, L, K) training windows live in host memory, a `BatchIterator` picks the
 indices of each global batch, and the series (B, L, K) go to the devices; the video transform and
@@ -29,10 +30,10 @@ from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import BatchIterator, dataset_of
 from stdiff_jax.errors import UserError
 from stdiff_jax.mesh import DATA_AXIS, check_divisible, make_mesh, shard_batch
+from stdiff_jax.saved_model import (CONFIG, METRIC_LOG, HostState, apply_fn_of, build_model,
+                                    checkpoint_dir, checkpoint_steps, open_checkpoints, read_host,
+                                    video_transform)
 from stdiff_jax.schedule import Schedule
-from stdiff_jax.trained import (CONFIG, METRIC_LOG, HostState, apply_fn_of, build_model,
-                                checkpoint_dir, checkpoint_steps, open_checkpoints, read_host,
-                                video_transform)
 
 VAL_SUBSET_FRACTION = 0.05  # Size of the fixed training subset scored when val_fraction is 0.
 SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order drawn from data.seed.

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from configs import sines
-from stdiff_jax import conditional, modes, observation, sampling, train, trained, video
+from stdiff_jax import conditional, modes, observation, sampling, saved_model, train, video
 from stdiff_jax.schedule import Schedule, alpha_sigma
 
 L, K, N_FFT, HOP, TAU = 24, 1, 11, 3, 0.1
@@ -285,7 +285,7 @@ def trained_run(tmp_path_factory):
     write_csv(out / "train.csv", series(TRAIN_ROWS))
     config = tiny_config(out / "train.csv")
     train.train_and_evaluate(config, out / "workdir")
-    return out, config, trained.load(config, out / "workdir")
+    return out, config, saved_model.load(config, out / "workdir")
 
 
 def gappy_windows(tm, num=3, rate=0.5, seed=1):
