@@ -212,7 +212,7 @@ def impute(model, series, mask=None, *, mesh=None, progress=sampling.log_progres
         series: (N, L, K) windows, or one (L, K), in the data's original units; NaN where missing.
         mask: bool of the same shape, True where observed; default: where series is finite.
         mesh: the device mesh (default: every device).
-        progress: called with a `sampling.Progress` after every chunk (None: silent).
+        progress: called with a `progress.Progress` after every chunk (None: silent).
         **settings: fields of config.condition to override: num_samples (S), method, num_steps,
             jumps, seed, chunk_size.
 
