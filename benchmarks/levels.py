@@ -303,7 +303,7 @@ def trajectory_table(label, history, final_unit, logsnrs, levels):
 
 def trajectories_report(probe, levels, train_videos, rng):
     logsnrs = np.asarray(sampling.logsnr_grid(Schedule.from_config(probe.tm.config.diffusion),
-                                              TRAJECTORY_STEPS))
+                                              TRAJECTORY_STEPS, probe.tm.config.sample.grid))
     z = rng.standard_normal((FLAGS.num_samples, *probe.tm.video_shape)).astype(np.float32)
     tables = []
     for label, x0_fn in (("network", probe.network_x0),

@@ -40,7 +40,7 @@ GRIDS = ("logsnr", "time")
 GUIDE_STREAM = 2 ** 31 - 1  # Root of a guide's noise streams: far above every step's stream i + 1.
 
 
-def logsnr_grid(schedule, num_steps, grid="logsnr"):
+def logsnr_grid(schedule, num_steps, grid):
     """(num_steps + 1,) log-SNRs from logsnr_min up to logsnr_max, uniform in log-SNR or in time t."""
     if num_steps < 1:
         raise UserError(f"The sampler needs num_steps >= 1 (config.sample.num_steps), got "
