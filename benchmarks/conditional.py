@@ -44,7 +44,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from stdiff_jax import checkpoint, conditional, fingerprint, generate, trained
+from stdiff_jax import checkpoint, conditional, fingerprint, generate, saved_model
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.errors import UserError
 
@@ -176,7 +176,7 @@ def main(argv):
         raise UserError("Nothing is held out: train and score with --config.data.test_fraction="
                         "0.1 (the last 10% of the rows, never trained on).")
     mesh = mesh_lib.make_mesh()
-    tm = trained.load(config, workdir, mesh)
+    tm = saved_model.load(config, workdir, mesh)
     rng = np.random.default_rng(FLAGS.seed)
     test = dataset.test_windows
     pick = np.sort(rng.choice(len(test), min(FLAGS.num_windows, len(test)), replace=False))

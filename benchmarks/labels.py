@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs import base
-from stdiff_jax import checkpoint, fingerprint, generate, trained
+from stdiff_jax import checkpoint, fingerprint, generate, saved_model
 from stdiff_jax.data import labelled
 from stdiff_jax.metrics import classes
 
@@ -58,7 +58,7 @@ def main(argv):
     config = base.from_spec(FLAGS.config)
     workdir = FLAGS.workdir or f"workdirs/{config.name}"
     dataset = fingerprint.checked_dataset(config, workdir)
-    tm = trained.load(config, workdir)
+    tm = saved_model.load(config, workdir)
     names = tm.host.class_names
     proportions = np.asarray(tm.host.class_counts) / np.sum(tm.host.class_counts)
     rows = []

@@ -35,7 +35,7 @@ import scipy.stats
 from absl import app, flags, logging
 from sklearn.mixture import GaussianMixture
 
-from stdiff_jax import checkpoint, diffusion, generate, sampling, trained
+from stdiff_jax import checkpoint, diffusion, generate, modes, sampling, saved_model
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import dataset_of
 from stdiff_jax.schedule import Schedule, alpha_sigma
@@ -178,7 +178,7 @@ def sample_with(config, workdir, overrides, num_samples, seed):
     with config.unlocked():
         config.sample.update(overrides)
     mesh = mesh_lib.make_mesh()
-    tm = trained.load(config, workdir, mesh)
+    tm = saved_model.load(config, workdir, mesh)
     chunk = min(num_samples, 500)
     sampler = generate.compile_sampler(config, mesh, tm.model, tm.host.normalizer,
                                        tm.series_shape, chunk)
@@ -211,7 +211,7 @@ class Probe:
         config = copy.deepcopy(config)
         with config.unlocked():
             config.sample.use_ema = use_ema
-        self.tm = trained.load(config, workdir, mesh_lib.make_mesh())
+        self.tm = saved_model.load(config, workdir, mesh_lib.make_mesh())
         self.to_video = jax.jit(self.tm.to_video)
         self.decode = jax.jit(self.tm.decode)
         apply_fn = self.tm.apply_fn
@@ -303,7 +303,7 @@ def trajectory_table(label, history, final_unit, logsnrs, levels):
 
 def trajectories_report(probe, levels, train_videos, rng):
     logsnrs = np.asarray(sampling.logsnr_grid(Schedule.from_config(probe.tm.config.diffusion),
-                                              TRAJECTORY_STEPS))
+                                              TRAJECTORY_STEPS, probe.tm.config.sample.grid))
     z = rng.standard_normal((FLAGS.num_samples, *probe.tm.video_shape)).astype(np.float32)
     tables = []
     for label, x0_fn in (("network", probe.network_x0),
@@ -318,13 +318,13 @@ def main(argv):
     del argv
     logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
     workdir = pathlib.Path(FLAGS.workdir)
-    config = trained.load_config(workdir)
+    config = saved_model.load_config(workdir)
     dataset = dataset_of(config.data)
     real = dataset.unit_windows
     levels = Levels(real)
     named = [("real", real)]
-    if (workdir / generate.SAMPLES_UNIT).exists():
-        named.append(("samples_unit.npy", np.clip(np.load(workdir / generate.SAMPLES_UNIT), 0, 1)))
+    if (workdir / modes.SAMPLES_UNIT).exists():
+        named.append(("samples_unit.npy", np.clip(np.load(workdir / modes.SAMPLES_UNIT), 0, 1)))
     rng = np.random.default_rng(FLAGS.seed)
     if FLAGS.samplers:  # KDE valleys are shallower in fewer windows: real ones as many, beside
         named.append((f"real, {FLAGS.num_samples} drawn",

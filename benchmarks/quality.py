@@ -97,7 +97,7 @@ def sample_look(unit):
 def run_one(spec):
     from absl import logging
 
-    from stdiff_jax import checkpoint, generate, train
+    from stdiff_jax import checkpoint, modes, train
     from stdiff_jax.data import dataset_of
 
     logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
@@ -115,9 +115,9 @@ def run_one(spec):
     results = []
     for variant, config in zip(spec["variants"], configs):
         start = time.perf_counter()
-        fake = generate.sample_to_workdir(config, workdir)
+        fake = modes.sample_to_workdir(config, workdir)
         sample_s = time.perf_counter() - start
-        scores = generate.evaluate_workdir(config, workdir, real_unit=real)
+        scores = modes.evaluate_workdir(config, workdir, real_unit=real)
         results.append({"variant": variant["name"], "dataset": spec["dataset"],
                         "seed": spec["seed"], "steps": trained["step"],
                         "train_cpu_s": trained["cpu_s"], "sample_s": sample_s,

@@ -17,7 +17,7 @@ import pathlib
 import numpy as np
 from absl import app, flags
 
-from stdiff_jax import generate, trained
+from stdiff_jax import modes, saved_model
 from stdiff_jax.data import dataset_of
 
 flags.DEFINE_string("workdir", None, "A workdir with samples_unit.npy.")
@@ -44,10 +44,10 @@ def row(label, values):
 def main(argv):
     del argv
     workdir = pathlib.Path(FLAGS.workdir)
-    config = trained.load_config(workdir)
+    config = saved_model.load_config(workdir)
     dataset = dataset_of(config.data)
     real = dataset.unit_windows
-    fake = np.load(workdir / generate.SAMPLES_UNIT)
+    fake = np.load(workdir / modes.SAMPLES_UNIT)
     names = list(dataset.column_names)
     print(f"{config.name}: {len(fake)} generated, {len(real)} real windows of {real.shape[1:]}\n")
     ratio = power(fake) / power(real)

@@ -20,7 +20,7 @@ from absl import app, flags, logging
 # `configs.base`, so the repository root goes on the path of this script.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from configs import base  # noqa: E402
-from stdiff_jax import checkpoint, generate, metrics, trained
+from stdiff_jax import checkpoint, generate, metrics, saved_model
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import dataset_of
 
@@ -57,7 +57,7 @@ def main(argv):
     config = base.from_spec(FLAGS.config)
     workdir = FLAGS.workdir or f"workdirs/{config.name}"
     mesh = mesh_lib.make_mesh()
-    tm = trained.load(config, workdir, mesh)
+    tm = saved_model.load(config, workdir, mesh)
     model, params, host, step = tm.model, tm.params, tm.host, tm.step
     real = dataset_of(config.data).unit_windows
     num_samples = FLAGS.num_samples or host.num_windows

@@ -30,7 +30,7 @@ from absl import app, flags, logging
 import metrics as metrics_benchmark  # benchmarks/metrics.py
 import table1  # its flags --configs, --workdir_root, --rescore and --from_workdirs apply here
 from configs import base
-from stdiff_jax import checkpoint, generate
+from stdiff_jax import checkpoint, modes
 from stdiff_jax.data import dataset_of, suite
 from stdiff_jax.metrics import evaluate
 from stdiff_jax.metrics import plots
@@ -129,12 +129,12 @@ def main(argv):
         fake = None
         if not FLAGS.floor_only:
             if FLAGS.from_workdirs:
-                row["scores"] = json.loads((workdir / generate.METRICS).read_text())
+                row["scores"] = json.loads((workdir / modes.METRICS).read_text())
             else:
                 row["scores"], times = table1.run(config, workdir, FLAGS.rescore)
                 row["train_cpu_s"] = times["train"][1]
                 print(f"{config.name}: {table1.format_times(times)}", flush=True)
-            fake = np.clip(np.load(workdir / generate.SAMPLES_UNIT), 0, 1)
+            fake = np.clip(np.load(workdir / modes.SAMPLES_UNIT), 0, 1)
         dataset = dataset_of(config.data)
         png = save_window_mean_density(plots_dir / f"{config.name}_window_means.png",
                                        dataset.unit_windows, fake, dataset.column_names)

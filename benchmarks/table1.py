@@ -23,7 +23,7 @@ from absl import app, flags, logging
 # `configs.base`, so the repository root goes on the path of this script.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from configs import base  # noqa: E402
-from stdiff_jax import checkpoint, generate, train
+from stdiff_jax import checkpoint, modes, train
 
 flags.DEFINE_list("configs", ["configs/sines.py:cpu", "configs/stocks.py:cpu",
                               "configs/etth.py:cpu"], "Config specs, comma-separated.")
@@ -97,11 +97,11 @@ def run(config, workdir, rescore):
     times = {}
     outcome = timed(times, "train", train.train_and_evaluate, config, workdir)
     times["train"] = (times["train"][0], outcome["train_cpu_s"])
-    if not (workdir / generate.SAMPLES_UNIT).exists():
-        timed(times, "sample", generate.sample_to_workdir, config, workdir)
-    if rescore or not (workdir / generate.METRICS).exists():
-        timed(times, "evaluate", generate.evaluate_workdir, config, workdir)
-    return json.loads((workdir / generate.METRICS).read_text()), times
+    if not (workdir / modes.SAMPLES_UNIT).exists():
+        timed(times, "sample", modes.sample_to_workdir, config, workdir)
+    if rescore or not (workdir / modes.METRICS).exists():
+        timed(times, "evaluate", modes.evaluate_workdir, config, workdir)
+    return json.loads((workdir / modes.METRICS).read_text()), times
 
 
 def format_times(stage_times):
@@ -155,7 +155,7 @@ def main(argv):
         config = base.from_spec(spec)
         workdir = root / config.name
         if FLAGS.from_workdirs:
-            results[config.name] = json.loads((workdir / generate.METRICS).read_text())
+            results[config.name] = json.loads((workdir / modes.METRICS).read_text())
             continue
         results[config.name], times[config.name] = run(config, workdir, FLAGS.rescore)
         print(f"{config.name}: {format_times(times[config.name])}", flush=True)

@@ -44,7 +44,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
 from configs import base
-from stdiff_jax import budget, checkpoint, train, trained, video
+from stdiff_jax import budget, checkpoint, saved_model, train, video
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import BatchIterator, dataset_of
 
@@ -87,7 +87,7 @@ def setup_training(config, mesh, windows):
         config.video.window)
     costs = {"stats_s": time.process_time() - cpu}
     cpu = time.process_time()
-    model, video_shape = trained.build_model(config, windows.shape[1:], stats)
+    model, video_shape = saved_model.build_model(config, windows.shape[1:], stats)
     tx, learning_rate = train.make_optimizer(tc)
     abstract, init_fn = train.state_shardings(mesh, model, tx, video_shape, tc.seed)
     state = train.create_sharded_state(mesh, abstract, init_fn, tc.seed)

@@ -155,7 +155,7 @@ def base_config():
     # covariance given the noisy video, from the training data: it carries an observation to the
     # correlated covariates) or "projection" (the smallest change of video). Regression with one
     # call a step: on held-out ETTh windows 23-44% lower MSE than the projection's two calls,
-    # 90% intervals covering 0.88-0.91, two thirds of the cost (docs/ablations.md, conditional.py).
+    # 90% intervals covering 0.88-0.91, two thirds of the cost (docs/ablations.md).
     # Stocks takes 3 (configs/stocks.py).
     c.condition.jumps = 1
     c.condition.correction = "regression"

@@ -26,7 +26,7 @@ import dataclasses
 
 import numpy as np
 
-from stdiff_jax import trained
+from stdiff_jax import saved_model
 from stdiff_jax.errors import UserError
 from stdiff_jax.models import sizes
 
@@ -80,7 +80,7 @@ class StepShape:
     @classmethod
     def of(cls, config, series_shape):
         """The shape of a training step of `config` on series (L, K)."""
-        frames, freqs, covariates, _ = trained.video_shape_of(config.video, tuple(series_shape))
+        frames, freqs, covariates, _ = saved_model.video_shape_of(config.video, tuple(series_shape))
         m = config.model
         return cls(frames, freqs, covariates, -(-freqs // m.patch_freq), m.depth, m.hidden,
                    float(m.mlp_ratio))

@@ -1,241 +1,47 @@
-"""Conditional generation with a trained model: imputation and forecasting, without retraining.
+"""Imputation and forecasting with a trained model, without retraining: the Python API.
 
-Known values of a series are a linear constraint on its video: the video transform `encode`
-(series in model space [-1, 1] -> normalised video) is affine and `decode` inverts it exactly
-(decode(encode(x)) == x), so "these values of decode(v) are y" reads C v = y', with C the
-observed rows of decode's linear part D. The samplers of `stdiff_jax.sampling` honour it through
-one `sampling.Guide`, at every step:
+`impute` (windows with NaN gaps), `forecast` (the steps after a history) and `impute_table` (a
+long table covered by overlapping windows) take arrays in the data's original units and return
+S samples each, the observed values exactly as given; `sample_windows` is the same in model
+space ([-1, 1]) for callers that hold scaled windows. The settings are config.condition's
+(`condition_settings`: those of the run's own config, with per-call overrides). The sampling is
+`observation.conditional_sample` with the trained network, chunked and sharded over the `data`
+mesh like unconditional generation (`generate.py`): sample s of window n is the sampler's sample
+n * S + s of the run of the key, the same for every chunk size and device layout. With
+config.condition.correction="regression" the prior is the covariance of the model's training
+windows (`prior_of`); "projection" needs no training data.
 
-- the clean prediction x0_hat is decoded, compared with the observations, and corrected by the
-  smallest change of video that makes them agree: the orthogonal projection onto {C v = y'} in
-  the normalised video metric, x0_hat + C^T (C C^T)^{-1} (y - decode(x0_hat))_observed. It is
-  exact (the corrected video decodes to y where observed) because decode is linear; eps_hat is
-  recomputed from it, so the sampler's update steps towards it;
-- the noisy state's observed part is drawn afresh from the forward process (RePaint, Lugmayr et
-  al. 2022): the same projection applied to z with the target decode(alpha encode(y) + sigma
-  noise). The noise of z stays white, because the projection is orthogonal in the metric the
-  noise is white in, and the part of z that no observation fixes stays as the sampler made it;
-- with `jumps` > 1, each step is taken again after sending its result back to the step's start
-  by the forward process q(z_s | z_t) (RePaint's resampling, one step at a time), giving the
-  unobserved part more network calls to become consistent with the observed one.
-
-Why not re-encode the corrected series with `encode` (x0_hat + encode_lin(mask * residual)), the
-obvious projection: it is exact too, but oblique. The encoding of a lone observed value has large
-normalised components in the bins where the data has little variance, far from the smallest
-edit. On a smooth Gaussian (squared-exponential covariance of length 3, half the steps observed,
-the exact denoiser, DDIM with 100 steps, 4,096 samples) it put the conditional means up to 9.5
-conditional standard deviations off and the standard deviations up to 18 times too large; the
-orthogonal projection, 1.3 and 58% (the rest is RePaint's approximation, see below).
-
-With `correction="regression"` the clean prediction is corrected instead by the Gaussian
-regression of its residual on the series' covariance given the noisy video (`SeriesPrior`, from
-the training windows; `regression_correction`): an observation then moves every correlated value
-of every covariate at once, as the conditional mean of a Gaussian would, where the projection
-edits only its own covariate and leaves the coupling to the network, which RePaint shows the
-observations one noise level at a time. On a Gaussian with three coupled covariates and the
-exact denoiser, the projection's samples came out 1.6-2x too wide at 1-2 jumps (still 1.1-1.3x
-at 4-8) and the regression's 0.9-1.0x at one (its first version, with the prior's Sigma at
-every step, which over-widened densely observed stocks windows).
-
-Default: DPM-Solver++(2M) with 20 steps, the regression and one network call a step. Measured
-(docs/ablations.md, "Conditional generation"): on 100 held-out ETTh windows (the `cpu` recipe) it
-lowers the MSE of the sample median by 23-44% and the CRPS by 16-27% against the projection
-with two jumps, the previous default, at two thirds of its cost, and its 90% intervals cover
-0.88-0.91 where those cover 0.79-0.81; on the exact Gaussian of tests/test_conditional.py its
-conditional mean is off by 0.05 sd and its covariance by 8% (projection: 0.36 sd and 23% at one
-jump, 0.31 and 13% at two). On stocks it lowers MSE and CRPS too, but with one jump its bands
-over-cover (0.96-0.98 on 100 held-out windows): the network's errors on the five near-copy price
-columns are far less correlated than the Gaussian's, so the regression carries an observed
-price's residual to the others too fully. Jumps narrow the samples with either correction (on
-the Gaussian the regression's covariance error is 17% at two jumps, its samples too narrow);
-`configs/stocks.py` takes three, which cover 0.88-0.95 there. `correction="projection"` needs
-no training data and suits windows of more than REGRESSION_MAX_SIZE values.
-
-The final series is decoded and then set to the observations where observed, bit for bit; in
-original units the user's own values are put back (`impute`), so they round-trip exactly too.
-Sample s of window n is the sampler's sample n * S + s of the run of the key: deterministic for a
-key, and the same for every chunk size and device layout. Generation is chunked and sharded over
-the `data` mesh like unconditional generation (`generate.py`).
-
-Entry points: `impute` and `forecast` (arrays in original units, for notebooks), `impute_table`
-(a long series covered by overlapping windows), and `impute_to_workdir` / `forecast_to_workdir`
-(the command line's --mode=impute and --mode=forecast).
+`modes.impute_to_workdir` and `modes.forecast_to_workdir` are the command line's --mode=impute
+and --mode=forecast.
 """
 
-import csv
-import functools
-import pathlib
-from typing import NamedTuple
-
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import fingerprint, generate, labels as labels_lib, sampling, trained
+from stdiff_jax import generate, labels as labels_lib, observation, sampling, saved_model
 from stdiff_jax import mesh as mesh_lib
-from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import dataset_of, tables
 from stdiff_jax.errors import MissingFileError, UserError
-from stdiff_jax.schedule import Schedule, alpha_sigma
 
-CORRECTIONS = ("projection", "regression")  # config.condition.correction
 # The fields of config.condition that conditional sampling reads.
 SETTINGS = ("num_samples", "quantiles", "method", "num_steps", "jumps", "correction", "ridge",
             "renoise", "seed", "chunk_size")
-REGRESSION_MAX_SIZE = 1024  # L x K: (L K)^2 floats a sample for the regression's solve
-IMPUTED, IMPUTED_QUANTILES = "imputed.csv", "imputed_quantiles.csv"
-FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
 
 
 # ------------------------------------------------------------------------------------------------
-# The guided step and the conditional sampler, in model space.
+# The regression's prior of a trained model.
 # ------------------------------------------------------------------------------------------------
-def observation_guide(encode, decode, observed, mask, jumps=1, renoise=True, prior=None):
-    """The `sampling.Guide` that conditions videos on observed values (module docstring).
-
-    encode: (B, L, K) series -> (B, T, F, K, 3) videos, affine and acting on every covariate
-      separately (as the STFT, the trend and the per-(F, K, channel) normaliser do); decode: its
-      exact left inverse, affine too.
-    observed: (B, L, K) series in model space (values where mask is False are ignored).
-    mask: (B, L, K) bool, True where observed.
-    renoise: redraw the observed part of every noisy state from the forward process (RePaint);
-      False leaves z as the sampler made it, so only the projection of the clean prediction
-      conditions (DDNM-style, Wang et al. 2023).
-    prior: None, or a `SeriesPrior`: the clean prediction is then corrected by
-      `regression_correction` instead of the orthogonal projection (the noisy state keeps the
-      projection).
-    """
-    length, num_columns = observed.shape[1:]
-    video_shape = jax.eval_shape(encode, observed).shape[1:]
-    zero_video = jnp.zeros((1, *video_shape), observed.dtype)
-
-    def decode_linear(v):  # decode minus its offset
-        return decode(v) - decode(jnp.zeros_like(v))
-
-    transpose = jax.linear_transpose(decode_linear, zero_video)
-    adjoint = jax.vmap(lambda s: transpose(s[None])[0][0])  # (B, L, K) -> (B, T, F, K, 3)
-    # The decoder's Gram matrix D D^T, one (L, L) block per covariate: impulse l in every
-    # covariate at once.
-    probes = jnp.broadcast_to(jnp.eye(length, dtype=observed.dtype)[:, :, None],
-                              (length, length, num_columns))
-    gram = jnp.moveaxis(decode_linear(adjoint(probes)), 2, 0)  # (K, L, L)
-    m = jnp.moveaxis(mask, 2, 1).astype(observed.dtype)  # (B, K, L)
-    # D_o D_o^T of the observed rows, the identity on the others, so one Cholesky serves all.
-    gram_observed = (m[..., :, None] * gram * m[..., None, :]
-                     + (1.0 - m)[..., :, None] * jnp.eye(length, dtype=observed.dtype))
-    cholesky = jnp.linalg.cholesky(gram_observed)  # (B, K, L, L)
-
-    def impose(v, target):  # v (B, T, F, K, 3), target (B, L, K)
-        residual = jnp.moveaxis(jnp.where(mask, target - decode(v), 0.0), 2, 1)  # (B, K, L)
-        weights = jax.scipy.linalg.cho_solve((cholesky, True), residual[..., None])[..., 0] * m
-        return v + adjoint(jnp.moveaxis(weights, 1, 2))
-
-    known = encode(observed)  # a video whose series holds the observations
-
-    if prior is None:
-        def x0_fn(x0_hat, logsnr):
-            return impose(x0_hat, observed)
-    else:
-        correct = regression_correction(encode, decode, mask, prior)
-
-        def x0_fn(x0_hat, logsnr):
-            return correct(x0_hat, observed, logsnr)
-
-    def z_fn(z, logsnr, noise):
-        alpha, sigma = alpha_sigma(logsnr)
-        return impose(z, decode(alpha * known + sigma * noise))
-
-    return sampling.Guide(x0_fn=x0_fn, z_fn=z_fn if renoise else None, jumps=jumps)
-
-
-class SeriesPrior(NamedTuple):
-    """A Gaussian prior N(., Sigma) of the flattened (L K,) series and what a noisy video tells of
-    them: with G = A^T A (A the linear part of `encode`), a video at signal-to-noise ratio snr
-    leaves the series the covariance Sigma_t = (Sigma^{-1} + snr G)^{-1}, kept factored as
-    P diag(1 / (1 + snr lam)) P^T (Sigma = L L^T, L^T G L = Q diag(lam) Q^T, P = L Q)."""
-
-    basis: np.ndarray  # P, (L K, L K)
-    eigenvalues: np.ndarray  # lam, (L K,)
-
-    def covariance(self, logsnr):
-        """Sigma_t at a log-SNR: Sigma at -inf, shrinking as the video gets cleaner."""
-        shrink = 1.0 / (1.0 + jnp.exp(logsnr) * jnp.asarray(self.eigenvalues, jnp.float32))
-        basis = jnp.asarray(self.basis, jnp.float32)
-        return (basis * shrink) @ basis.T
-
-
-def series_prior(covariance, encode, series_shape):
-    """The `SeriesPrior` of a covariance (L K, L K) of series (L, K) seen through `encode`."""
-    size = int(np.prod(series_shape))
-    basis = jnp.eye(size, dtype=jnp.float32).reshape(size, *series_shape)
-    zero = encode(jnp.zeros((1, *series_shape), jnp.float32))
-    images = np.asarray(encode(basis) - zero, np.float64).reshape(size, -1)  # A^T, (L K, video)
-    cholesky = np.linalg.cholesky(np.asarray(covariance, np.float64))
-    eigenvalues, q = np.linalg.eigh(cholesky.T @ (images @ images.T) @ cholesky)
-    return SeriesPrior(basis=cholesky @ q, eigenvalues=np.maximum(eigenvalues, 0.0))
-
-
-def regression_correction(encode, decode, mask, prior):
-    """correct(v, target, logsnr) -> v edited so that decode(v) == target where `mask`, by the
-    Gaussian regression of the residual on the series' covariance given the noisy video.
-
-    The residual r_o = (target - decode(v))_o of the observed values o moves the series by
-    Sigma_t[:, o] Sigma_t[o, o]^{-1} r_o, with Sigma_t the `SeriesPrior` covariance at the step's
-    log-SNR: the conditioning of a Gaussian posterior of the clean series, centred on the network's
-    prediction, on the observations (PiGDM, Song et al. 2023, with a Gaussian prior's posterior
-    covariance). Exact on o, and carried to every unobserved value of every covariate as far as
-    the data's correlations reach at that noise level: at high noise the prior's (the five price
-    columns of stocks move together); at the clean end Sigma_t tends to (snr G)^{-1} and the
-    edit to the smallest one in the video metric, the projection's. The orthogonal
-    projection edits only the covariate it observes and leaves the coupling to the network,
-    which RePaint shows the observations one noise level at a time (docs/ablations.md). The edit
-    is encoded by the linear part of `encode`, so the video decodes exactly to the corrected
-    series.
-    """
-    batch, length, num_columns = mask.shape
-    size = length * num_columns
-    m = mask.reshape(batch, size).astype(jnp.float32)
-
-    def correct(v, target, logsnr):
-        cov = prior.covariance(logsnr)
-        # Sigma_t[o, o] on the observed values, the identity on the others: one Cholesky a mask.
-        scale = jnp.mean(jnp.diag(cov))
-        gram = (m[:, :, None] * cov * m[:, None, :]
-                + (1.0 - m)[:, :, None] * scale * jnp.eye(size))
-        residual = jnp.where(mask, target - decode(v), 0.0).reshape(batch, size)
-        weights = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(gram), True),
-                                             residual[..., None])[..., 0] * m
-        edit = (weights @ cov).reshape(batch, length, num_columns)  # cov is symmetric
-        return v + encode(edit) - encode(jnp.zeros_like(edit))
-
-    return correct
-
-
-def series_covariance(windows, ridge):
-    """(L K, L K) float64 covariance of series windows (N, L, K), flattened step-major, with
-    `ridge` x its mean variance added to the diagonal: a little independent noise per value, so
-    that the observed block stays invertible where columns are copies (stocks' Close and Adj
-    Close) and the regression stays exact on the observed values."""
-    flat = np.asarray(windows, np.float64).reshape(len(windows), -1)
-    cov = np.cov(flat, rowvar=False)
-    return cov + ridge * np.mean(np.diag(cov)) * np.eye(cov.shape[0])
-
-
 def prior_of(tm, ridge, windows=None):
-    """The `SeriesPrior`, in model space with `series_covariance`'s ridge, of the training windows
-    (N, L, K) of the `trained.TrainedModel` tm: `windows` when given (a caller that has loaded
-    and checked them), else those of its config's data set."""
-    size = int(np.prod(tm.series_shape))
-    if size > REGRESSION_MAX_SIZE:
-        raise UserError(f"The regression correction solves a system of L x K = {size} values per "
-                        f"sample, more than {REGRESSION_MAX_SIZE}: use "
-                        f"config.condition.correction=projection for windows this large.")
+    """The `observation.SeriesPrior` of the training windows (N, L, K) of the
+    `saved_model.TrainedModel` tm (`observation.regression_prior`): `windows` when given (a caller
+    that has loaded and checked them), else those of its config's data set."""
+    observation.check_regression_size(tm.series_shape)  # before the data loads
     if windows is None:
         windows = _training_windows(tm)
-    return series_prior(series_covariance(windows, ridge), tm.to_video, tm.series_shape)
+    return observation.regression_prior(windows, ridge, tm.to_video, tm.series_shape)
 
 
 def _training_windows(tm):
@@ -254,19 +60,6 @@ def _training_windows(tm):
     return dataset.windows
 
 
-def conditional_sample(denoise_fn, encode, decode, observed, mask, video_shape, key, *,
-                       jumps=1, renoise=True, prior=None, first_index=0, **sampler_options):
-    """(B, L, K) series in model space that agree with `observed` where `mask`, bit for bit.
-
-    Sample b is sample first_index + b of the run of `key`. prior: as for `observation_guide`.
-    sampler_options: `sampling.sample`'s method, num_steps, eta, schedule, grid and clip_x0.
-    """
-    guide = observation_guide(encode, decode, observed, mask, jumps, renoise, prior)
-    videos = sampling.sample(denoise_fn, (observed.shape[0], *video_shape), key,
-                             first_index=first_index, guide=guide, **sampler_options)
-    return jnp.where(mask, observed, decode(videos))
-
-
 # ------------------------------------------------------------------------------------------------
 # Settings, and the sharded chunk sampler of a trained model.
 # ------------------------------------------------------------------------------------------------
@@ -283,7 +76,7 @@ def condition_settings(config, **overrides):
         raise UserError(f"The run's config has no config.condition.{{{', '.join(missing)}}} (its "
                         f"config.json predates them): pass them (e.g. impute(..., "
                         f"{missing[0]}=...)), or load the model with a current config, "
-                        f"trained.load(<configs/DATA.py's get_config()>, workdir).")
+                        f"saved_model.load(<configs/DATA.py's get_config()>, workdir).")
     unknown = sorted(set(overrides) - set(stored) - set(SETTINGS))
     if unknown:
         raise UserError(f"Unknown conditional-sampling setting(s) {unknown}; use "
@@ -294,9 +87,9 @@ def condition_settings(config, **overrides):
     if settings.method not in sampling.METHODS:
         raise UserError(f"Unknown sampler config.condition.method={settings.method!r}; use one "
                         f"of {sampling.METHODS}.")
-    if settings.correction not in CORRECTIONS:
+    if settings.correction not in observation.CORRECTIONS:
         raise UserError(f"Unknown config.condition.correction={settings.correction!r}; use one "
-                        f"of {CORRECTIONS}.")
+                        f"of {observation.CORRECTIONS}.")
     if not 0.0 < settings.ridge < 1.0:
         raise UserError(f"config.condition.ridge must lie in (0, 1) (a share of the mean "
                         f"variance), got {settings.ridge}.")
@@ -309,51 +102,29 @@ def condition_settings(config, **overrides):
     return settings
 
 
-def conditional_chunk(params, key, first_index, observed, mask, labels=None, *, apply_fn,
-                      encode, decode, video_shape, data_sharding, settings, sample_config,
-                      schedule, prior=None, null_label=0):
-    """`conditional_sample` of a chunk with the network split along the `data` mesh axis; of
-    the classes `labels` (B,) with classifier-free guidance at settings.guidance, for a model
-    with classes (`labels.guided_denoiser`)."""
-    constrain = functools.partial(jax.lax.with_sharding_constraint, shardings=data_sharding)
+def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
+    """The `generate.compile_chunk_sampler` of conditional sampling for the
+    `saved_model.TrainedModel` tm: fn(params, key, first_index, observed, mask[, labels]) ->
+    (chunk_size, L, K) in model space, `observation.conditional_sample` with `settings`
+    (config.condition's). A model with classes also takes the chunk's labels; settings.label is
+    the class ("" unconditional, guided at settings.guidance otherwise). The regression
+    correction reads the covariance of the training data (`prior_of`; `windows`: its windows, if
+    the caller holds them)."""
+    config, host = tm.config, tm.host
+    prior = prior_of(tm, settings.ridge, windows) if settings.correction == "regression" else None
+    encode = saved_model.video_transform(config.video, host.normalizer)
+    decode = saved_model.series_decoder(config.video, host.normalizer, host.series_shape[0])
+    options = generate.sampler_settings(config, settings.method, settings.num_steps)
 
-    def network(z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,)
-        labels = None if labels is None else constrain(labels)
-        return apply_fn(params, constrain(z), constrain(logsnr), labels)
+    def sample_fn(denoise, key, first_index, observed, mask):
+        return observation.conditional_sample(
+            denoise, encode, decode, observed, mask, tm.video_shape, key, jumps=settings.jumps,
+            renoise=settings.renoise, prior=prior, first_index=first_index, **options)
 
     guidance = settings.guidance if settings.get("label") else 1.0  # "no class": exactly uncond.
-    denoise = network if labels is None else labels_lib.guided_denoiser(
-        network, labels, guidance, null_label)
-
-    return conditional_sample(
-        denoise, encode, decode, observed, mask, video_shape, key, jumps=settings.jumps,
-        renoise=settings.renoise, prior=prior, first_index=first_index,
-        method=settings.method,
-        num_steps=settings.num_steps, eta=sample_config.eta, schedule=schedule,
-        grid=sample_config.grid, clip_x0=sample_config.get("clip_x0") or None)
-
-
-def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
-    """jit of `conditional_chunk` for `chunk_size` windows of the `trained.TrainedModel` tm:
-    fn(params, key, first_index, observed, mask[, labels]) -> (chunk_size, L, K) in model space
-    (labels: a model with classes; settings.label is the class, "" unconditional). The
-    regression correction reads the covariance of the training data (`prior_of`; `windows`: its
-    windows, if the caller holds them)."""
-    mesh_lib.check_divisible(chunk_size, mesh, "config.condition.chunk_size")
-    config, host = tm.config, tm.host
-    regression = settings.correction == "regression"
-    prior = prior_of(tm, settings.ridge, windows) if regression else None
-    data, replicated = NamedSharding(mesh, P(mesh_lib.DATA_AXIS)), NamedSharding(mesh, P())
-    fn = functools.partial(
-        conditional_chunk, apply_fn=tm.apply_fn,
-        encode=trained.video_transform(config.video, host.normalizer),
-        decode=trained.series_decoder(config.video, host.normalizer, host.series_shape[0]),
-        video_shape=tm.video_shape, data_sharding=data, settings=settings,
-        sample_config=config.sample, schedule=Schedule.from_config(config.diffusion),
-        prior=prior, null_label=tm.model.num_classes)
-    labels = (data,) if tm.model.num_classes else ()
-    return jax.jit(fn, in_shardings=(replicated,) * 3 + (data, data, *labels),
-                   out_shardings=data)
+    return generate.compile_chunk_sampler(sample_fn, mesh, chunk_size, apply_fn=tm.apply_fn,
+                                          num_classes=tm.model.num_classes, guidance=guidance,
+                                          num_rows=2, setting="config.condition.chunk_size")
 
 
 def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.log_progress,
@@ -394,11 +165,11 @@ def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.lo
 # The Python API, in original units.
 # ------------------------------------------------------------------------------------------------
 def as_trained_model(model, mesh=None):
-    """A `trained.TrainedModel` as given, or the one of a workdir (its config and best
+    """A `saved_model.TrainedModel` as given, or the one of a workdir (its config and best
     checkpoint)."""
-    if isinstance(model, trained.TrainedModel):
+    if isinstance(model, saved_model.TrainedModel):
         return model
-    return trained.load(trained.load_config(model), model, mesh)
+    return saved_model.load(saved_model.load_config(model), model, mesh)
 
 
 def _windows_of(tm, series, mask, what):
@@ -437,11 +208,11 @@ def impute(model, series, mask=None, *, mesh=None, progress=sampling.log_progres
     """S samples of every window with its missing values filled in, in original units.
 
     Args:
-        model: a `trained.TrainedModel`, or the workdir of a trained run.
+        model: a `saved_model.TrainedModel`, or the workdir of a trained run.
         series: (N, L, K) windows, or one (L, K), in the data's original units; NaN where missing.
         mask: bool of the same shape, True where observed; default: where series is finite.
         mesh: the device mesh (default: every device).
-        progress: called with a `sampling.Progress` after every chunk (None: silent).
+        progress: called with a `progress.Progress` after every chunk (None: silent).
         **settings: fields of config.condition to override: num_samples (S), method, num_steps,
             jumps, seed, chunk_size.
 
@@ -464,7 +235,7 @@ def forecast(model, history, horizon, *, mesh=None, progress=sampling.log_progre
     """S sample paths of the `horizon` steps after each history, in original units.
 
     Args:
-        model: a `trained.TrainedModel`, or the workdir of a trained run.
+        model: a `saved_model.TrainedModel`, or the workdir of a trained run.
         history: (N, R, K) series, or one (R, K), in original units (NaN: missing). The last
             L - horizon rows condition the forecast; a shorter history is padded in front with
             missing rows.
@@ -545,41 +316,6 @@ def impute_table(model, table, *, stride=None, mesh=None, progress=sampling.log_
     return np.where(mask, raw, out)
 
 
-# ------------------------------------------------------------------------------------------------
-# The command line's impute and forecast modes.
-# ------------------------------------------------------------------------------------------------
-def read_input_csv(path, column_names):
-    """A user's CSV -> (raw (R, K) float64 with NaN where empty, (name, values) of a dropped
-    date-like first column or None); its columns must be the training data's."""
-    path = pathlib.Path(path).expanduser()
-    if not path.is_file():
-        raise MissingFileError(f"No input CSV at {path} (config.condition.input).")
-    raw, names, dates = tables.read_csv(path, keep_dates=True)
-    if tuple(names) != tuple(column_names):
-        raise UserError(f"{path} has the columns {list(names)}, but the model was trained on "
-                        f"{list(column_names)}: give the same columns in the same order (a "
-                        f"date-like first column may come before them).")
-    return raw, dates
-
-
-def _write_csv(path, index, names, values):
-    """values (R, C) under `names`, after the index column (name, R values) when there is one."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(([index[0]] if index else []) + list(names))
-        for r, row in enumerate(values):
-            writer.writerow(([index[1][r]] if index else []) + [repr(float(v)) for v in row])
-
-
-def _write_tables(paths, index, tables):
-    """Writes each (names, values) of `tables` as the CSV at its path in `paths` (`_write_csv`),
-    all together and each whole (`workdir.writing`), from process 0."""
-    if jax.process_index() == 0:
-        with workdir_lib.writing(*paths) as files:
-            for file, (names, values) in zip(files, tables):
-                _write_csv(file, index, names, values)
-
-
 def sample_quantiles(samples, quantiles, axis=0):
     """Quantiles of S samples along `axis` as predictions of one more draw of their distribution.
 
@@ -593,79 +329,3 @@ def sample_quantiles(samples, quantiles, axis=0):
     return np.quantile(samples, quantiles, axis=axis, method="weibull")
 
 
-def _quantile_columns(samples, names, quantiles):
-    """(R, Q * K) per-value quantiles of samples (S, R, K), named `<column>_q<percent>`."""
-    q = sample_quantiles(samples, quantiles)  # (Q, R, K)
-    values = np.concatenate(list(q), axis=1)  # (R, Q * K): quantile-major
-    labels = [f"{name}_q{100 * level:g}" for level in quantiles for name in names]
-    return values, labels
-
-
-def _output_dir(config, workdir):
-    """config.condition.output_dir (else the workdir), created and checked writable: before the
-    sampling, whose work a folder that cannot be written would waste."""
-    return workdir_lib.writable_folder(config.condition.output_dir or workdir, "the output folder")
-
-
-def column_names_of(tm):
-    """The K column names the model was trained on; checkpoints older than the host item's names
-    take them from the config's data set."""
-    config = tm.config
-    return tm.host.column_names or dataset_of(config.data).column_names
-
-
-@workdir_lib.locking
-def impute_to_workdir(config, workdir):
-    """--mode=impute: fills the NaNs of config.condition.input with the median of S samples
-    (imputed.csv, the input's layout) and writes per-value quantiles (imputed_quantiles.csv),
-    both whole and together once the sampling is done. Returns the two paths."""
-    settings = condition_settings(config)
-    if not settings.input:
-        raise UserError("--mode=impute needs a CSV to fill in: --config.condition.input=FILE.csv "
-                        "(original units, the training columns, empty or NaN cells missing).")
-    out = _output_dir(config, workdir)
-    tm = trained.load(config, workdir, mesh_lib.make_mesh())
-    names = column_names_of(tm)
-    raw, index = read_input_csv(settings.input, names)
-    if np.isfinite(raw).all():
-        raise UserError(f"{settings.input} has no empty or NaN cells: nothing to impute.")
-    samples = impute_table(tm, raw)  # (S, R, K)
-    completed = np.where(np.isfinite(raw), raw, np.median(samples, axis=0))
-    quantiles, labels = _quantile_columns(samples, names, tuple(settings.quantiles))
-    paths = out / IMPUTED, out / IMPUTED_QUANTILES
-    _write_tables(paths, index, [(names, completed), (labels, quantiles)])
-    logging.info("Imputed %d of %d values: %s and %s.", (~np.isfinite(raw)).sum(), raw.size,
-                 *paths)
-    return paths
-
-
-@workdir_lib.locking
-def forecast_to_workdir(config, workdir, allow_workdir_mismatch=False):
-    """--mode=forecast: the config.condition.horizon steps after the end of the data set's series
-    (or of config.condition.input): the median of S samples (forecast.csv) and per-value quantiles
-    (forecast_quantiles.csv), rows numbered by steps ahead, both whole and together once the
-    sampling is done. Returns the two paths.
-
-    allow_workdir_mismatch: forecast after the series of other data than the workdir was trained
-    on (or with no readable record of it; `fingerprint.check`)."""
-    settings = condition_settings(config)
-    length = config.data.seq_len
-    if not 1 <= settings.horizon < length:
-        raise UserError(f"--mode=forecast needs 1 <= config.condition.horizon < seq_len = "
-                        f"{length} (the model's window holds history and forecast), got "
-                        f"{settings.horizon}.")
-    out = _output_dir(config, workdir)
-    tm = trained.load(config, workdir, mesh_lib.make_mesh())
-    names = column_names_of(tm)
-    if settings.input:
-        history, _ = read_input_csv(settings.input, names)
-    else:  # The end of the data set's series: its last window, of the data the model learnt.
-        dataset = fingerprint.checked_dataset(config, workdir, allow_workdir_mismatch)
-        history = dataset.to_raw(dataset.windows[-1])
-    samples = forecast(tm, history, settings.horizon)  # (S, H, K)
-    quantiles, labels = _quantile_columns(samples, names, tuple(settings.quantiles))
-    index = ("step", [str(h) for h in range(1, settings.horizon + 1)])
-    paths = out / FORECAST, out / FORECAST_QUANTILES
-    _write_tables(paths, index, [(names, np.median(samples, axis=0)), (labels, quantiles)])
-    logging.info("Forecast %d steps: %s and %s.", settings.horizon, *paths)
-    return paths

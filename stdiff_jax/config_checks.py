@@ -3,7 +3,7 @@
 Unchecked, a bad value surfaces late: `train.batch_size=0` as a ZeroDivisionError, a sampler or
 metric typo or a negative sample count only after `--mode=all` has trained, and a sample count
 the machine cannot hold after hours of generation. main.py calls `check_config` first; a notebook
-that calls `train.train_and_evaluate` or `generate.sample_to_workdir` can call it too. Every
+that calls `train.train_and_evaluate` or `modes.sample_to_workdir` can call it too. Every
 problem found is reported at once, in one `UserError` paragraph. Checks that need the data (a
 batch larger than the windows, a CSV's columns) stay with the code that loads it.
 """
@@ -81,7 +81,7 @@ def check_config(config, mode="all"):
     Checked: counts and sizes in range (RANGES), choices (CHOICES, the conditional settings),
     the STFT against seq_len, the schedule, batch and chunk sizes against the device count, the
     metric names (modes that evaluate) and the memory the generated samples need (modes that
-    sample). The forecast horizon's upper bound, seq_len, is `conditional.forecast_to_workdir`'s
+    sample). The forecast horizon's upper bound, seq_len, is `modes.forecast_to_workdir`'s
     first check.
     """
     problems = value_problems(config) + _raised(*_existing_checks(config, mode))

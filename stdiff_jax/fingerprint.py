@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from stdiff_jax import trained
+from stdiff_jax import saved_model
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data.loaders import custom_file, dataset_of
 from stdiff_jax.errors import UserError
@@ -69,9 +69,9 @@ def checked_dataset(config, workdir, allow_data_mismatch=False):
 def of_model(config, series_shape, num_classes=0):
     """The model part of the record: what the network of `config` for series (L, K) and
     `num_classes` classes looks like."""
-    model, video_shape = trained.build_model(config, tuple(series_shape), stats=None,
+    model, video_shape = saved_model.build_model(config, tuple(series_shape), stats=None,
                                              num_classes=num_classes)
-    params = trained.abstract_params(model, video_shape, make_mesh())
+    params = saved_model.abstract_params(model, video_shape, make_mesh())
     shapes = [f"{jax.tree_util.keystr(path)}{leaf.shape}"
               for path, leaf in jax.tree_util.tree_leaves_with_path(params)]
     return {"series": list(series_shape), "video": list(video_shape),
@@ -128,7 +128,7 @@ def check(workdir, current, allow_data_mismatch=False):
     different model never is.
     """
     workdir = workdir_lib.as_path(workdir)
-    if not trained.checkpoint_steps(workdir):
+    if not saved_model.checkpoint_steps(workdir):
         return
     recorded, reason = _read_record(workdir / FILE)
     if reason:
@@ -156,6 +156,6 @@ def record(workdir, current):
     """Writes `current` as the workdir's record, unless the workdir has checkpoints and a readable
     record (then the record is the first run's, which `check` compared against)."""
     path = workdir_lib.as_path(workdir) / FILE
-    kept = trained.checkpoint_steps(workdir) and _read_record(path)[1] is None
+    kept = saved_model.checkpoint_steps(workdir) and _read_record(path)[1] is None
     if jax.process_index() == 0 and not kept:
         workdir_lib.write_json(path, current)

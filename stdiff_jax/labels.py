@@ -2,7 +2,7 @@
 
 Encoding. A data set's labels (integers or strings, one per window) become class indices
 0 .. C-1 in the sorted order of their names (numeric order when every name is a number), and the
-names are kept: in the checkpoint's host state (`trained.HostState.class_names`), and in
+names are kept: in the checkpoint's host state (`saved_model.HostState.class_names`), and in
 workdir/labels.json beside config.json (`save_labels`, written atomically), so that sampling
 and the samples' label column speak the data's own names. Index C is the "no class" token.
 
@@ -121,7 +121,7 @@ def training_arrays(dataset):
 
 
 def host_fields(classes):
-    """The `trained.HostState` fields of `classes_of`'s result."""
+    """The `saved_model.HostState` fields of `classes_of`'s result."""
     if classes is None:
         return {}
     return {"class_names": classes[0], "class_counts": classes[1]}
@@ -230,7 +230,7 @@ def requested_labels(spec, class_names, data_counts, num_samples=0):
 
 
 def labels_for(labels, sample_config, host):
-    """The labels (N,) int32 of the samples of a checkpoint's model (`trained.HostState`):
+    """The labels (N,) int32 of the samples of a checkpoint's model (`saved_model.HostState`):
     `labels` given as class names or indices, else those of `config.sample.classes`
     (`requested_labels`); None for a model without classes (nothing may ask for classes)."""
     spec = sample_config.get("classes", "")

@@ -29,7 +29,8 @@ conditional, > 1 guided), and samples.csv gets a label column (stdiff_jax/labels
 
 --mode=impute fills the NaNs of --config.condition.input=FILE.csv (imputed.csv,
 imputed_quantiles.csv); --mode=forecast forecasts --config.condition.horizon=H steps after the
-data set's series or that CSV (forecast.csv, forecast_quantiles.csv): stdiff_jax/conditional.py.
+data set's series or that CSV (forecast.csv, forecast_quantiles.csv). What every mode reads
+and writes: stdiff_jax/modes.py.
 """
 
 import logging as std_logging
@@ -39,7 +40,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from stdiff_jax import checkpoint, conditional, config_checks, errors, generate, train
+from stdiff_jax import checkpoint, config_checks, errors, modes, train
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data.loaders import custom_file
 
@@ -122,19 +123,18 @@ def main(argv):
 
 
 def run_modes(config, workdir, mode, allow_workdir_mismatch):
-    """The stages of --mode, in order."""
+    """The stages of --mode, in order (what each reads and writes: modes.py)."""
     if mode in ("train", "all"):
         train.train_and_evaluate(config, workdir, allow_workdir_mismatch=allow_workdir_mismatch)
     if mode in ("sample", "all"):
-        generate.sample_to_workdir(config, workdir)
+        modes.sample_to_workdir(config, workdir)
     if mode in ("evaluate", "all"):
-        print_scores(generate.evaluate_workdir(config, workdir,
-                                               allow_workdir_mismatch=allow_workdir_mismatch))
+        print_scores(modes.evaluate_workdir(config, workdir,
+                                            allow_workdir_mismatch=allow_workdir_mismatch))
     if mode == "impute":
-        conditional.impute_to_workdir(config, workdir)
+        modes.impute_to_workdir(config, workdir)
     if mode == "forecast":
-        conditional.forecast_to_workdir(config, workdir,
-                                        allow_workdir_mismatch=allow_workdir_mismatch)
+        modes.forecast_to_workdir(config, workdir, allow_workdir_mismatch=allow_workdir_mismatch)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ result back along the forward process (RePaint's resampling).
 """
 
 import functools
-import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -33,6 +32,7 @@ from absl import logging
 
 from stdiff_jax.diffusion import predictions, standard_normal
 from stdiff_jax.errors import UserError
+from stdiff_jax.progress import Meter
 from stdiff_jax.schedule import alpha_sigma
 
 METHODS = ("ddim", "ancestral", "dpmpp_2m")
@@ -40,7 +40,7 @@ GRIDS = ("logsnr", "time")
 GUIDE_STREAM = 2 ** 31 - 1  # Root of a guide's noise streams: far above every step's stream i + 1.
 
 
-def logsnr_grid(schedule, num_steps, grid="logsnr"):
+def logsnr_grid(schedule, num_steps, grid):
     """(num_steps + 1,) log-SNRs from logsnr_min up to logsnr_max, uniform in log-SNR or in time t."""
     if num_steps < 1:
         raise UserError(f"The sampler needs num_steps >= 1 (config.sample.num_steps), got "
@@ -248,25 +248,9 @@ def sample(denoise_fn, shape, key, *, method, num_steps, eta, schedule, grid, cl
     return dpmpp_2m_sample(denoise_fn, z, logsnrs, keys, clip_x0=clip_x0, guide=guide)
 
 
-class Progress(NamedTuple):
-    """Where a generation run stands, passed to the `progress` callback after every chunk."""
-
-    done: int
-    total: int
-    elapsed_s: float
-
-    @property
-    def rate(self):
-        """Samples per second so far (the first chunk includes compilation)."""
-        return self.done / max(self.elapsed_s, 1e-9)
-
-    @property
-    def eta_s(self):
-        return (self.total - self.done) / max(self.rate, 1e-9)
-
-
 def log_progress(p):
-    logging.info("generated %d/%d samples (%.1f/s, %.0f s left)", p.done, p.total, p.rate, p.eta_s)
+    """The default `progress` callback of generation: a log line after every chunk."""
+    logging.info("generated %d/%d samples  %s", p.done, p.total, p.describe("samples"))
 
 
 def run_chunks(run_chunk, num_samples, chunk_size, *, fetch=np.asarray, progress=log_progress):
@@ -276,13 +260,13 @@ def run_chunks(run_chunk, num_samples, chunk_size, *, fetch=np.asarray, progress
     compiled sampler, dispatched asynchronously); fetch brings one to the host as numpy (decoding it
     on the way, if needed). The next chunk is dispatched before the current one is fetched, so the
     host never idles the devices; the last chunk is a full one, trimmed, so nothing recompiles.
-    progress: called with a `Progress` after every chunk (None: silent).
+    progress: called with a `progress.Progress` after every chunk (None: silent).
     """
     if num_samples < 1 or chunk_size < 1:
         raise UserError(f"Generation needs num_samples >= 1 and chunk_size >= 1, got {num_samples} "
                         f"and {chunk_size}.")
     starts = range(0, num_samples, chunk_size)
-    outputs, start_time = [], time.perf_counter()
+    outputs, meter = [], Meter(num_samples)
     pending = run_chunk(starts[0])
     for i, first in enumerate(starts):
         current = pending
@@ -291,7 +275,7 @@ def run_chunks(run_chunk, num_samples, chunk_size, *, fetch=np.asarray, progress
         keep = min(chunk_size, num_samples - first)
         outputs.append(np.asarray(fetch(current))[:keep])
         if progress is not None:
-            progress(Progress(first + keep, num_samples, time.perf_counter() - start_time))
+            progress(meter.report(first + keep))
     return np.concatenate(outputs)
 
 
@@ -308,7 +292,7 @@ def generate(denoise_fn, num_samples, sample_shape, key, chunk_size, *, method, 
     decode: maps a chunk of videos (chunk_size, *sample_shape) to outputs with the same leading axis
       (e.g. denormalise, video_to_series, unscale), run on full chunks so a jitted decode compiles
       once; None keeps the videos.
-    progress: called with a `Progress` after every chunk (None: silent).
+    progress: called with a `progress.Progress` after every chunk (None: silent).
     jit_fn: compiles the chunk sampler `fn(key, first_index)`; e.g. functools.partial(jax.jit,
       out_shardings=...) places chunks on a device mesh.
     """

@@ -1,9 +1,10 @@
 """Training: `train_and_evaluate(config, workdir)`, importable from a notebook, and `train_step`.
 
 The trainer reads top to bottom in sections: input, model and optimizer, sharding, update step,
-evaluation, checkpointing, loop; the mesh is mesh.py's and the model side trained.py's. Data parallelism is `jax.jit` over a one-axis `Mesh` of every
-device (all hosts): the global batch of series is split along the `data` axis, the state is
-replicated, and XLA inserts the gradient all-reduce.
+evaluation, checkpointing, loop; the mesh is mesh.py's and the model side saved_model.py's. Data
+parallelism is `jax.jit` over a one-axis `Mesh` of every device (all hosts): the global batch of
+series is split along the `data` axis, the state is replicated, and XLA inserts the gradient
+all-reduce.
 
 Input stays tiny: the (N, L, K) training windows live in host memory, a `BatchIterator` picks the
 indices of each global batch, and the series (B, L, K) go to the devices; the video transform and
@@ -29,10 +30,11 @@ from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import BatchIterator, dataset_of
 from stdiff_jax.errors import UserError
 from stdiff_jax.mesh import DATA_AXIS, check_divisible, make_mesh, shard_batch
+from stdiff_jax.progress import Meter
+from stdiff_jax.saved_model import (CONFIG, METRIC_LOG, HostState, apply_fn_of, build_model,
+                                    checkpoint_dir, checkpoint_steps, open_checkpoints, read_host,
+                                    video_transform)
 from stdiff_jax.schedule import Schedule
-from stdiff_jax.trained import (CONFIG, METRIC_LOG, HostState, apply_fn_of, build_model,
-                                checkpoint_dir, checkpoint_steps, open_checkpoints, read_host,
-                                video_transform)
 
 VAL_SUBSET_FRACTION = 0.05  # Size of the fixed training subset scored when val_fraction is 0.
 SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order drawn from data.seed.
@@ -248,34 +250,13 @@ def restore_train_state(config, workdir, mesh, step=None, prefer_best=True):
 # ------------------------------------------------------------------------------------------------
 # Loop.
 # ------------------------------------------------------------------------------------------------
-class Progress:
-    """Rate and ETA of a loop over `total` units, measured between successive reports."""
-
-    def __init__(self, total, done=0):
-        self.total, self.start, self.reports = total, done, 0
-        self._last = (done, time.perf_counter())
-
-    def report(self, done):
-        """(units per second since the last report, seconds left at that rate)."""
-        self.reports += 1
-        now = time.perf_counter()
-        rate = (done - self._last[0]) / max(now - self._last[1], 1e-9)
-        self._last = (done, now)
-        return rate, (self.total - done) / max(rate, 1e-9)
-
-
-def format_seconds(seconds):
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
-
-
 class MetricWriter:
     """Appends one JSON object per line to workdir/metrics.jsonl (process 0 only).
 
     Rows after `resume_step` (logged by an interrupted run after its last checkpoint, and about
     to be logged again) and unreadable lines (a line a kill cut) are dropped first, so the log
-    has each step once.
+    has each step once. Hand-written: clu.metric_writers and tensorboardX write TensorBoard
+    events, not JSON lines, and neither drops the steps a resume redoes.
     """
 
     def __init__(self, workdir, resume_step):
@@ -433,17 +414,16 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
 
     # Loop --------------------------------------------------------------------------------------
     writer = MetricWriter(workdir, resume_step)
-    progress = Progress(tc.num_steps, int(jax.device_get(state.step)))
+    meter = Meter(tc.num_steps, int(jax.device_get(state.step)))
 
     def log(step, rows):
         means = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
-        rate, eta = progress.report(step)
-        writer.write(step, **means, steps_per_sec=rate, samples_per_sec=rate * tc.batch_size,
-                     train_cpu_s=cpu_seconds())
-        logging.info("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.2f steps/s (%.0f samples/s)"
-                     "  ETA %s%s", step, tc.num_steps, means["loss"], means["grad_norm"],
-                     means["learning_rate"], rate, rate * tc.batch_size, format_seconds(eta),
-                     "  (includes compilation)" if progress.reports == 1 else "")
+        progress = meter.report(step)
+        writer.write(step, **means, steps_per_sec=progress.rate,
+                     samples_per_sec=progress.rate * tc.batch_size, train_cpu_s=cpu_seconds())
+        logging.info("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f samples/s  %s", step,
+                     tc.num_steps, means["loss"], means["grad_norm"], means["learning_rate"],
+                     progress.rate * tc.batch_size, progress.describe("steps"))
 
     def evaluate(step):
         """Validation loss -> (loss, improved, stop early); the params sampled later are scored."""
@@ -457,7 +437,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
                      "improvement)", step, val_loss, host.best_val_loss, host.evals_since_best)
         return val_loss, improved, stop
 
-    step = progress.start
+    step = meter.start
     last_step = tc.num_steps if stop_at_step is None else min(stop_at_step, tc.num_steps)
     stopped_early = tc.patience > 0 and host.evals_since_best >= tc.patience
     preempted = False  # a multi-host runtime's preemption notice (SIGTERM), agreed on all hosts

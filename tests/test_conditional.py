@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from configs import sines
-from stdiff_jax import conditional, sampling, train, trained, video
+from stdiff_jax import conditional, modes, observation, sampling, saved_model, train, video
 from stdiff_jax.schedule import Schedule, alpha_sigma
 
 L, K, N_FFT, HOP, TAU = 24, 1, 11, 3, 0.1
@@ -92,7 +92,7 @@ def analytic_conditional(mask, values):
             SERIES_COV[np.ix_(u, u)] - gain @ SERIES_COV[np.ix_(o, u)])
 
 
-SERIES_PRIOR = conditional.series_prior(SERIES_COV, encode, (L, K))
+SERIES_PRIOR = observation.series_prior(SERIES_COV, encode, (L, K))
 SAMPLER_OPTIONS = dict(eta=0.0, schedule=Schedule(), grid="logsnr", clip_x0=None)
 MASK = np.zeros(L, bool)
 MASK[_rng.choice(L, L // 2, replace=False)] = True  # half the steps observed
@@ -105,7 +105,7 @@ def gaussian_conditional_samples(key, mask, n, method, num_steps, jumps, renoise
                                  regression=False):
     given = jnp.asarray(np.where(MASK, TRUTH, 0.0), jnp.float32)  # (L,)
     observed = jnp.broadcast_to(given[None, :, None], (n, L, K))
-    return conditional.conditional_sample(
+    return observation.conditional_sample(
         gaussian_denoiser, encode, decode, observed,
         jnp.broadcast_to(mask[None, :, None], (n, L, K)), VIDEO_SHAPE, key, jumps=jumps,
         renoise=renoise, prior=SERIES_PRIOR if regression else None, method=method,
@@ -196,7 +196,8 @@ def test_guide_projection_is_orthogonal_and_exact():
 
     @jax.jit  # one program: the guide's set-up run eagerly costs seconds in dispatch
     def project(observed, mask, v, other):
-        x0_fn = conditional.observation_guide(encode, decode, observed, mask).x0_fn
+        x0_fn = observation.observation_guide(encode, decode, observed, mask, jumps=1,
+                                               renoise=True).x0_fn
         projected = x0_fn(v, 0.0)
         free = x0_fn(other, 0.0) - x0_fn(jnp.zeros_like(other), 0.0)  # observes nothing
         return projected, x0_fn(projected, 0.0), decode(projected), free
@@ -214,7 +215,7 @@ def test_regression_correction_is_exact_and_moves_the_prior_mean_to_the_conditio
     video of the prior mean to the Gaussian's conditional mean: exact on the observed values, the
     Gaussian regression elsewhere; exact on the observed values at the clean end too."""
     mask = jnp.asarray(MASK[None, :, None])
-    correct = conditional.regression_correction(encode, decode, mask, SERIES_PRIOR)
+    correct = observation.regression_correction(encode, decode, mask, SERIES_PRIOR)
     prior = encode(jnp.asarray(MU.reshape(1, L, K), jnp.float32))
     target = jnp.asarray(TRUTH.reshape(1, L, K), jnp.float32)
     run = jax.jit(lambda v, logsnr: decode(correct(v, target, logsnr)))
@@ -235,7 +236,7 @@ def test_series_prior_is_the_covariance_at_no_signal_and_shrinks_with_it():
 
 def test_series_covariance_adds_its_ridge_to_the_sample_covariance():
     windows = np.random.default_rng(3).normal(size=(500, 4, 2))
-    cov = conditional.series_covariance(windows, ridge=0.1)
+    cov = observation.series_covariance(windows, ridge=0.1)
     sample = np.cov(windows.reshape(500, 8), rowvar=False)
     np.testing.assert_allclose(cov, sample + 0.1 * np.mean(np.diag(sample)) * np.eye(8))
 
@@ -284,7 +285,7 @@ def trained_run(tmp_path_factory):
     write_csv(out / "train.csv", series(TRAIN_ROWS))
     config = tiny_config(out / "train.csv")
     train.train_and_evaluate(config, out / "workdir")
-    return out, config, trained.load(config, out / "workdir")
+    return out, config, saved_model.load(config, out / "workdir")
 
 
 def gappy_windows(tm, num=3, rate=0.5, seed=1):
@@ -407,7 +408,7 @@ def test_command_line_imputes_and_forecasts_a_csv_on_one_and_three_devices(train
         proc = run_main(*common, "--mode=impute", f"--config.condition.input={out / 'gaps.csv'}",
                         f"--config.condition.output_dir={target}", devices=devices)
         assert proc.returncode == 0, proc.stderr[-5000:]
-        results[devices] = read_table(target / conditional.IMPUTED)
+        results[devices] = read_table(target / modes.IMPUTED)
     header, rows = results[1]
     given_header, given_rows = read_table(out / "gaps.csv")
     assert header == given_header == ["date", *COLUMNS] and len(rows) == GAP_ROWS
@@ -418,7 +419,7 @@ def test_command_line_imputes_and_forecasts_a_csv_on_one_and_three_devices(train
     filled = np.array([[float(c) for c in row[1:]] for row in rows])
     on_three = np.array([[float(c) for c in row[1:]] for row in results[3][1]])
     np.testing.assert_allclose(on_three, filled, rtol=1e-4, atol=1e-4)
-    header, rows = read_table(out / "on_1" / conditional.IMPUTED_QUANTILES)
+    header, rows = read_table(out / "on_1" / modes.IMPUTED_QUANTILES)
     assert header == ["date", "load_q5", "temp_q5", "load_q50", "temp_q50", "load_q95", "temp_q95"]
     q = np.array([[float(c) for c in row[1:]] for row in rows])
     assert np.all(q[:, :2] <= q[:, 2:4]) and np.all(q[:, 2:4] <= q[:, 4:])
@@ -426,9 +427,9 @@ def test_command_line_imputes_and_forecasts_a_csv_on_one_and_three_devices(train
     proc = run_main(*common, "--mode=forecast", "--config.condition.horizon=6",
                     f"--config.condition.output_dir={out / 'forecast'}")
     assert proc.returncode == 0, proc.stderr[-5000:]
-    header, rows = read_table(out / "forecast" / conditional.FORECAST)
+    header, rows = read_table(out / "forecast" / modes.FORECAST)
     assert header == ["step", *COLUMNS] and [r[0] for r in rows] == [str(h) for h in range(1, 7)]
-    header, rows = read_table(out / "forecast" / conditional.FORECAST_QUANTILES)
+    header, rows = read_table(out / "forecast" / modes.FORECAST_QUANTILES)
     assert len(header) == 1 + 3 * len(COLUMNS) and len(rows) == 6
 
 

@@ -134,8 +134,8 @@ def main_with_flags(monkeypatch):
     def too_late(*args, **kwargs):
         raise AssertionError("work started before the config was checked")
 
-    for module, name in ((train, "train_and_evaluate"), (main.generate, "sample_to_workdir"),
-                         (main.generate, "evaluate_workdir")):
+    for module, name in ((train, "train_and_evaluate"), (main.modes, "sample_to_workdir"),
+                         (main.modes, "evaluate_workdir")):
         monkeypatch.setattr(module, name, too_late)
 
     def run(*flags):

@@ -492,16 +492,16 @@ def loaders_far_outliers(flat):
 
 def test_impute_input_with_a_window_of_nothing_observed_says_so(tmp_path):
     from configs import sines
-    from stdiff_jax import conditional, trained
+    from stdiff_jax import conditional, modes, saved_model
 
     table = np.arange(120, dtype=np.float64).reshape(60, 2)
     table[10:50] = np.nan  # 40 empty rows: some window of 24 sees none observed
     path = tmp_path / "gaps.csv"
     path.write_text("a,b\n" + "\n".join(",".join("" if np.isnan(v) else str(v) for v in row)
                                          for row in table) + "\n")
-    raw, _ = conditional.read_input_csv(path, ["a", "b"])
+    raw, _ = modes.read_input_csv(path, ["a", "b"])
     host = type("Host", (), {"series_shape": (24, 2)})()  # impute stops before any network use
-    tm = trained.TrainedModel(config=sines.get_config("smoke"), model=None, params=None,
+    tm = saved_model.TrainedModel(config=sines.get_config("smoke"), model=None, params=None,
                               host=host, step=0, video_shape=None)
     with pytest.raises(errors.UserError, match=r"Nothing is observed in data rows 12-35 .* "
                                                r"unconditional samples, not imputed"):

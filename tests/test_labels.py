@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import base, class_sines, sines
-from stdiff_jax import generate, labels, mesh as mesh_lib, train, trained
+from stdiff_jax import generate, labels, mesh as mesh_lib, modes, saved_model, train
 from stdiff_jax.data import labelled, load_dataset, tables
 from stdiff_jax.data.download import ChecksumError
 from stdiff_jax.errors import UserError
@@ -92,7 +92,7 @@ def test_guidance_zero_and_one_are_exactly_the_unconditional_and_conditional_out
     z, logsnr = inputs()
     model = tiny_model(3)
     params = perturbed(model.init(jax.random.key(0), z, logsnr)["params"])
-    apply_fn = trained.apply_fn_of(model)
+    apply_fn = saved_model.apply_fn_of(model)
     network = lambda z, logsnr, y: apply_fn(params, z, logsnr, y)
     y = jnp.asarray([0, 1, 2, 0, 1, 2], jnp.int32)
     cond = network(z, logsnr, y)
@@ -114,7 +114,7 @@ def test_guided_sampling_runs_in_every_sampler_and_matches_a_guided_denoiser():
     z, logsnr = inputs()
     model = tiny_model(3)
     params = perturbed(model.init(jax.random.key(0), z, logsnr)["params"])
-    apply_fn = trained.apply_fn_of(model)
+    apply_fn = saved_model.apply_fn_of(model)
     y = jnp.asarray([2, 0, 1, 2], jnp.int32)
     denoise = labels.guided_denoiser(lambda z, l, y: apply_fn(params, z, l, y), y, 2.0, 3)
     for method in sampling.METHODS:
@@ -380,7 +380,7 @@ def unlabelled_run(workdir):
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     config.sample.update(num_steps=3, chunk_size=8)
     mesh = mesh_lib.make_mesh()
-    tm = trained.load(config, workdir, mesh)
+    tm = saved_model.load(config, workdir, mesh)
     sampler = generate.compile_sampler(config, mesh, tm.model, tm.host.normalizer,
                                        tm.host.series_shape, 8)
     series = generate.generate_series(sampler, tm.params, 12, 8, jax.random.PRNGKey(0),
@@ -414,15 +414,15 @@ def test_labelled_smoke_run_trains_and_samples_the_asked_classes(tmp_path):
                       "--mode=sample", "--config.sample.classes=2:5,0:3",
                       "--config.sample.guidance=2", *overrides)
     assert result.returncode == 0, result.stderr
-    assert np.load(workdir / generate.SAMPLES_LABELS).tolist() == [0] * 3 + [2] * 5
-    per_row = labelled.read_label_column(workdir / generate.SAMPLES_CSV, "label")
+    assert np.load(workdir / modes.SAMPLES_LABELS).tolist() == [0] * 3 + [2] * 5
+    per_row = labelled.read_label_column(workdir / modes.SAMPLES_CSV, "label")
     assert per_row.tolist() == ["0"] * 3 * 24 + ["2"] * 5 * 24
     result = run_main("--config=configs/class_sines.py:smoke", f"--workdir={workdir}",
                       "--mode=sample", "--config.sample.classes=7:5", *overrides)
     assert result.returncode == 2 and "Unknown class '7'" in result.stderr
     # The Python API: names or indices, and a class-conditional imputation.
     config = class_sines.get_config("smoke")
-    tm = trained.load(config, workdir)
+    tm = saved_model.load(config, workdir)
     unit, y = generate.sample_series(tm, ["1", "1"], guidance=0.0, num_steps=2, progress=None)
     assert unit.shape == (2, 24, 2) and y.tolist() == [1, 1]
     from stdiff_jax import conditional

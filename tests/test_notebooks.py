@@ -22,7 +22,7 @@ from ipykernel.kernelspec import write_kernel_spec
 from nbclient import NotebookClient
 
 from configs import sines
-from stdiff_jax import checkpoint, trained
+from stdiff_jax import checkpoint, saved_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -72,7 +72,7 @@ def run_notebook(name, cwd, env, probe):
 
 def saved_steps(workdir):
     """(every checkpoint step of workdir, the step generation loads: best, else latest)."""
-    manager = checkpoint.create_manager(trained.checkpoint_dir(workdir),
+    manager = checkpoint.create_manager(saved_model.checkpoint_dir(workdir),
                                         QUICK_CONFIG.train.keep_checkpoints, async_saves=False)
     steps, best = list(manager.all_steps()), checkpoint.best_or_latest_step(manager)
     manager.close()

@@ -40,7 +40,7 @@ def gaussian_denoiser(z, logsnr):
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _flow_errors(solver, num_steps):
     """(max |mean error|, max |scale / exact scale - 1|) of a deterministic sampler, exactly."""
-    logsnrs = sampling.logsnr_grid(SCHEDULE, num_steps)
+    logsnrs = sampling.logsnr_grid(SCHEDULE, num_steps, "logsnr")
     out = solver(gaussian_denoiser, jnp.stack([jnp.zeros(DIMS), jnp.ones(DIMS)]), logsnrs)
     alpha_1, sigma_1 = alpha_sigma(logsnrs[0])
     alpha_0, sigma_0 = alpha_sigma(logsnrs[-1])
@@ -54,7 +54,8 @@ def test_logsnr_grids():
         logsnrs = np.asarray(sampling.logsnr_grid(SCHEDULE, 7, grid))
         assert logsnrs.shape == (8,) and np.all(np.diff(logsnrs) > 0)
         np.testing.assert_allclose(logsnrs[[0, -1]], [-15.0, 15.0], atol=1e-3)
-    np.testing.assert_allclose(np.diff(sampling.logsnr_grid(SCHEDULE, 10)), 3.0, rtol=1e-5)
+    np.testing.assert_allclose(np.diff(sampling.logsnr_grid(SCHEDULE, 10, "logsnr")), 3.0,
+                               rtol=1e-5)
     with pytest.raises(ValueError, match="Unknown sampling grid"):
         sampling.logsnr_grid(SCHEDULE, 10, "karras")
 
@@ -88,7 +89,7 @@ def test_samples_reproduce_mean_and_variance(method, num_steps, bias):
 
 def test_ancestral_is_ddim_at_eta_one_and_keys_decide_the_noise():
     z = jnp.asarray(_rng.standard_normal((8, *DIMS)), jnp.float32)
-    logsnrs = sampling.logsnr_grid(SCHEDULE, 4)
+    logsnrs = sampling.logsnr_grid(SCHEDULE, 4, "logsnr")
 
     @jax.jit
     def run(key, other_key):

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from configs import sines
-from stdiff_jax import checkpoint, fingerprint, generate, mesh as mesh_lib, train, trained, video
+from stdiff_jax import checkpoint, fingerprint, generate, mesh as mesh_lib, modes, saved_model
+from stdiff_jax import train, video
 from stdiff_jax.data import Dataset, MinMaxScaler, load_dataset
 from stdiff_jax.data.synthetic import sine_windows
 from test_main import run_main
@@ -62,7 +63,7 @@ def flat_state(state):
 def damage(step_dir, kind):
     """Damages a checkpoint step: "host" overwrites its host item; "array" truncates its largest
     array file to half, "arrays" every one (a sampler reads only some of them)."""
-    step_dir = pathlib.Path(step_dir)  # trained.checkpoint_dir gives an epath, without rglob
+    step_dir = pathlib.Path(step_dir)  # saved_model.checkpoint_dir gives an epath, without rglob
     if kind == "host":
         (step_dir / "host" / "metadata").write_text("{ overwritten")
         return
@@ -96,7 +97,7 @@ class Warnings(logging.Handler):
 
 
 def restore_latest(config, workdir):
-    manager = checkpoint.create_manager(trained.checkpoint_dir(workdir), 3, async_saves=False)
+    manager = checkpoint.create_manager(saved_model.checkpoint_dir(workdir), 3, async_saves=False)
     step = manager.latest_step()
     manager.close()
     return train.restore_train_state(config, workdir, mesh_lib.make_mesh(), step)[0]
@@ -115,7 +116,7 @@ def guarded(module, name, results, key):
 
 def sample_from(config, workdir, out_path, results, key):
     mesh = mesh_lib.make_mesh()
-    tm = trained.load(config, workdir, mesh)
+    tm = saved_model.load(config, workdir, mesh)
     model, params, host = tm.model, tm.params, tm.host
     original = guarded(generate, "sample_chunk", results, key)
     try:
@@ -143,7 +144,7 @@ def child_one(out):
     train.train_and_evaluate(config, out / "resumed")
     for kind in ("array", "host"):  # the newest checkpoint damaged: step 3 is resumed instead
         shutil.copytree(out / "one", out / f"damaged_{kind}")
-        damage(trained.checkpoint_dir(out / f"damaged_{kind}") / str(NUM_STEPS), kind)
+        damage(saved_model.checkpoint_dir(out / f"damaged_{kind}") / str(NUM_STEPS), kind)
         with Warnings() as results[f"damaged_{kind}_warnings"]:
             train.train_and_evaluate(config, out / f"damaged_{kind}")
     data = load_dataset(config.data.name, config.data.seq_len)
@@ -264,7 +265,8 @@ def test_samples_match_on_one_and_eight_devices(runs):
 def test_non_finite_loss_stops_with_the_step_named(runs):
     message = results(runs, "one")["nan_error"]
     assert f"step {STOP_AT + 1}" in message and "non-finite" in message
-    manager = checkpoint.create_manager(trained.checkpoint_dir(runs / "nan"), 3, async_saves=False)
+    manager = checkpoint.create_manager(saved_model.checkpoint_dir(runs / "nan"), 3,
+                                        async_saves=False)
     assert manager.latest_step() == STOP_AT  # the diverged state was never saved
     manager.close()
 
@@ -277,9 +279,9 @@ def test_indivisible_batch_is_a_clear_error(runs):
 def test_unfinished_save_is_ignored_on_resume(runs, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(runs / "one", workdir)
-    partial = trained.checkpoint_dir(workdir) / f"{NUM_STEPS + 3}.orbax-checkpoint-tmp-1234"
+    partial = saved_model.checkpoint_dir(workdir) / f"{NUM_STEPS + 3}.orbax-checkpoint-tmp-1234"
     (partial / "state").mkdir(parents=True)
-    manager = checkpoint.create_manager(trained.checkpoint_dir(workdir), 3, async_saves=False)
+    manager = checkpoint.create_manager(saved_model.checkpoint_dir(workdir), 3, async_saves=False)
     assert manager.latest_step() == NUM_STEPS
     manager.close()
 
@@ -287,7 +289,7 @@ def test_unfinished_save_is_ignored_on_resume(runs, tmp_path):
 @pytest.mark.parametrize("kind, reason", [("array", "OUT_OF_RANGE"), ("host", "JSONDecodeError")])
 def test_damaged_newest_checkpoint_is_moved_aside_and_its_steps_redone(runs, kind, reason):
     workdir = runs / f"damaged_{kind}"
-    step_dir = trained.checkpoint_dir(workdir) / str(NUM_STEPS)
+    step_dir = saved_model.checkpoint_dir(workdir) / str(NUM_STEPS)
     warnings = results(runs, "one")[f"damaged_{kind}_warnings"]
     report = next(w for w in warnings if "cannot be read" in w)
     assert report.startswith(f"Checkpoint step {NUM_STEPS} at {step_dir} cannot be read (")
@@ -309,13 +311,13 @@ def test_sampling_loads_the_next_intact_checkpoint(runs, tmp_path, kind, caplog)
     workdir = tmp_path / "run"
     shutil.copytree(runs / "one", workdir)
     config = tiny_config(runs / "tiny.npy")
-    manager = checkpoint.create_manager(trained.checkpoint_dir(workdir), 3, async_saves=False)
+    manager = checkpoint.create_manager(saved_model.checkpoint_dir(workdir), 3, async_saves=False)
     chosen = checkpoint.best_or_latest_step(manager)
     manager.close()
-    damage(trained.checkpoint_dir(workdir) / str(chosen), kind)
-    tm = trained.load(config, workdir)
+    damage(saved_model.checkpoint_dir(workdir) / str(chosen), kind)
+    tm = saved_model.load(config, workdir)
     other = ({3, NUM_STEPS} - {chosen}).pop()
-    assert tm.step == other and trained.checkpoint_steps(workdir) == [other]
+    assert tm.step == other and saved_model.checkpoint_steps(workdir) == [other]
     assert f"Checkpoint step {chosen} at" in caplog.text and "cannot be read" in caplog.text
     assert [p.name.split("-")[0] for p in (workdir / checkpoint.DAMAGED_DIR).iterdir()] == [
         str(chosen)]
@@ -325,14 +327,14 @@ def test_no_intact_checkpoint_is_one_clear_error_from_the_command_line(runs, tmp
     workdir = tmp_path / "run"
     shutil.copytree(runs / "one", workdir)
     for step in (3, NUM_STEPS):
-        damage(trained.checkpoint_dir(workdir) / str(step), "host")
+        damage(saved_model.checkpoint_dir(workdir) / str(step), "host")
     proc = run_main(f"--config={REPO}/configs/sines.py:smoke", f"--workdir={workdir}",
                     "--mode=sample")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("cannot be read") == 2
-    assert (f"Error: No intact checkpoint in {trained.checkpoint_dir(workdir)}: step(s) 6, 3 could "
-            f"not be read") in proc.stderr
-    assert trained.checkpoint_steps(workdir) == []
+    assert (f"Error: No intact checkpoint in {saved_model.checkpoint_dir(workdir)}: step(s) 6, 3 "
+            f"could not be read") in proc.stderr
+    assert saved_model.checkpoint_steps(workdir) == []
     assert len(list((workdir / checkpoint.DAMAGED_DIR).iterdir())) == 2
 
 
@@ -342,8 +344,8 @@ def test_checkpoint_of_another_network_is_no_damage(runs, tmp_path):
     config = tiny_config(runs / "tiny.npy")
     config.model.hidden = 64
     with pytest.raises(checkpoint.CheckpointMismatch, match="holds another network"):
-        trained.load(config, workdir)
-    assert trained.checkpoint_steps(workdir) == [3, NUM_STEPS]
+        saved_model.load(config, workdir)
+    assert saved_model.checkpoint_steps(workdir) == [3, NUM_STEPS]
     assert not (workdir / checkpoint.DAMAGED_DIR).exists()
 
 
@@ -384,12 +386,12 @@ def test_command_line_names_the_workdir_mismatch(runs, tmp_path):
 def test_evaluation_against_other_data_stops(runs, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(runs / "one", workdir)
-    np.save(workdir / generate.SAMPLES_UNIT, np.zeros((8, 24, 5), np.float32))
+    np.save(workdir / modes.SAMPLES_UNIT, np.zeros((8, 24, 5), np.float32))
     np.save(tmp_path / "other.npy", sine_windows(num=256, seed=1))
     config = tiny_config(tmp_path / "other.npy")
     with pytest.raises(fingerprint.WorkdirMismatch, match="trained on other data"):
-        generate.evaluate_workdir(config, workdir)
-    assert not (workdir / generate.METRICS).exists()
+        modes.evaluate_workdir(config, workdir)
+    assert not (workdir / modes.METRICS).exists()
 
 
 def test_failed_first_run_leaves_no_empty_checkpoint_directory(runs):
@@ -398,13 +400,14 @@ def test_failed_first_run_leaves_no_empty_checkpoint_directory(runs):
 
 
 def test_host_items_without_column_names_or_cpu_seconds_still_load(runs):
-    manager = checkpoint.create_manager(trained.checkpoint_dir(runs / "one"), 3, async_saves=False)
+    manager = checkpoint.create_manager(saved_model.checkpoint_dir(runs / "one"), 3,
+                                        async_saves=False)
     item = checkpoint.restore_host(manager, NUM_STEPS)
     manager.close()
-    host = trained.HostState.from_json(item)
+    host = saved_model.HostState.from_json(item)
     assert host.column_names == tuple(f"c{k}" for k in range(5)) and host.train_cpu_s > 0
     del item["column_names"], item["train_cpu_s"]  # as written before they were recorded
-    host = trained.HostState.from_json(item)
+    host = saved_model.HostState.from_json(item)
     assert host.column_names is None and host.train_cpu_s == 0
 
 
@@ -414,9 +417,9 @@ def test_training_cpu_seconds_add_up_over_a_resume(runs):
     before = [r["train_cpu_s"] for r in rows if r["step"] <= STOP_AT]
     after = [r["train_cpu_s"] for r in rows if r["step"] > STOP_AT]
     assert before and after and min(after) > max(before) > 0
-    manager = checkpoint.create_manager(trained.checkpoint_dir(runs / "resumed"), 3,
+    manager = checkpoint.create_manager(saved_model.checkpoint_dir(runs / "resumed"), 3,
                                         async_saves=False)
-    final = trained.HostState.from_json(checkpoint.restore_host(manager, NUM_STEPS)).train_cpu_s
+    final = saved_model.HostState.from_json(checkpoint.restore_host(manager, NUM_STEPS)).train_cpu_s
     manager.close()
     assert final >= after[-1]
 
@@ -459,7 +462,7 @@ def test_learning_rate_warms_up_then_decays_to_the_minimum():
 
 
 def test_early_stopping_counts_evaluations_without_improvement():
-    host = trained.HostState(iterator={}, best_val_loss=None, evals_since_best=0, num_windows=1,
+    host = saved_model.HostState(iterator={}, best_val_loss=None, evals_since_best=0, num_windows=1,
                            series_shape=(24, 5), scaler=None, normalizer=None, stats=None)
     outcomes = [host.record_evaluation(v, patience=2) for v in (1.0, 0.9, 0.95, 0.9, 0.8, 0.85,
                                                                  0.81)]
@@ -475,8 +478,8 @@ def test_sample_decoder_inverts_the_training_video_transform(kind):
     windows = (2 * sine_windows(num=64) - 1).astype(np.float32)  # (N, L, K) in [-1, 1]
     normalizer, _ = video.fit_video_statistics(windows, config.video.n_fft, config.video.hop,
                                                normalizer=kind)
-    videos = trained.video_transform(config.video, normalizer)(windows)
-    decoded = trained.series_decoder(config.video, normalizer, windows.shape[1])(videos)
+    videos = saved_model.video_transform(config.video, normalizer)(windows)
+    decoded = saved_model.series_decoder(config.video, normalizer, windows.shape[1])(videos)
     np.testing.assert_allclose(decoded, windows, atol=1e-5)
 
 
@@ -511,15 +514,15 @@ def test_evaluation_plots_use_the_column_names_and_draw_the_loss_curve(tmp_path,
     config.eval.update(plots=True, repeats=1)
     workdir = tmp_path / "run"
     workdir.mkdir()
-    np.save(workdir / generate.SAMPLES_UNIT, load_dataset(config.data.name, 24).unit_windows)
-    (workdir / trained.METRIC_LOG).write_text("".join(
+    np.save(workdir / modes.SAMPLES_UNIT, load_dataset(config.data.name, 24).unit_windows)
+    (workdir / saved_model.METRIC_LOG).write_text("".join(
         json.dumps(row) + "\n" for row in ({"step": 10, "loss": 0.9}, {"step": 10, "val_loss": 0.8},
                                            {"step": 20, "loss": 0.5}, {"step": 20, "val_loss": 0.6})))
     titles = []
     save_plots = plots.save_plots
     monkeypatch.setattr(plots, "save_plots", lambda *args, names=None, **kwargs: (
         titles.append(names), save_plots(*args, names=names, **kwargs))[1])
-    generate.evaluate_workdir(config, workdir)
+    modes.evaluate_workdir(config, workdir)
     assert titles == [("HUFL", "OT")]
     drawn = sorted(p.name for p in (workdir / "plots").iterdir())
     assert drawn == ["acf.png", "kde.png", "loss.png", "psd.png", "tsne.png", "windows.png"]

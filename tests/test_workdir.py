@@ -4,7 +4,7 @@ damaged checkpoint parts, the workdir's identity, signals, disk errors and gs://
 The command-line cases run `stdiff_jax.main` in a child process: this file run as a script with a
 PATCH first (`child`), which stands for what a test cannot arrange for real (a signal at a chosen
 step, a full or read-only disk as root, a bucket without a network), then main's own arguments.
-The trained smoke workdir they start from is trained once per module (`trained`) and copied.
+The trained smoke workdir they start from is trained once per module (`trained_run`) and copied.
 """
 
 import errno
@@ -26,7 +26,8 @@ import jax
 import numpy as np
 import pytest
 
-from stdiff_jax import checkpoint, errors, fingerprint, generate, mesh as mesh_lib, train, trained
+from stdiff_jax import checkpoint, errors, fingerprint, generate, mesh as mesh_lib, modes, train
+from stdiff_jax import saved_model
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import Dataset, load_dataset
 
@@ -61,7 +62,7 @@ def files(directory):
 
 
 def flat_params(workdir, step):
-    config = trained.load_config(workdir)
+    config = saved_model.load_config(workdir)
     state = train.restore_train_state(config, workdir, mesh_lib.make_mesh(), step)[0]
     return {jax.tree_util.keystr(p): np.asarray(x)
             for p, x in jax.tree_util.tree_leaves_with_path(state.params)}
@@ -149,7 +150,7 @@ def test_samples_that_would_not_fit_on_the_disk_stop_before_the_generation(run, 
     before = files(run)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 1000))
     with pytest.raises(workdir_lib.WorkdirError) as error:
-        generate.sample_to_workdir(trained.load_config(run), run)
+        modes.sample_to_workdir(saved_model.load_config(run), run)
     assert str(error.value).startswith(
         f"64 samples (samples.npy, samples_unit.npy, samples.csv) need about 0.2 MiB in {run}, "
         f"but its disk has 0.0 MiB free.")
@@ -275,14 +276,14 @@ DAMAGE = {  # part of a step -> (damage, the reason its report names)
 
 @pytest.mark.parametrize("part", DAMAGE)
 def test_every_unreadable_part_of_a_step_is_damage_not_another_network(run, part, caplog):
-    config = trained.load_config(run)
-    manager = checkpoint.create_manager(trained.checkpoint_dir(run), 3, async_saves=False)
+    config = saved_model.load_config(run)
+    manager = checkpoint.create_manager(saved_model.checkpoint_dir(run), 3, async_saves=False)
     chosen = checkpoint.best_or_latest_step(manager)
     manager.close()
     damage, reason = DAMAGE[part]
     damage(run / "checkpoints" / str(chosen))
-    tm = trained.load(config, run)
-    assert tm.step != chosen and chosen not in trained.checkpoint_steps(run)
+    tm = saved_model.load(config, run)
+    assert tm.step != chosen and chosen not in saved_model.checkpoint_steps(run)
     report = next(r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage())
     assert report.startswith(f"Checkpoint step {chosen} at {run / 'checkpoints' / str(chosen)} "
                              f"cannot be read (") and reason in report and "\n" not in report
@@ -304,7 +305,7 @@ def test_a_workdir_without_a_readable_fingerprint_refuses_until_told(run, damage
     {"deleted": path.unlink, "emptied": lambda: path.write_text(""),
      "garbage": lambda: path.write_text("{\"data\": ")}[damage]()
     before = files(run)
-    config = trained.load_config(run)
+    config = saved_model.load_config(run)
     with pytest.raises(fingerprint.WorkdirMismatch) as error:
         train.train_and_evaluate(config, run, dataset=other_data(run))
     assert str(error.value).startswith(f"The workdir {run} has checkpoints, but its "
@@ -321,11 +322,11 @@ def test_an_unreadable_config_json_is_rewritten_by_training_and_named_when_loade
     (run / "config.json").write_text("")
     with pytest.raises(errors.UserError, match=r"config.json cannot be read \(it is empty\)\. "
                                                r"Training writes it"):
-        trained.load_config(run)
+        saved_model.load_config(run)
     from configs import sines
     train.train_and_evaluate(sines.get_config("smoke"), run)
     assert "config.json cannot be read (it is empty); writing this run's config" in caplog.text
-    assert trained.load_config(run).train.num_steps == 30
+    assert saved_model.load_config(run).train.num_steps == 30
 
 
 def test_a_kill_at_any_record_write_leaves_a_resumable_workdir(run):
@@ -359,7 +360,7 @@ def test_sigterm_saves_the_step_and_the_resumed_run_ends_with_the_same_parameter
     assert error_lines(proc) == [
         f"Stopped by SIGTERM at step 13, saved in {workdir / 'checkpoints'}: run the same command "
         f"again to resume from it."]
-    assert trained.checkpoint_steps(workdir) == [10, 13]
+    assert saved_model.checkpoint_steps(workdir) == [10, 13]
     proc = run_child("none", SMOKE, f"--workdir={workdir}", "--mode=train")
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed, uninterrupted = flat_params(workdir, 30), flat_params(trained_run, 30)
@@ -394,7 +395,7 @@ def test_a_full_disk_during_training_is_one_paragraph_and_resumable(tmp_path):
         "). Records are written whole or not at all, so what the workdir held before is intact. "
         "Free space (or give write access, or use a --workdir on another disk) and run the same "
         "command again (training resumes from its last checkpoint).")
-    steps = trained.checkpoint_steps(workdir)
+    steps = saved_model.checkpoint_steps(workdir)
     assert 10 in steps and 20 not in steps  # the unfinished save is no step
 
 
@@ -489,14 +490,14 @@ def _signal_in_sampling(name):
 
 def _signal_in_samples_csv(name):
     """Sends the signal while samples.csv is written, after samples.npy was."""
-    write = generate.write_windows_csv
+    write = modes.write_windows_csv
 
     def write_windows_csv(path, *args):
         _signal_self(name)
         time.sleep(0.2)  # the handler runs at the next bytecode; be sure it ran mid-write
         write(path, *args)
 
-    generate.write_windows_csv = write_windows_csv
+    modes.write_windows_csv = write_windows_csv
 
 
 def _no_space_at(fragment):

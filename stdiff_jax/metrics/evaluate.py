@@ -60,7 +60,7 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
             the windows the model trained on.
         held_out_source: what `held_out` is (e.g. "fresh draws of the generator"), or, with no
             `held_out`, why there is none (the check is then reported as not available). With
-            neither argument there is no check (`generate.evaluate_workdir`, behind the command
+            neither argument there is no check (`modes.evaluate_workdir`, behind the command
             line and the benchmark tables, always passes one).
 
     Returns:

@@ -1,13 +1,14 @@
-"""The trained-model side that training, generation and conditional sampling share.
+"""The model as a workdir saves it, named for that (not `trained`, one letter from train.py).
 
+What training, generation and conditional sampling share:
 - `video_transform` and `series_decoder`: series in model space [-1, 1] (B, L, K) to normalised
   videos (B, T, F, K, 3), what the network sees, and back;
 - `build_model` and `apply_fn_of`: the network for a data shape, and the velocity-predicting
   function the loss and the samplers call;
 - `HostState`: the JSON item of every checkpoint (data scaler, video normaliser, attention
   statistics, data shape, and the trainer's position);
-- `load_config` and `load`: a run's config, and a `TrainedModel`, the parameters of a workdir's checkpoint with everything needed to
-  sample from them.
+- `load_config` and `load`: a run's config, and a `TrainedModel`, the parameters of a workdir's
+  checkpoint with everything needed to sample from them.
 """
 
 import dataclasses
