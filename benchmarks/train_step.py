@@ -19,13 +19,18 @@ written) and restore time (medians of --repeats), and with --smoke the wall time
 
 measures process CPU per training step, per validation batch, of compilation and of the data
 statistics on random windows of every K in --sweep_k x L in --sweep_l, for the `cpu` network and
-the Table-4 sizes (--sweep_sizes). Each cell takes the largest batch (`cpu`: 64, 32 or 16;
-Table-4 sizes: 16 down to 1) that the current cost model says costs at most --cell_seconds a
-step, and reports the median of --sweep_steps timed steps (fewer for Table-4 sizes): other
+the Table-4 sizes (--sweep_sizes), with each model.patch_cov of --sweep_patch_cov. Each cell takes
+the largest batch (`cpu`: 64, 32 or 16; Table-4 sizes: 16 down to 1) that the current cost model
+says costs at most --cell_seconds a step, and reports the median of --sweep_steps timed steps (fewer for Table-4 sizes): other
 processes may share the machine, and a median resists their bursts. It prints the cost table
 (markdown: CPU per step and per training sample, the token count), the fitted growth in K and L,
 and the coefficients for `stdiff_jax/budget.py`. Cells already in --sweep_out are not measured
 again (an interrupted sweep resumes); --sweep_steps=0 only refits and prints the rows there.
+Cells with model.patch_cov > 1 get their own table, beside the patch_cov 1 cell of the same
+network, K and L, with budget.py's current cost model against each (docs/costs.md):
+
+    python benchmarks/train_step.py --sweep --sweep_sizes=cpu --sweep_l=24 --sweep_k=14,28,50 \
+        --sweep_patch_cov=1,2,4 --sweep_steps=3 --sweep_out=docs/costs_patch_cov.json
 """
 
 import dataclasses
@@ -43,10 +48,14 @@ from absl import app, flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
-from configs import base
-from stdiff_jax import budget, checkpoint, saved_model, train, video
-from stdiff_jax import mesh as mesh_lib
-from stdiff_jax.data import BatchIterator, dataset_of
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# configs/ is a folder of this repository, not an installed package: its config files import
+# `configs.base`, so REPO goes on the path of this script, before the imports that need it.
+sys.path.insert(0, str(REPO))
+from configs import base  # noqa: E402
+from stdiff_jax import budget, checkpoint, saved_model, train, video  # noqa: E402
+from stdiff_jax import mesh as mesh_lib  # noqa: E402
+from stdiff_jax.data import BatchIterator, dataset_of  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:cpu.")
 flags.DEFINE_integer("steps", 20, "Steps per timed block.")
@@ -57,14 +66,11 @@ flags.DEFINE_bool("sweep", False, "Measure the cost table instead of one config.
 flags.DEFINE_list("sweep_k", ["5", "7", "14", "28", "50"], "Covariate counts of the sweep.")
 flags.DEFINE_list("sweep_l", ["24", "64", "128", "256"], "Sequence lengths of the sweep.")
 flags.DEFINE_list("sweep_sizes", ["cpu", "table4"], "Networks of the sweep: cpu, table4.")
+flags.DEFINE_list("sweep_patch_cov", ["1"], "Covariates a token (model.patch_cov) of the sweep.")
 flags.DEFINE_integer("sweep_steps", 5, "Timed steps per cpu cell (Table-4 cells: 3).")
 flags.DEFINE_float("cell_seconds", 3.0, "Largest predicted process CPU s of one timed step.")
 flags.DEFINE_string("sweep_out", "", "JSON file of the sweep's rows (read back to resume).")
 FLAGS = flags.FLAGS
-REPO = pathlib.Path(__file__).resolve().parents[1]
-# configs/ is a folder of this repository, not an installed package: its config files import
-# `configs.base`, so REPO goes on the path of this script.
-sys.path.insert(0, str(REPO))
 STATS_WINDOWS = 4096  # Windows the normaliser is fitted on: enough for its shape and scale.
 SWEEP_WINDOWS = 512  # Random windows of a sweep cell.
 # Process CPU per step of the `cpu` network at L = 24 on the idle reference machine, the one the
@@ -183,9 +189,16 @@ def benchmark_config(config):
 # ------------------------------------------------------------------------------------------------
 # The sweep: cost per step over K x L x network, and the cost model's fit.
 # ------------------------------------------------------------------------------------------------
-def sweep_config(size, seq_len):
+def sweep_config(size, seq_len, patch_cov=1):
     """The config of a sweep cell: the `cpu` network or the Table-4 row of seq_len."""
-    return base.make_config("sweep", f"seq_len={seq_len}" + (",cpu" if size == "cpu" else ""))
+    config = base.make_config("sweep", f"seq_len={seq_len}" + (",cpu" if size == "cpu" else ""))
+    config.model.patch_cov = patch_cov
+    return config
+
+
+def patch_cov_of(row):
+    """A sweep row's model.patch_cov (rows measured before it existed: 1)."""
+    return row["shape"].get("patch_cov", 1)
 
 
 def cell_batch(size, shape):
@@ -197,9 +210,9 @@ def cell_batch(size, shape):
     return batch
 
 
-def measure_cell(size, num_covariates, seq_len, steps):
+def measure_cell(size, num_covariates, seq_len, steps, patch_cov=1):
     """One row of the cost table: medians of `steps` timed training steps and validation batches."""
-    config = sweep_config(size, seq_len)
+    config = sweep_config(size, seq_len, patch_cov)
     shape = budget.StepShape.of(config, (seq_len, num_covariates))
     batch = cell_batch(size, shape)
     config.train.update(batch_size=batch, num_steps=1000, warmup_steps=10)
@@ -251,7 +264,9 @@ def fit(rows):
 
 
 def growth(rows, key, other):
-    """{(size, other value): log-log slope of CPU per sample against `key`} over the rows."""
+    """{(size, other value): log-log slope of CPU per sample against `key`} over the rows of
+    patch_cov 1."""
+    rows = [r for r in rows if patch_cov_of(r) == 1]
     slopes = {}
     for size in sorted({r["size"] for r in rows}):
         for value in sorted({r[other] for r in rows if r["size"] == size}):
@@ -269,7 +284,8 @@ def print_sweep(rows, fitted):
     print("| network | L | K | tokens (T x F' x K) | batch | CPU / step | CPU / sample | "
           "validation batch | compile | model / measured |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in sorted(rows, key=lambda r: (r["size"], r["L"], r["K"])):
+    for r in sorted((r for r in rows if patch_cov_of(r) == 1),
+                    key=lambda r: (r["size"], r["L"], r["K"])):
         s = budget.StepShape(**r["shape"])
         model = float(np.dot(cost, budget.step_features(s, r["batch"])))
         print(f"| {r['size']} | {r['L']} | {r['K']} | {s.tokens} ({s.frames} x {s.freq_patches} x "
@@ -278,12 +294,14 @@ def print_sweep(rows, fitted):
               f"{r['compile_s']:.1f} s | {model / r['step_s']:.2f} |")
     for key, other in (("K", "L"), ("L", "K")):
         slopes = growth(rows, key, other)
-        print(f"CPU per sample grows as {key}^a: " + ", ".join(
-            f"{size} {other}={value}: a={a:.2f}" for (size, value), a in slopes.items()))
+        if slopes:
+            print(f"CPU per sample grows as {key}^a: " + ", ".join(
+                f"{size} {other}={value}: a={a:.2f}" for (size, value), a in slopes.items()))
     errors = [abs(float(np.dot(cost, budget.step_features(budget.StepShape(**r["shape"]),
                                                           r["batch"]))) / r["step_s"] - 1)
               for r in rows]
     print(f"model error per step: median {np.median(errors):.1%}, max {np.max(errors):.1%}")
+    print_patch_cov(rows)
     timed = sum(sum(r["steps_timed"]) for r in rows)
     print(f"total process CPU of the measured steps: {timed:.0f} s")
     print("\n# For stdiff_jax/budget.py:")
@@ -296,22 +314,46 @@ def print_sweep(rows, fitted):
         print(f"{name} = {text}")
 
 
+def print_patch_cov(rows):
+    """The cells measured with covariate patches (patch_cov > 1) beside the patch_cov 1 cell of the
+    same network, K and L: CPU per step and per sample, and budget.py's cost model against each."""
+    groups = {(r["size"], r["L"], r["K"]) for r in rows if patch_cov_of(r) > 1}
+    if not groups:
+        return
+    print("\n| network | L | K | patch_cov | tokens (T x F' x K') | batch | CPU / step | "
+          "CPU / sample | / patch_cov 1 | budget model / measured |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in sorted((r for r in rows if (r["size"], r["L"], r["K"]) in groups),
+                    key=lambda r: (r["size"], r["L"], r["K"], patch_cov_of(r))):
+        s = budget.StepShape(**r["shape"])
+        one = [o for o in rows if (o["size"], o["L"], o["K"], patch_cov_of(o)) == (
+            r["size"], r["L"], r["K"], 1)]
+        per_sample = r["step_s"] / r["batch"]
+        ratio = (f"{per_sample / (one[0]['step_s'] / one[0]['batch']):.2f}" if one else "n/a")
+        model = budget.sweep_step_seconds(s, r["batch"])
+        print(f"| {r['size']} | {r['L']} | {r['K']} | {s.patch_cov} | {s.tokens} ({s.frames} x "
+              f"{s.freq_patches} x {s.cov_patches}) | {r['batch']} | {r['step_s'] * 1e3:,.0f} ms | "
+              f"{per_sample * 1e3:,.1f} ms | {ratio} | {model / r['step_s']:.2f} |")
+
+
 def sweep():
     path = pathlib.Path(FLAGS.sweep_out) if FLAGS.sweep_out else None
     rows = json.loads(path.read_text()) if path and path.exists() else []
-    done = {(r["size"], r["K"], r["L"]) for r in rows}
+    done = {(r["size"], r["K"], r["L"], patch_cov_of(r)) for r in rows}
     for size in FLAGS.sweep_sizes:
         steps = FLAGS.sweep_steps if size == "cpu" else min(FLAGS.sweep_steps, 3)
         for seq_len in map(int, FLAGS.sweep_l):
             for k in map(int, FLAGS.sweep_k):
-                if (size, k, seq_len) in done or steps == 0:
-                    continue
-                rows.append(measure_cell(size, k, seq_len, steps))
-                r = rows[-1]
-                print(f"{size} L={seq_len} K={k} batch {r['batch']}: {r['step_s']:.3f} s a step, "
-                      f"compile {r['compile_s']:.1f} s", flush=True)
-                if path:
-                    path.write_text(json.dumps(rows, indent=1))
+                for patch_cov in map(int, FLAGS.sweep_patch_cov):
+                    if (size, k, seq_len, patch_cov) in done or steps == 0:
+                        continue
+                    rows.append(measure_cell(size, k, seq_len, steps, patch_cov))
+                    r = rows[-1]
+                    print(f"{size} L={seq_len} K={k} patch_cov={patch_cov} batch {r['batch']}: "
+                          f"{r['step_s']:.3f} s a step, compile {r['compile_s']:.1f} s",
+                          flush=True)
+                    if path:
+                        path.write_text(json.dumps(rows, indent=1))
     print_sweep(rows, fit(rows))
 
 

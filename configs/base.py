@@ -67,6 +67,11 @@ def base_config():
 
     c.model = ml_collections.ConfigDict()
     c.model.patch_freq = 2
+    # Covariates a token (Table 4's "patch (freq, cov)"; the paper's rows use 1): pc > 1 groups
+    # pc adjacent columns, in the data's order, into one token, so the covariate axis has
+    # ceil(K / pc) tokens (the last padded) and costs about 1/pc. Order the columns so that
+    # similar ones are neighbours. Not a default anywhere yet (docs/costs.md).
+    c.model.patch_cov = 1
     c.model.depth = 6
     c.model.hidden = 192
     c.model.heads = 4

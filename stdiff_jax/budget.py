@@ -2,8 +2,9 @@
 
 Cost model. A training step of batch B costs `COST . step_features(shape, B)` process CPU seconds,
 the features being work counts of the network and the loss for the step's shape (`StepShape`):
-dense projections (tokens x depth x width^2), factorized attention (tokens x depth x width x the
-three axes' lengths), element-wise work (tokens x depth x width), the video transform (pixels),
+dense projections (tokens x depth x width^2; tokens = T x F' x K', F' and K' the frequency and
+covariate patches), factorized attention (tokens x depth x width x the three axes' lengths),
+element-wise work (tokens x depth x width), the video transform (pixels),
 the loss's correlation matrices (pixels x (K + F)), the optimizer (parameters) and a constant.
 A validation batch costs EVAL_RATIO of a training step, compilation COMPILE (by depth), the data
 statistics STATS (by windows x pixels), and start-up and checkpoints OVERHEAD_S. The coefficients
@@ -29,6 +30,7 @@ import numpy as np
 from stdiff_jax import saved_model
 from stdiff_jax.errors import UserError
 from stdiff_jax.models import sizes
+from stdiff_jax.models.stdiff import num_patches
 
 # ------------------------------------------------------------------------------------------------
 # The cost model.
@@ -66,11 +68,17 @@ class StepShape:
     depth: int
     hidden: int
     mlp_ratio: float
+    patch_cov: int = 1  # covariates a token (a default: sweep rows measured before it lack it)
+
+    @property
+    def cov_patches(self):
+        """K' = ceil(K / patch_cov): the tokens along the covariate axis."""
+        return num_patches(self.covariates, self.patch_cov)
 
     @property
     def tokens(self):
-        """Tokens of one sample: T x F' x K."""
-        return self.frames * self.freq_patches * self.covariates
+        """Tokens of one sample: T x F' x K'."""
+        return self.frames * self.freq_patches * self.cov_patches
 
     @property
     def pixels(self):
@@ -82,15 +90,15 @@ class StepShape:
         """The shape of a training step of `config` on series (L, K)."""
         frames, freqs, covariates, _ = saved_model.video_shape_of(config.video, tuple(series_shape))
         m = config.model
-        return cls(frames, freqs, covariates, -(-freqs // m.patch_freq), m.depth, m.hidden,
-                   float(m.mlp_ratio))
+        return cls(frames, freqs, covariates, num_patches(freqs, m.patch_freq), m.depth, m.hidden,
+                   float(m.mlp_ratio), m.get("patch_cov", 1))
 
 
 def step_features(shape, batch):
     """(len(FEATURES),) work counts of one training step of `batch` samples of `shape`."""
     s, b = shape, batch
     # Attention runs only along axes longer than 1 (models/stdiff.py attend_along).
-    axes = sum(n for n in (s.frames, s.freq_patches, s.covariates) if n > 1)
+    axes = sum(n for n in (s.frames, s.freq_patches, s.cov_patches) if n > 1)
     per_token = s.depth * s.tokens
     return np.array([
         b * per_token * s.hidden ** 2 * (12 + 2 * s.mlp_ratio),  # qkv + out x 3, MLP
@@ -203,8 +211,13 @@ class Plan:
                 f"~{self.step_s:.3g} CPU s a step, ~{self.predicted_s:,.0f} CPU s in all with "
                 f"compilation and {num_evaluations(self.num_steps, self.eval_every)} validations "
                 f"(K={s.covariates}, L={self.seq_len}: {s.tokens} tokens = {s.frames} frames x "
-                f"{s.freq_patches} x {s.covariates}, depth {s.depth}, width {s.hidden}; "
-                f"{MODEL_NOTE}){over}{few}.")
+                f"{s.freq_patches} x {s.cov_patches}{_cov_patches_note(s)}, depth {s.depth}, "
+                f"width {s.hidden}; {MODEL_NOTE}){over}{few}.")
+
+
+def _cov_patches_note(shape):
+    """' (patches of 4 covariates)' where model.patch_cov groups covariates, else ''."""
+    return f" (patches of {shape.patch_cov} covariates)" if shape.patch_cov > 1 else ""
 
 
 def check(train_config):
@@ -316,7 +329,8 @@ def _budget_values(tc, shape, num_windows, val_fraction):
                 f"The CPU budget of {tc.budget_seconds:,.0f} s buys only {values['num_steps']} "
                 f"steps of batch {values['batch_size']} for this shape ({shape.tokens} tokens: "
                 f"{shape.frames} frames x {shape.freq_patches} frequency patches x "
-                f"{shape.covariates} covariates, depth {shape.depth}, width {shape.hidden}), too "
+                f"{shape.cov_patches} covariate tokens{_cov_patches_note(shape)}, depth "
+                f"{shape.depth}, width {shape.hidden}), too "
                 f"few to train after {tc.warmup_steps} warm-up steps. Raise "
                 f"config.train.budget_seconds (cpu_long: 10,800), shrink the network or the "
                 f"window (data.seq_len), or set config.train.num_steps yourself.")

@@ -38,6 +38,7 @@ RANGES = {
     "data.seed": NON_NEGATIVE,
     "video.ema_alpha": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "model.patch_freq": AT_LEAST_1,
+    "model.patch_cov": AT_LEAST_1,
     "model.depth": AT_LEAST_1,
     "model.hidden": AT_LEAST_1,
     "model.heads": AT_LEAST_1,

@@ -176,3 +176,31 @@ def test_step_cost_grows_with_covariates_length_and_batch():
     costs = [step(f"seq_len={n},cpu", (n, 7), 64) for n in (24, 64, 128, 256)]
     assert costs == sorted(costs) and costs[-1] > 5 * costs[0]
     assert 1.7 < step("cpu", (24, 14), 64) / step("cpu", (24, 14), 32) < 2.0
+
+
+def test_covariate_patches_cut_the_tokens_and_buy_more_steps():
+    """model.patch_cov = 2 at K = 28: K' = 14 covariate tokens, a cheaper step, more steps within
+    the same budget; the log line says the patches."""
+    plans = {}
+    for patch_cov in (1, 2, 4):
+        config = csv_config("cpu")
+        config.model.patch_cov = patch_cov
+        plans[patch_cov] = budget.plan(config, (24, 28), 17_000)
+    assert [p.shape.cov_patches for p in plans.values()] == [28, 14, 7]
+    assert [p.shape.tokens for p in plans.values()] == [8 * 28, 8 * 14, 8 * 7]
+    at_64 = [budget.step_seconds(p.shape, 64) for p in plans.values()]
+    assert at_64[0] > 1.5 * at_64[1] and at_64[1] > 1.5 * at_64[2]  # the model: ~2x each
+    # The saving buys more training samples: here a larger batch of the ladder at ~3,000 steps.
+    samples = [p.num_steps * p.batch_size for p in plans.values()]
+    assert samples[0] < samples[1] < samples[2]
+    for p in plans.values():
+        assert (1 - TOLERANCE) * 900 <= p.predicted_s <= 900
+    assert "8 frames x 1 x 14 (patches of 2 covariates)" in plans[2].describe()
+    assert "patches of" not in plans[1].describe()
+
+
+def test_covariate_patches_leave_the_measured_recipe():
+    config = base.make_config("etth", "cpu")
+    config.model.patch_cov = 2
+    p = budget.plan(config, (24, 7), 17_397)
+    assert "cost model" in p.source and p.shape.cov_patches == 4

@@ -1,6 +1,7 @@
-"""The ST-Diff network: shapes, adaLN-Zero, RoPE, the data-initialised attention biases, and the
-hand-written gradient of its LayerNorm."""
+"""The ST-Diff network: shapes, adaLN-Zero, RoPE, the data-initialised attention biases, covariate
+patches, and the hand-written gradient of its LayerNorm."""
 import ast
+import hashlib
 import pathlib
 
 import jax
@@ -9,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stdiff_jax import stft
-from stdiff_jax.models import (CPU_SIZES, TABLE4, attention_biases, create_model, pool_freq_cov,
+from configs import base
+from stdiff_jax import config_checks, stft
+from stdiff_jax.errors import UserError
+from stdiff_jax.models import (CPU_SIZES, TABLE4, attention_biases, create_model, pool_patches,
                                stft_settings)
 from stdiff_jax.models.rope import apply_rope, rope_angles
 from stdiff_jax.models.stdiff import layer_norm, patchify, unpatchify
@@ -146,12 +149,12 @@ def test_patchify_pads_and_unpatchify_inverts():
     np.testing.assert_array_equal(np.asarray(unpatchify(tokens, 2, F)), np.asarray(z))
 
 
-def test_pool_freq_cov_averages_real_bins_of_each_patch():
+def test_pool_patches_averages_real_bins_of_each_patch():
     cov = np.arange(25, dtype=np.float64).reshape(5, 5)
     cov = cov + cov.T
     patches = [[0, 1], [2, 3], [4]]
     expected = [[cov[np.ix_(p, q)].mean() for q in patches] for p in patches]
-    np.testing.assert_allclose(pool_freq_cov(cov, 2), expected, rtol=1e-6)
+    np.testing.assert_allclose(pool_patches(cov, 2), expected, rtol=1e-6)
 
 
 def test_biases_start_at_the_data_statistics_and_stay_symmetric(tiny):
@@ -159,7 +162,7 @@ def test_biases_start_at_the_data_statistics_and_stay_symmetric(tiny):
     _, stats, params, _, grad = tiny
     cov_bias, freq_bias = attention_biases(params)
     np.testing.assert_allclose(cov_bias, stats["cov_corr"], rtol=1e-6)
-    np.testing.assert_allclose(freq_bias, pool_freq_cov(stats["freq_cov"], 2), rtol=1e-6)
+    np.testing.assert_allclose(freq_bias, pool_patches(stats["freq_cov"], 2), rtol=1e-6)
 
     # At init the gates are zero, so the biases get no gradient; step from perturbed weights.
     params = perturbed(params)
@@ -194,6 +197,115 @@ def test_permuting_covariates_permutes_the_output(tiny):
     np.testing.assert_allclose(out_perm, out[:, :, :, perm], rtol=1e-4, atol=1e-5)
     shuffled = np.asarray(apply(params, z[:, :, :, perm], logsnr))  # embeddings not permuted
     assert not np.allclose(shuffled, out[:, :, :, perm], atol=1e-3)
+
+
+def tree_digest(tree):
+    """sha256 of a tree's paths and exact values."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(np.asarray(leaf).tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_patch_cov_1_is_the_network_before_covariate_patches(tiny):
+    """patch_cov = 1 (the default) is today's network: the digest and the output below were
+    computed with the code before model.patch_cov existed (commit 0b6cce6), and were equal bit
+    for bit there (exact output digest a86bbb1abe8e74bf on the project's VM)."""
+    model, _, params, apply, _ = tiny
+    assert model.patch_cov == 1 and model.num_cov_patches == K
+    assert tree_digest(params) == "a6e1cd2ee00928bc"  # init is exact: random bits and constants
+    z, logsnr = inputs()
+    out = np.asarray(apply(perturbed(params), z, logsnr))
+    # Matmuls may round differently on another CPU, so the output is compared to 1e-5.
+    np.testing.assert_allclose(out[0, 1, 2], [[-1.3355796, 15.313198, 6.1921988],
+                                              [-0.4481636, 15.837274, 5.7027369],
+                                              [-1.8612113, 16.034372, 4.5217934]], rtol=1e-5)
+    np.testing.assert_allclose(np.abs(out).sum(), 2000.0631, rtol=1e-5)
+
+
+@pytest.mark.parametrize("k,patch_cov", [(5, 2), (5, 3), (7, 4), (3, 4), (4, 2)])
+def test_covariate_patches_pad_group_adjacent_covariates_and_invert(k, patch_cov):
+    """Tokens hold patch_cov adjacent covariates in column order, (freq, cov, channel) inside a
+    token; the last patch is zero-padded; unpatchify inverts exactly (F = 5, pf = 2 pads too)."""
+    z, _ = inputs(k=k)
+    tokens = np.asarray(patchify(z, 2, patch_cov))  # (B, T, F', K', 2 pc 3)
+    kp = -(-k // patch_cov)
+    assert tokens.shape == (2, T, 3, kp, 2 * patch_cov * 3)
+    cells = tokens.reshape(2, T, 3, kp, 2, patch_cov, 3)  # (B, T, F', K', pf, pc, C)
+    for j in range(kp):
+        for i in range(patch_cov):
+            covariate = j * patch_cov + i
+            expected = (np.asarray(z[:, :, 2:4, covariate]) if covariate < k
+                        else np.zeros((2, T, 2, 3)))  # a padded covariate
+            np.testing.assert_array_equal(cells[:, :, 1, j, :, i], expected)
+    np.testing.assert_array_equal(np.asarray(unpatchify(jnp.asarray(tokens), 2, F, patch_cov, k)),
+                                  np.asarray(z))
+
+
+def test_patch_cov_1_tokens_are_the_frequency_patches():
+    z, _ = inputs()
+    np.testing.assert_array_equal(np.asarray(patchify(z, 2, 1)), np.asarray(patchify(z, 2)))
+    np.testing.assert_array_equal(np.asarray(unpatchify(patchify(z, 2), 2, F, 1, K)),
+                                  np.asarray(unpatchify(patchify(z, 2), 2, F)))
+
+
+def test_covariate_bias_is_pooled_over_real_covariates_of_each_patch():
+    """K = 3 in patches of 2: B_C's first patch averages the 2 x 2 block, the second holds only
+    covariate 2 (its padded covariate has no data, so it is not averaged in as a zero)."""
+    cov_corr = np.array([[1.0, 0.8, 0.2], [0.8, 1.0, 0.4], [0.2, 0.4, 1.0]], np.float32)
+    stats = dict(random_stats(3, F), cov_corr=cov_corr)
+    model = create_model(dict(TINY, patch_cov=2), T, F, 3, stats)
+    assert model.num_cov_patches == 2
+    np.testing.assert_allclose(model.cov_bias_init(jax.random.key(0), (2, 2)),
+                               [[0.9, 0.3], [0.3, 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(pool_patches(cov_corr, 1), cov_corr, rtol=0)
+    with pytest.raises(ValueError, match="cannot initialise"):
+        model.cov_bias_init(jax.random.key(0), (3, 3))
+
+
+@pytest.mark.slow  # a compiled gradient of a second network (~15 s on 2 cores)
+def test_covariate_patches_network_shapes_symmetry_and_gradients():
+    """K = 5 in patches of 2 (K' = 3, the last padded): per-patch embeddings and a K' x K' B_C,
+    the video's shape back, exactly zero at init; permuting whole patches (with their embeddings
+    and B_C) permutes the prediction the same way; every parameter gets a finite gradient."""
+    k, patch_cov = 5, 2
+    model = create_model(dict(TINY, patch_cov=patch_cov), T, F, k, random_stats(k, F))
+    z, logsnr = inputs(k=k)
+    params = jax.jit(model.init)(jax.random.key(0), z, logsnr)["params"]
+    assert params["cov_embed"].shape == (3, TINY["hidden"])
+    assert params["cov_bias"].shape == (3, 3) and params["freq_bias"].shape == (3, 3)
+    assert params["x_embedder"]["kernel"].shape == (2 * patch_cov * 3, TINY["hidden"])
+    assert params["final_layer"]["linear"]["kernel"].shape == (TINY["hidden"], 2 * patch_cov * 3)
+    apply = jax.jit(lambda p, z: model.apply({"params": p}, z, logsnr))
+    assert np.array_equal(np.asarray(apply(params, z)), np.zeros(z.shape, np.float32))
+
+    params = perturbed(params)
+    out = np.asarray(apply(params, z))
+    assert out.shape == z.shape and np.abs(out).max() > 1e-3
+    patches, covariates = np.array([1, 0, 2]), np.array([2, 3, 0, 1, 4])
+    swapped = dict(params, cov_embed=params["cov_embed"][patches],
+                   cov_bias=params["cov_bias"][np.ix_(patches, patches)])
+    np.testing.assert_allclose(np.asarray(apply(swapped, z[:, :, :, covariates])),
+                               out[:, :, :, covariates], rtol=1e-4, atol=1e-5)
+    # Inside a patch the covariates are ordered: swapping two of them is not a symmetry.
+    inside = np.array([1, 0, 2, 3, 4])
+    assert not np.allclose(np.asarray(apply(params, z[:, :, :, inside])), out[:, :, :, inside],
+                           atol=1e-3)
+
+    loss, grads = mse_grad(model, z, logsnr)(params)
+    assert np.isfinite(loss)
+    for path, g in jax.tree_util.tree_leaves_with_path(grads):
+        assert np.all(np.isfinite(g)) and np.abs(g).max() > 0, jax.tree_util.keystr(path)
+
+
+def test_patch_cov_below_1_is_refused_before_any_work():
+    with pytest.raises(UserError, match="patch_cov"):
+        create_model(dict(TINY, patch_cov=0), T, F, K)
+    config = base.make_config("etth", "cpu")
+    config.model.patch_cov = 0
+    with pytest.raises(UserError, match=r"config\.model\.patch_cov=0 must be >= 1"):
+        config_checks.check_config(config, "train")
 
 
 def test_bad_inputs_give_clear_errors():

@@ -27,9 +27,12 @@ TABLE4 = {
 # - `cpu_long`: the same network, trained within 10,800 CPU s.
 # Longer L keep more frequency patches (F' = ceil(F / 6)): 11 at L = 256, where a step costs ~10x
 # one at L = 24 and the budget buys fewer steps (docs/costs.md).
+# Both keep one covariate a token (patch_cov 1); grouping covariates (model.patch_cov > 1) cuts
+# the cost at K = 28-50 (docs/costs.md, "Covariate patches") but is not a default until an A/B at
+# equal CPU (benchmarks/cov_patch_ab.py) says it wins.
 CPU_SIZES = {
-    "cpu": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6),
-    "cpu_long": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6),
+    "cpu": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6, patch_cov=1),
+    "cpu_long": dict(depth=2, hidden=64, heads=4, mlp_ratio=2.0, patch_freq=6, patch_cov=1),
     "smoke": dict(depth=1, hidden=32, heads=2, mlp_ratio=2.0),
 }
 

@@ -4,8 +4,11 @@ Reads like DiT's models.py, top to bottom: initialisers, embedders, attention, b
 model, then `create_model`, which builds the model from a config and the data statistics.
 
 A video is channels-last `(B, T, F, K, 3)`: T STFT frames, F frequency bins, K covariates, and the
-channels real, imaginary, trend. Each frame's F x K plane is cut into anisotropic (pf, 1) patches,
-so tokens are `(B, T, F', K, D)` with F' = ceil(F / pf): covariates are never mixed by patching.
+channels real, imaginary, trend. Each frame's F x K plane is cut into anisotropic (pf, pc) patches
+(Table 4's "patch (freq, cov)"), so tokens are `(B, T, F', K', D)` with F' = ceil(F / pf) and
+K' = ceil(K / pc). With pc = 1 (the default) covariates are never mixed by patching; with pc > 1
+each token holds pc adjacent covariates in the data's column order (the last patch zero-padded),
+which cuts the covariate axis, the part of the cost that grows with K, about pc-fold.
 Each block attends along time, then frequency, then covariates, then applies an MLP, every sub-layer
 pre-norm with adaLN-Zero modulation from the diffusion conditioning.
 """
@@ -48,7 +51,7 @@ class Dense(nn.Dense):
 
 
 def modulate(x, shift, scale):
-    """adaLN: x (B, T, F', K, D), shift and scale (B, D) broadcast over the token axes."""
+    """adaLN: x (B, T, F', K', D), shift and scale (B, D) broadcast over the token axes."""
     return x * (1 + scale[:, None, None, None, :]) + shift[:, None, None, None, :]
 
 
@@ -58,28 +61,37 @@ def symmetrize(a):
 
 
 def attention_biases(params):
-    """The effective (B_C, B_F) biases, (K, K) and (F', F'), of a parameter tree."""
+    """The effective (B_C, B_F) biases, (K', K') and (F', F'), of a parameter tree."""
     return symmetrize(params["cov_bias"]), symmetrize(params["freq_bias"])
 
 
 # ------------------------------------------------------------------------------------------------
 # Embedders: patches, diffusion conditioning.
 # ------------------------------------------------------------------------------------------------
-def patchify(z, patch_freq):
-    """(B, T, F, K, C) -> (B, T, F', K, pf * C), zero-padding F up to F' * pf."""
+def num_patches(size, patch):
+    """ceil(size / patch): the patches of `patch` entries covering `size`, the last one padded."""
+    return -(-size // patch)
+
+
+def patchify(z, patch_freq, patch_cov=1):
+    """(B, T, F, K, C) -> (B, T, F', K', pf * pc * C), zero-padding F to F' pf and K to K' pc."""
     b, t, f, k, c = z.shape
-    fp = -(-f // patch_freq)
-    z = jnp.pad(z, ((0, 0), (0, 0), (0, fp * patch_freq - f), (0, 0), (0, 0)))  # (B, T, F'pf, K, C)
-    z = z.reshape(b, t, fp, patch_freq, k, c).transpose(0, 1, 2, 4, 3, 5)  # (B, T, F', K, pf, C)
-    return z.reshape(b, t, fp, k, patch_freq * c)  # (B, T, F', K, pf*C)
+    fp, kp = num_patches(f, patch_freq), num_patches(k, patch_cov)
+    z = jnp.pad(z, ((0, 0), (0, 0), (0, fp * patch_freq - f), (0, kp * patch_cov - k), (0, 0)))
+    z = z.reshape(b, t, fp, patch_freq, kp, patch_cov, c)  # (B, T, F', pf, K', pc, C)
+    z = z.transpose(0, 1, 2, 4, 3, 5, 6)  # (B, T, F', K', pf, pc, C)
+    return z.reshape(b, t, fp, kp, patch_freq * patch_cov * c)  # (B, T, F', K', pf*pc*C)
 
 
-def unpatchify(x, patch_freq, num_freqs):
-    """(B, T, F', K, pf * C) -> (B, T, F, K, C), dropping the padded frequency rows."""
-    b, t, fp, k, pc = x.shape
-    c = pc // patch_freq
-    x = x.reshape(b, t, fp, k, patch_freq, c).transpose(0, 1, 2, 4, 3, 5)  # (B, T, F', pf, K, C)
-    return x.reshape(b, t, fp * patch_freq, k, c)[:, :, :num_freqs]  # (B, T, F, K, C)
+def unpatchify(x, patch_freq, num_freqs, patch_cov=1, num_covariates=None):
+    """(B, T, F', K', pf * pc * C) -> (B, T, F, K, C), dropping the padded frequency rows and
+    covariate columns (num_covariates None: K = K' pc, nothing dropped)."""
+    b, t, fp, kp, ppc = x.shape
+    c = ppc // (patch_freq * patch_cov)
+    x = x.reshape(b, t, fp, kp, patch_freq, patch_cov, c)  # (B, T, F', K', pf, pc, C)
+    x = x.transpose(0, 1, 2, 4, 3, 5, 6)  # (B, T, F', pf, K', pc, C)
+    x = x.reshape(b, t, fp * patch_freq, kp * patch_cov, c)  # (B, T, F'pf, K'pc, C)
+    return x[:, :, :num_freqs, :num_covariates]  # (B, T, F, K, C)
 
 
 def timestep_embedding(t, dim, max_period=10000.0):
@@ -138,7 +150,7 @@ class AdaLNModulation(nn.Module):
 # Factorized attention (scenic ViViT style): one axis at a time, the others act as batch.
 # ------------------------------------------------------------------------------------------------
 def attend_along(axis, q, k, v, bias=None, rope=False):
-    """Self-attention along one token axis of q, k, v (B, T, F', K, N, H).
+    """Self-attention along one token axis of q, k, v (B, T, F', K', N, H).
 
     Moves `axis` next to the head axes, folds the rest into the batch, applies RoPE along it if
     asked (before the logits, so scores depend on relative position only), attends with the
@@ -155,11 +167,11 @@ def attend_along(axis, q, k, v, bias=None, rope=False):
     if bias is not None:
         bias = bias.astype(q.dtype)[None, None]  # (1, 1, S, S)
     out = jax.nn.dot_product_attention(q, k, v, bias=bias)  # (B', S, N, H)
-    return jnp.moveaxis(out.reshape(*lead, s, n, h), -3, axis)  # (B, T, F', K, N, H)
+    return jnp.moveaxis(out.reshape(*lead, s, n, h), -3, axis)  # (B, T, F', K', N, H)
 
 
 class FactorizedAttention(nn.Module):
-    """Multi-head self-attention of tokens (B, T, F', K, D) along `axis` (1 time, 2 freq, 3 cov)."""
+    """Multi-head self-attention of tokens (B, T, F', K', D) along `axis` (1 T, 2 F', 3 K')."""
 
     axis: int
     heads: int
@@ -167,14 +179,14 @@ class FactorizedAttention(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, bias=None):  # (B, T, F', K, D)
+    def __call__(self, x, bias=None):  # (B, T, F', K', D)
         d = x.shape[-1]
         dense = lambda n, name: Dense(n, dtype=self.dtype, kernel_init=DENSE_INIT, name=name)
-        qkv = dense(3 * d, "qkv")(x)  # (B, T, F', K, 3D)
-        qkv = qkv.reshape(*x.shape[:-1], 3, self.heads, d // self.heads)  # (B, T, F', K, 3, N, H)
-        q, k, v = (qkv[..., i, :, :] for i in range(3))  # (B, T, F', K, N, H) each
-        out = attend_along(self.axis, q, k, v, bias=bias, rope=self.rope)  # (B, T, F', K, N, H)
-        return dense(d, "out")(out.reshape(x.shape))  # (B, T, F', K, D)
+        qkv = dense(3 * d, "qkv")(x)  # (B, T, F', K', 3D)
+        qkv = qkv.reshape(*x.shape[:-1], 3, self.heads, d // self.heads)  # (B, T, F', K', 3, N, H)
+        q, k, v = (qkv[..., i, :, :] for i in range(3))  # (B, T, F', K', N, H) each
+        out = attend_along(self.axis, q, k, v, bias=bias, rope=self.rope)  # (B, T, F', K', N, H)
+        return dense(d, "out")(out.reshape(x.shape))  # (B, T, F', K', D)
 
 
 class Mlp(nn.Module):
@@ -184,9 +196,9 @@ class Mlp(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x):  # (B, T, F', K, D)
+    def __call__(self, x):  # (B, T, F', K', D)
         h = Dense(self.hidden, dtype=self.dtype, kernel_init=DENSE_INIT, name="fc1")(x)
-        h = nn.gelu(h, approximate=True)  # (B, T, F', K, rD)
+        h = nn.gelu(h, approximate=True)  # (B, T, F', K', rD)
         return Dense(x.shape[-1], dtype=self.dtype, kernel_init=DENSE_INIT, name="fc2")(h)
 
 
@@ -232,7 +244,7 @@ class STDiffBlock(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, c, cov_bias, freq_bias):  # x (B, T, F', K, D), c (B, D)
+    def __call__(self, x, c, cov_bias, freq_bias):  # x (B, T, F', K', D), c (B, D)
         d = x.shape[-1]
         mods = AdaLNModulation(12, name="adaLN_modulation")(c)  # 12 x (B, D)
         attend = lambda axis, rope, name: FactorizedAttention(
@@ -240,13 +252,13 @@ class STDiffBlock(nn.Module):
         sublayers = [
             lambda h: attend(1, True, "attn_time")(h),  # RoPE over frames
             lambda h: attend(2, True, "attn_freq")(h, freq_bias),  # RoPE over patches, + B_F
-            lambda h: attend(3, False, "attn_cov")(h, cov_bias),  # unordered set, + B_C
+            lambda h: attend(3, False, "attn_cov")(h, cov_bias),  # a set of patches, + B_C
             Mlp(int(d * self.mlp_ratio), dtype=self.dtype, name="mlp"),
         ]
         for i, sublayer in enumerate(sublayers):
             shift, scale, gate = mods[3 * i: 3 * i + 3]
-            h = modulate(layer_norm(x), shift, scale)  # (B, T, F', K, D)
-            x = x + gate[:, None, None, None, :] * sublayer(h)  # (B, T, F', K, D), float32
+            h = modulate(layer_norm(x), shift, scale)  # (B, T, F', K', D)
+            x = x + gate[:, None, None, None, :] * sublayer(h)  # (B, T, F', K', D), float32
         return x, None
 
 
@@ -257,11 +269,11 @@ class FinalLayer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, c):  # (B, T, F', K, D), (B, D)
+    def __call__(self, x, c):  # (B, T, F', K', D), (B, D)
         shift, scale = AdaLNModulation(2, name="adaLN_modulation")(c)
-        x = modulate(layer_norm(x), shift, scale)  # (B, T, F', K, D)
+        x = modulate(layer_norm(x), shift, scale)  # (B, T, F', K', D)
         x = Dense(self.out_dim, dtype=self.dtype, kernel_init=ZERO_INIT, name="linear")(x)
-        return x.astype(jnp.float32)  # (B, T, F', K, pf*3)
+        return x.astype(jnp.float32)  # (B, T, F', K', pf*pc*3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,12 +290,18 @@ class STDiff(nn.Module):
     num_classes = 0 the network has no class parameters and ignores labels: its parameter tree
     is that of a model without classes.
 
-    Attention biases. `cov_bias` (K x K, added to the covariate-attention logits) and `freq_bias`
+    Covariate patches. `patch_cov` = pc > 1 groups pc adjacent covariates (the data's column
+    order) into one token: K' = ceil(K / pc) tokens along the covariate axis, the last patch
+    zero-padded (its padded outputs are dropped). The covariate embeddings are then per patch
+    (K' x D), and B_C is K' x K'. The covariate axis has no RoPE either way: patches, like
+    covariates, are a set told apart by their learned embeddings.
+
+    Attention biases. `cov_bias` (K' x K', added to the covariate-attention logits) and `freq_bias`
     (F' x F', frequency-attention logits) are each ONE matrix shared by all heads and all layers:
     the paper writes a single B_C and B_F, they are a data prior (initialised from the data's
     cross-correlation and pooled log-magnitude covariance) rather than per-layer features, and the
     per-layer, per-head query-key logits already give each layer its own freedom; sharing also keeps
-    them outside the scanned blocks (K^2 + F'^2 parameters instead of depth * heads times that).
+    them outside the scanned blocks (K'^2 + F'^2 parameters instead of depth * heads times that).
     The stored parameters A are free; the biases used are (A + A^T) / 2, symmetric by construction.
 
     Depth. The blocks are always an `nn.scan` with stacked parameters (leading axis `depth`), with
@@ -302,6 +320,7 @@ class STDiff(nn.Module):
     heads: int
     mlp_ratio: float
     patch_freq: int
+    patch_cov: int = 1
     remat: bool = False
     unroll: bool = False  # Unrolled scan, same parameters: XLA's flop count sees every block.
     dtype: Any = jnp.float32
@@ -311,21 +330,26 @@ class STDiff(nn.Module):
 
     @property
     def num_freq_patches(self):
-        return -(-self.num_freqs // self.patch_freq)
+        return num_patches(self.num_freqs, self.patch_freq)
+
+    @property
+    def num_cov_patches(self):
+        return num_patches(self.num_covariates, self.patch_cov)
 
     @nn.compact
     def __call__(self, z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,) or None
         self._check_inputs(z, logsnr, labels)
-        d, k, fp, pf = self.hidden, self.num_covariates, self.num_freq_patches, self.patch_freq
+        d, pf, pc = self.hidden, self.patch_freq, self.patch_cov
+        fp, kp = self.num_freq_patches, self.num_cov_patches
         c = TimestepEmbedder(d, name="t_embedder")(logsnr)  # (B, D)
         if self.num_classes:
             if labels is None:
                 labels = jnp.full(logsnr.shape, self.num_classes, jnp.int32)
             c = c + ClassEmbedder(self.num_classes, d, name="y_embedder")(labels)  # (B, D)
-        x = patchify(z, pf)  # (B, T, F', K, 3pf)
-        x = Dense(d, kernel_init=DENSE_INIT, name="x_embedder")(x)  # (B, T, F', K, D)
-        x = x + self.param("cov_embed", EMBED_INIT, (k, d))  # (B, T, F', K, D)
-        cov_bias = symmetrize(self.param("cov_bias", self.cov_bias_init, (k, k)))  # (K, K)
+        x = patchify(z, pf, pc)  # (B, T, F', K', 3 pf pc)
+        x = Dense(d, kernel_init=DENSE_INIT, name="x_embedder")(x)  # (B, T, F', K', D)
+        x = x + self.param("cov_embed", EMBED_INIT, (kp, d))  # (B, T, F', K', D)
+        cov_bias = symmetrize(self.param("cov_bias", self.cov_bias_init, (kp, kp)))  # (K', K')
         freq_bias = symmetrize(self.param("freq_bias", self.freq_bias_init, (fp, fp)))  # (F', F')
 
         block = nn.remat(STDiffBlock, prevent_cse=False) if self.remat else STDiffBlock
@@ -334,10 +358,10 @@ class STDiff(nn.Module):
             in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=self.depth,
             unroll=self.depth if self.unroll else 1)
         x, _ = blocks(self.heads, self.mlp_ratio, self.dtype, name="blocks")(
-            x, c, cov_bias, freq_bias)  # (B, T, F', K, D)
+            x, c, cov_bias, freq_bias)  # (B, T, F', K', D)
 
-        x = FinalLayer(pf * 3, dtype=self.dtype, name="final_layer")(x, c)  # (B, T, F', K, 3pf)
-        return unpatchify(x, pf, self.num_freqs)  # (B, T, F, K, 3)
+        x = FinalLayer(3 * pf * pc, dtype=self.dtype, name="final_layer")(x, c)  # (.., 3 pf pc)
+        return unpatchify(x, pf, self.num_freqs, pc, self.num_covariates)  # (B, T, F, K, 3)
 
     def _check_inputs(self, z, logsnr, labels):
         expected = (self.num_frames, self.num_freqs, self.num_covariates, 3)
@@ -360,19 +384,21 @@ class STDiff(nn.Module):
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def pool_freq_cov(freq_cov, patch_freq):
-    """(F, F) -> (F', F'): mean of the entries over each pair of frequency patches.
+def pool_patches(stat, patch):
+    """(N, N) -> (N', N'), N' = ceil(N / patch): the mean of the entries over each pair of patches
+    of `patch` adjacent rows (B_F from the frequency covariance, B_C from the covariate
+    correlation).
 
-    A patch's padded rows (when pf does not divide F) hold no data, so only real bins are averaged.
+    A patch's padded rows (when `patch` does not divide N) hold no data, so only real rows are
+    averaged.
     """
-    freq_cov = np.asarray(freq_cov, np.float64)
-    f = freq_cov.shape[0]
-    fp = -(-f // patch_freq)
-    pool = np.zeros((fp, f))  # (F', F) row-averaging matrix
-    for p in range(fp):
-        bins = slice(p * patch_freq, min((p + 1) * patch_freq, f))
-        pool[p, bins] = 1.0 / (bins.stop - bins.start)
-    return (pool @ freq_cov @ pool.T).astype(np.float32)  # (F', F')
+    stat = np.asarray(stat, np.float64)
+    n = stat.shape[0]
+    pool = np.zeros((num_patches(n, patch), n))  # (N', N) row-averaging matrix
+    for p in range(len(pool)):
+        rows = slice(p * patch, min((p + 1) * patch, n))
+        pool[p, rows] = 1.0 / (rows.stop - rows.start)
+    return (pool @ stat @ pool.T).astype(np.float32)  # (N', N')
 
 
 def constant_init(value):
@@ -397,13 +423,16 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
     """STDiff for videos (B, num_frames, num_freqs, num_covariates, 3), conditioned on
     `num_classes` classes (0: unconditional, no class parameters).
 
-    model_config: dict-like with depth, hidden, heads, mlp_ratio, patch_freq, and optionally remat
-    (default False) and dtype ('float32' or 'bfloat16' compute; parameters stay float32).
-    stats: optional dict or object with `cov_corr` (K, K) and `freq_cov` (F, F); they initialise
-    B_C and the patch-pooled B_F. Without them the biases start at zero.
+    model_config: dict-like with depth, hidden, heads, mlp_ratio, patch_freq, and optionally
+    patch_cov (default 1), remat (default False) and dtype ('float32' or 'bfloat16' compute;
+    parameters stay float32).
+    stats: optional dict or object with `cov_corr` (K, K) and `freq_cov` (F, F); pooled over the
+    covariate and frequency patches, they initialise B_C and B_F. Without them the biases start
+    at zero.
     """
     cfg = {name: model_config[name]
            for name in ("depth", "hidden", "heads", "mlp_ratio", "patch_freq")}
+    cfg["patch_cov"] = model_config.get("patch_cov", 1)
     remat, dtype = bool(model_config.get("remat", False)), model_config.get("dtype", "float32")
     if dtype not in DTYPES:
         raise UserError(f"model.dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
@@ -411,8 +440,10 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
         raise UserError(
             f"model.hidden ({cfg['hidden']}) must split into model.heads ({cfg['heads']}) heads of "
             "even size (RoPE rotates feature pairs); change hidden or heads.")
-    if cfg["patch_freq"] < 1 or cfg["depth"] < 1:
-        raise UserError(f"model.patch_freq and model.depth must be >= 1, got {cfg}.")
+    if min(cfg["patch_freq"], cfg["patch_cov"], cfg["depth"]) < 1:
+        raise UserError(f"model.patch_freq, model.patch_cov and model.depth must be >= 1, got "
+                        f"{cfg}; set them to whole numbers from 1 (patch_cov 1: one covariate "
+                        f"a token).")
 
     inits = {}
     if stats is not None:
@@ -424,8 +455,8 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
                     f"stats.{name} must be a finite {shape} array for this data, got "
                     f"{None if value is None else value.shape}; recompute the data statistics "
                     "with the same video settings, or pass stats=None for zero biases.")
-        inits = dict(cov_bias_init=constant_init(cov_corr),
-                     freq_bias_init=constant_init(pool_freq_cov(freq_cov, cfg["patch_freq"])))
+        inits = dict(cov_bias_init=constant_init(pool_patches(cov_corr, cfg["patch_cov"])),
+                     freq_bias_init=constant_init(pool_patches(freq_cov, cfg["patch_freq"])))
     if num_classes < 0:
         raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
     return STDiff(num_frames=num_frames, num_freqs=num_freqs, num_covariates=num_covariates,
