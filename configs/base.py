@@ -46,7 +46,10 @@ def base_config():
     c.data.name = "sines"
     c.data.seq_len = 24
     c.data.root = ml_collections.FieldReference(None, field_type=str)  # None: $STDIFF_DATA_DIR or cache.
-    c.data.val_fraction = 0.05  # Held-out windows for early stopping (0: score a fixed training subset).
+    # Windows held out for early stopping and the best checkpoint, sharing no step with training:
+    # the last windows of a series (the L - 1 before them left out), a random draw of a window
+    # set (train.split_windows). 0: every window trains; a fixed training subset is scored.
+    c.data.val_fraction = 0.05
     c.data.seed = 0
     # A share of the rows (windows, for window sets) held out of training and the scaler:
     # Dataset.test_windows, what benchmarks/conditional.py scores on (0: the protocol's, none).

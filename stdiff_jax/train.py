@@ -43,13 +43,21 @@ SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order 
 # ------------------------------------------------------------------------------------------------
 # Input.
 # ------------------------------------------------------------------------------------------------
-def split_windows(windows, val_fraction, batch_size, seed):
-    """(train, val) windows. val is a seeded random hold-out of about `val_fraction` of the windows,
-    rounded to whole batches so every validation batch has the training batch's shape (one trace);
-    with `val_fraction` 0 every window trains and val is a fixed random subset of them.
+def split_windows(windows, val_fraction, batch_size, seed, window_starts=None):
+    """(train, val) windows, val about `val_fraction` of them in whole batches (every validation
+    batch has the training batch's shape: one trace), sharing no time step with any training
+    window:
+    - windows of a series (`window_starts`, `Dataset.window_starts`): val is the block of the
+      last windows (the latest rows), and the L - 1 windows before it, which share rows with it,
+      are left out of both;
+    - windows that are series of their own (`window_starts` None: sines, mujoco, UCR, npy window
+      sets) share no step: val is a seeded random draw of them.
+    With `val_fraction` 0 every window trains and val is a fixed random subset of them (scored
+    for early stopping, as the protocol trains on everything).
 
     windows: (N, L, K), or a tuple of arrays with N rows each (windows and their labels), split
-    alike."""
+    alike. Raises a UserError when less than one training batch is left.
+    """
     n = len(jax.tree.leaves(windows)[0])
     order = np.random.default_rng([seed, SPLIT_SEED_STREAM]).permutation(n)
     rows = lambda idx: jax.tree.map(lambda a: a[idx], windows)
@@ -58,11 +66,41 @@ def split_windows(windows, val_fraction, batch_size, seed):
     if val_fraction <= 0:
         num_val = min(num_val, n // batch_size * batch_size)
         return windows, rows(np.sort(order[:num_val]))
-    if n - num_val < batch_size:
-        raise UserError(f"{n} windows leave fewer than one training batch of {batch_size} after "
-                        f"holding out {num_val} for validation: lower config.train.batch_size or "
-                        f"set config.data.val_fraction=0 (score a fixed training subset).")
-    return rows(np.sort(order[num_val:])), rows(np.sort(order[:num_val]))
+    if window_starts is None:
+        train_idx, val_idx = np.sort(order[num_val:]), np.sort(order[:num_val])
+        where = f"holding out {len(val_idx)} random windows for validation"
+    else:
+        train_idx, val_idx = _last_rows_block(window_starts, num_val,
+                                              jax.tree.leaves(windows)[0].shape[1])
+        where = (f"holding out the last {len(val_idx)} windows of the series for validation and "
+                 f"the {n - len(val_idx) - len(train_idx)} before them (they share rows with it)")
+    if len(train_idx) < batch_size:
+        raise UserError(f"{n} windows: {where} leaves {len(train_idx)} to train, fewer than one "
+                        f"batch of {batch_size}. Set config.data.val_fraction=0 (every window "
+                        f"trains, early stopping scores a fixed training subset) or lower "
+                        f"config.train.batch_size.")
+    logging.info("Validation: %s; %d windows train.", where, len(train_idx))
+    return rows(train_idx), rows(val_idx)
+
+
+def _last_rows_block(window_starts, num_val, seq_len):
+    """(train, val) indices of windows starting at rows `window_starts` (N,): val the `num_val`
+    latest, train those ending before the first row of val."""
+    val = np.sort(np.argsort(window_starts, kind="stable")[-num_val:])
+    first_val_row = window_starts[val].min()
+    return np.flatnonzero(window_starts + seq_len <= first_val_row), val
+
+
+def check_classes_train(train_windows, class_names):
+    """A UserError when the validation split left a class without training windows."""
+    labels = labels_lib.split_batch(train_windows)[1]
+    missing = [name for i, name in enumerate(class_names) if not np.any(labels == i)]
+    if missing:
+        raise UserError(f"The validation split (split_windows) left no training window of the "
+                        f"class(es) {missing}: all of theirs are validation windows or share rows "
+                        f"with them, so the network would never learn them. Set "
+                        f"config.data.val_fraction=0 (every window trains), or a smaller "
+                        f"val_fraction if those windows lie in the last rows of the series.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -353,7 +391,9 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     classes = labels_lib.classes_of(dataset, tc.batch_size)  # (names, counts) or None
     train_windows, val_windows = split_windows(labels_lib.training_arrays(dataset),
                                                config.data.val_fraction, tc.batch_size,
-                                               config.data.seed)
+                                               config.data.seed, dataset.window_starts)
+    if classes is not None:
+        check_classes_train(train_windows, classes[0])
     iterator = BatchIterator(len(jax.tree.leaves(train_windows)[0]), tc.batch_size,
                              config.data.seed)
     num_classes = 0 if classes is None else len(classes[0])

@@ -200,10 +200,11 @@ def labelled_dataset(name, raw, names, values, seq_len, test_fraction=0.0, test_
     if block is not None:
         test_labels, test_keep = of([block])
         test_windows, test_labels = base.test_windows[test_keep], test_labels[test_keep]
+    starts = None if base.window_starts is None else base.window_starts[keep]
     return LabelledDataset(name=name, windows=base.windows[keep], scaler=base.scaler,
                            column_names=base.column_names, test_windows=test_windows,
-                           labels=labels[keep].astype(np.int32), class_names=class_names,
-                           test_labels=test_labels)
+                           window_starts=starts, labels=labels[keep].astype(np.int32),
+                           class_names=class_names, test_labels=test_labels)
 
 
 # ------------------------------------------------------------------------------------------------

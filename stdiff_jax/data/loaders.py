@@ -11,6 +11,10 @@ straddling the block, and the held-out block's windows (`Dataset.test_windows`, 
 same scaler) share no value with a training window. A middle block of a trending series (stock
 prices) stays inside the training range where its tail does not. The protocol trains on
 everything (test_fraction 0); the conditional benchmark holds out.
+
+The windows of a series keep the data row each starts at (`Dataset.window_starts`), so that the
+training's validation split (`train.split_windows`) can hold out a block of rows that no training
+window touches; window sets have none (each window is its own series).
 """
 
 import dataclasses
@@ -46,6 +50,10 @@ class Dataset:
         test_windows: (M, L, K) float32 windows of the held-out block (`load_dataset`'s
             test_fraction), in the training scaler's [-1, 1] (values may fall outside it);
             None when nothing is held out.
+        window_starts: (N,) int64, the data row (0-based, of the whole raw series, the held-out
+            block included) each window of a series starts at, in increasing order: window i
+            covers rows window_starts[i] .. window_starts[i] + L - 1. None when every window is
+            a series of its own (window sets: sines, mujoco, npy (N, L, K), UCR).
     """
 
     name: str
@@ -53,6 +61,7 @@ class Dataset:
     scaler: MinMaxScaler
     column_names: tuple[str, ...]
     test_windows: np.ndarray | None = None
+    window_starts: np.ndarray | None = None
 
     @property
     def unit_windows(self):
@@ -194,6 +203,16 @@ def split_held_out(raw, test_fraction, test_position, seq_len, where):
     return pieces, raw[start:start + size]
 
 
+def _window_starts(raw, test_fraction, test_position, seq_len, where):
+    """(N,) int64 first rows of the windows `make_dataset` cuts from a (rows, K) series, in its
+    order (the pieces around the held-out block, each in row order); None for (N, L, K) windows."""
+    if raw.ndim != 2:
+        return None
+    rows = np.arange(raw.shape[0])[:, None]  # (rows, 1): split as the series is
+    pieces, _ = split_held_out(rows, test_fraction, test_position, seq_len, where)
+    return np.concatenate([piece[:len(piece) - seq_len + 1, 0] for piece in pieces])
+
+
 def make_dataset(name, raw, names, seq_len, scaler=None, test_fraction=0.0, test_position=1.0,
                  allow_outliers=False):
     """Validates, scales and windows raw data. `raw` is (rows, K) or (N, L, K) float64.
@@ -207,7 +226,8 @@ def make_dataset(name, raw, names, seq_len, scaler=None, test_fraction=0.0, test
         scaler = MinMaxScaler.fit(np.concatenate(pieces))
     windows = np.concatenate([_windows(piece, scaler, seq_len) for piece in pieces])
     return Dataset(name=name, windows=windows, scaler=scaler, column_names=tuple(names),
-                   test_windows=None if block is None else _windows(block, scaler, seq_len))
+                   test_windows=None if block is None else _windows(block, scaler, seq_len),
+                   window_starts=_window_starts(raw, test_fraction, test_position, seq_len, name))
 
 
 def _check_download(source, read):
