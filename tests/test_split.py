@@ -93,6 +93,7 @@ def test_a_class_lost_to_the_split_stops_training_before_any_work(tmp_path):
     config = base.make_config(f"csv:{path}", "smoke")
     with config.unlocked():
         config.data.label_column = "state"
+        config.data.val_fraction = 0.05  # asked for: a series' default is none
         config.train.batch_size = 8
     # 17 windows of b: the last 16 validate, the 17th shares rows with them.
     with pytest.raises(UserError, match=r"class\(es\) \['b'\]"):
