@@ -8,11 +8,15 @@ wall time and in process CPU time (less sensitive to other jobs on a shared mach
 sequential-equivalent R x one repeat, and the first calls' extra time (compilation, mostly).
 The row "all" is what `evaluate(real, fake, repeats=R)` costs once compiled (it makes exactly
 these calls). Then the scores of the R repeats, and, with --noise, of `real` against uniform
-noise of the same shape.
+noise of the same shape; with --gaussian, against a Gaussian in video space: the mean and full
+covariance of the videos of the `fake` half (stdiff_jax/video.py's transform at the data set's
+STFT settings), sampled and decoded, as many windows as `real`: what second moments alone score,
+the starting point of a model with `model.prior_rank` (stdiff_jax/prior.py).
 
     nice python benchmarks/metrics.py        # protocol settings, 5 repeats (from the repo root:
                                              # pip install -e . or PYTHONPATH=.)
     python benchmarks/metrics.py --datasets stocks --repeats 2 --metrics correlational
+    python benchmarks/metrics.py --datasets mujoco,suite_regimes --no_costs --gaussian
 """
 import argparse
 import json
@@ -22,7 +26,9 @@ import time
 
 import numpy as np
 
+from stdiff_jax import prior, video
 from stdiff_jax.data import load_dataset
+from stdiff_jax.models.sizes import stft_settings
 from stdiff_jax.metrics import METRICS, REPEATED, evaluate
 from stdiff_jax.metrics.evaluate import summarize
 
@@ -84,6 +90,27 @@ def halves(dataset, seq_len, data_dir, seed):
     return windows[order[:half]], windows[order[half:2 * half]]
 
 
+def gaussian_windows(fit_windows, num, seed):
+    """`num` windows decoded from draws of the Gaussian of the videos of `fit_windows` ([0, 1])."""
+    length = fit_windows.shape[1]
+    n_fft, hop = stft_settings(length)
+
+    def to_video(x):
+        return video.series_to_video(2 * x - 1, n_fft, hop)
+
+    shape = np.asarray(to_video(fit_windows[:1])).shape[1:]
+    dim = int(np.prod(shape))
+    g = prior.fit_prior(fit_windows, to_video, rank=min(dim, len(fit_windows)), seed=seed)
+    rng = np.random.default_rng(seed)
+    draws = g.mean + (rng.standard_normal((num, len(g.variances))) * np.sqrt(g.variances)) @ g.basis.T
+    if g.residual:  # the directions outside the basis
+        noise = rng.standard_normal((num, dim))
+        draws += np.sqrt(g.residual) * (noise - (noise @ g.basis) @ g.basis.T)
+    series = video.video_to_series(draws.reshape(num, *shape).astype(np.float32), n_fft, hop,
+                                   length)
+    return np.clip((np.asarray(series) + 1) / 2, 0, 1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="etth,stocks")
@@ -94,6 +121,10 @@ def main():
     parser.add_argument("--metrics", default=",".join(METRICS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", action="store_true", help="also score real against noise")
+    parser.add_argument("--gaussian", action="store_true",
+                        help="also score real against a Gaussian in video space")
+    parser.add_argument("--no_costs", action="store_true",
+                        help="score the halves once, without timing the repeats")
     parser.add_argument("--json", help="also write every result to this file")
     args = parser.parse_args()
 
@@ -102,16 +133,29 @@ def main():
     out = {}
     for dataset in args.datasets.split(","):
         real, fake = halves(dataset, args.seq_len, args.data_dir, args.seed)
-        costs = {name: repeat_costs(name, real, fake, seeds) for name in names}
-        print(cost_table(costs, args.repeats), flush=True)
-        print(score_table("\nreal vs held-out real", {n: c["scores"] for n, c in costs.items()}),
-              flush=True)
-        out[dataset] = {"costs": costs}
+        if args.no_costs:
+            out[dataset] = {"halves": evaluate(real, fake, repeats=args.repeats, seed=args.seed,
+                                               metrics=names)}
+            print(score_table("\nreal vs held-out real", out[dataset]["halves"]), flush=True)
+        else:
+            costs = {name: repeat_costs(name, real, fake, seeds) for name in names}
+            print(cost_table(costs, args.repeats), flush=True)
+            print(score_table("\nreal vs held-out real",
+                              {n: c["scores"] for n, c in costs.items()}), flush=True)
+            out[dataset] = {"costs": costs}
         if args.noise:
             noise = np.random.default_rng(args.seed).uniform(size=real.shape).astype(np.float32)
             out[dataset]["noise"] = evaluate(real, noise, repeats=args.repeats, seed=args.seed,
                                              metrics=names)
             print(score_table("\nreal vs uniform noise", out[dataset]["noise"]), flush=True)
+        if args.gaussian:
+            start = time.process_time()
+            gauss = gaussian_windows(fake, len(real), args.seed)
+            out[dataset]["gaussian"] = evaluate(real, gauss, repeats=args.repeats, seed=args.seed,
+                                                metrics=names)
+            print(score_table(f"\nreal vs a Gaussian in video space (fitted on the other half; "
+                              f"{time.process_time() - start:.0f} CPU s with scoring)",
+                              out[dataset]["gaussian"]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

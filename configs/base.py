@@ -85,6 +85,10 @@ def base_config():
     c.model.remat = False  # Rematerialise scanned blocks: far less memory, ~15% slower steps.
     c.model.dtype = "float32"  # Compute dtype ("bfloat16" on TPU); parameters stay float32.
     c.model.data_biases = True  # Initialise B_C and B_F from data statistics (else zeros).
+    # > 0: the network learns a correction to the exact denoiser of a Gaussian fitted to the
+    # training videos, with this many principal directions (stdiff_jax/prior.py); 0: the plain
+    # network. Off until its A/B on the tuned sets is done (docs/ablations.md).
+    c.model.prior_rank = 0
     # Labelled data: the share of windows trained with the "no class" token, so one network is
     # conditional and unconditional (classifier-free guidance; stdiff_jax/labels.py).
     c.model.label_dropout = 0.1

@@ -57,13 +57,14 @@ def video_shape_of(video_config, series_shape):
                           jax.ShapeDtypeStruct((1, *series_shape), jnp.float32)).shape[1:]
 
 
-def build_model(config, series_shape, stats, num_classes=0):
+def build_model(config, series_shape, stats, num_classes=0, prior=None):
     """The network for series (L, K), conditioned on `num_classes` classes (0: none), and the
-    shape (T, F, K, 3) of its videos."""
+    shape (T, F, K, 3) of its videos. prior: the fitted `prior.GaussianPrior` of a model with
+    model.prior_rank > 0 trained from scratch (None: its prior comes from a checkpoint)."""
     video_shape = video_shape_of(config.video, series_shape)
     model = create_model(config.model, *video_shape[:3],
                          stats=stats if config.model.data_biases else None,
-                         num_classes=num_classes)
+                         num_classes=num_classes, prior=prior)
     return model, video_shape
 
 

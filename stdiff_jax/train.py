@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from stdiff_jax import budget, checkpoint, diffusion, errors, fingerprint, video
 from stdiff_jax import labels as labels_lib
+from stdiff_jax import prior as prior_lib
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import BatchIterator, dataset_of
 from stdiff_jax.errors import UserError
@@ -433,7 +434,17 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
                                 val_windows) for i in range(0, num_val, tc.batch_size)]
 
     # Model and optimizer -----------------------------------------------------------------------
-    model, video_shape = build_model(config, host.series_shape, host.stats, host.num_classes)
+    prior = None
+    if resume_step is None and config.model.get("prior_rank", 0):
+        prior = prior_lib.fit_prior(labels_lib.split_batch(train_windows)[0],
+                                    video_transform(config.video, host.normalizer),
+                                    config.model.prior_rank, seed=tc.seed)
+        logging.info("Gaussian prior: %d directions hold %.2f%% of the training videos' "
+                     "variance; the other %d have variance %.3g each.", config.model.prior_rank,
+                     100 * prior.explained(), prior.mean.size - config.model.prior_rank,
+                     prior.residual)
+    model, video_shape = build_model(config, host.series_shape, host.stats, host.num_classes,
+                                     prior)
 
     # Sharding ----------------------------------------------------------------------------------
     abstract, init_fn = state_shardings(mesh, model, tx, video_shape, tc.seed)
@@ -441,7 +452,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
         state = create_sharded_state(mesh, abstract, init_fn, tc.seed)
     else:
         logging.info("Resumed from %s at step %d.", checkpoint_dir(workdir), resume_step)
-    num_params = sum(x.size for x in jax.tree.leaves(state.params))
+    num_params = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(state.params)
+                     if not path[-1].key.startswith("prior_"))  # the prior's are constants
     logging.info("%d devices, global batch %d (%d per device), %d training and %d validation "
                  "windows, videos %s, %.2fM parameters.", mesh.size, tc.batch_size,
                  tc.batch_size // mesh.size, iterator.num_examples, num_val, video_shape,

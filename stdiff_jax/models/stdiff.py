@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from stdiff_jax import prior as prior_lib
 from stdiff_jax.errors import UserError
 from stdiff_jax.models.rope import apply_rope, rope_angles
 
@@ -327,6 +328,8 @@ class STDiff(nn.Module):
     cov_bias_init: Callable = ZERO_INIT
     freq_bias_init: Callable = ZERO_INIT
     num_classes: int = 0
+    prior_rank: int = 0  # > 0: the network's output is added to a Gaussian prior's (prior.py)
+    prior_init: Any = None  # {parameter name: initialiser} of the prior's four leaves
 
     @property
     def num_freq_patches(self):
@@ -361,7 +364,21 @@ class STDiff(nn.Module):
             x, c, cov_bias, freq_bias)  # (B, T, F', K', D)
 
         x = FinalLayer(3 * pf * pc, dtype=self.dtype, name="final_layer")(x, c)  # (.., 3 pf pc)
-        return unpatchify(x, pf, self.num_freqs, pc, self.num_covariates)  # (B, T, F, K, 3)
+        v = unpatchify(x, pf, self.num_freqs, pc, self.num_covariates)  # (B, T, F, K, 3)
+        if self.prior_rank:
+            v = v + prior_lib.posterior_velocity(z, logsnr, **self._prior_leaves())
+        return v
+
+    def _prior_leaves(self):
+        """The Gaussian prior's leaves: parameters, so that checkpoints, EMA and sharding carry
+        them, but constants: no gradient flows into them (AdamW, given zero gradients and no
+        weight decay off kernels, leaves them as fitted)."""
+        dim = self.num_frames * self.num_freqs * self.num_covariates * 3
+        shapes = {"prior_mean": (dim,), "prior_basis": (dim, self.prior_rank),
+                  "prior_variances": (self.prior_rank,), "prior_residual": ()}
+        leaves = {name: jax.lax.stop_gradient(self.param(name, self.prior_init[name], shape))
+                  for name, shape in shapes.items()}
+        return {name.removeprefix("prior_"): value for name, value in leaves.items()}
 
     def _check_inputs(self, z, logsnr, labels):
         expected = (self.num_frames, self.num_freqs, self.num_covariates, 3)
@@ -414,12 +431,23 @@ def constant_init(value):
     return init
 
 
+PRIOR_LEAVES = ("prior_mean", "prior_basis", "prior_variances", "prior_residual")
+
+
+def nan_init(key, shape, dtype=jnp.float32):
+    """NaNs: the prior of a model built to restore a checkpoint into (or to take shapes from);
+    a training that forgot to fit the prior fails at its first loss instead of running on."""
+    del key
+    return jnp.full(shape, jnp.nan, dtype)
+
+
 def _stat(stats, name):
     value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
     return None if value is None else np.asarray(value)
 
 
-def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None, num_classes=0):
+def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None, num_classes=0,
+                 prior=None):
     """STDiff for videos (B, num_frames, num_freqs, num_covariates, 3), conditioned on
     `num_classes` classes (0: unconditional, no class parameters).
 
@@ -429,6 +457,8 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
     stats: optional dict or object with `cov_corr` (K, K) and `freq_cov` (F, F); pooled over the
     covariate and frequency patches, they initialise B_C and B_F. Without them the biases start
     at zero.
+    prior: the `prior.GaussianPrior` of the training videos when model_config.prior_rank > 0 and
+    the model is to be trained from scratch; None to restore a checkpoint into.
     """
     cfg = {name: model_config[name]
            for name in ("depth", "hidden", "heads", "mlp_ratio", "patch_freq")}
@@ -459,5 +489,14 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
                      freq_bias_init=constant_init(pool_patches(freq_cov, cfg["patch_freq"])))
     if num_classes < 0:
         raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
+    rank = int(model_config.get("prior_rank", 0))
+    if rank < 0 or (prior is not None and prior.basis.shape[1] != rank):
+        raise ValueError(f"model.prior_rank must be >= 0 and match the prior's rank, got {rank} "
+                         f"and a prior of rank {None if prior is None else prior.basis.shape[1]}.")
+    if rank:
+        inits["prior_rank"] = rank
+        inits["prior_init"] = ({name: constant_init(value)
+                                for name, value in prior.as_params().items()}
+                               if prior is not None else dict.fromkeys(PRIOR_LEAVES, nan_init))
     return STDiff(num_frames=num_frames, num_freqs=num_freqs, num_covariates=num_covariates,
                   remat=remat, dtype=DTYPES[dtype], num_classes=int(num_classes), **cfg, **inits)

@@ -1,0 +1,134 @@
+"""A Gaussian prior under the network: the denoiser that is exact for Gaussian videos.
+
+The network sees normalised videos x (D = T F K 3 numbers each). With v = alpha eps - sigma x and
+z = alpha x + sigma eps, a network whose output is zero predicts x0 = alpha z: the posterior mean
+of data with mean 0 and covariance I, the usual implicit prior of v-prediction. Real videos are
+far from isotropic (on MuJoCo, 64 directions hold 99.98% of the variance), and a small network
+trained for minutes learns their covariance only in part, so its samples come out with about half
+the variance of the data (docs/ablations.md, "A Gaussian prior under the network").
+
+With `model.prior_rank` = r > 0 the network's output is added to the posterior velocity of a
+Gaussian N(m, S) fitted to the training videos, S = U diag(s) U^T + c (I - U U^T) (U: the top r
+principal directions, c: the mean variance of the rest). Writing y = z - alpha m,
+
+    E[v | z] = alpha sigma (I - S) (alpha^2 S + sigma^2 I)^-1 y - sigma m,
+
+which is diagonal in U's basis (`posterior_velocity`). The network, zero at initialisation, then
+starts as the exact Gaussian denoiser and learns only what is not Gaussian. With m = 0 and S = I
+the prior velocity is zero: the plain model. U is found by a randomised SVD streamed over the
+windows (Halko, Martinsson and Tropp 2011, Algorithm 4.4), so that D x D is never formed: videos
+at L = 256 have ~10^4-10^5 numbers.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stdiff_jax.errors import UserError
+
+OVERSAMPLING = 10  # Extra random directions of the randomised SVD (Halko et al. use 5-10).
+POWER_ITERATIONS = 2  # Passes that sharpen the spectrum (their q; 1-2 suffice for fast decay).
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianPrior:
+    """N(mean, basis diag(variances) basis^T + residual (I - basis basis^T)) over flat videos.
+
+    mean: (D,); basis: (D, r), orthonormal columns; variances: (r,), descending; residual: the
+    variance of every direction outside the basis (0 when r = D).
+    """
+
+    mean: np.ndarray
+    basis: np.ndarray
+    variances: np.ndarray
+    residual: float
+
+    def explained(self):
+        """The share of the total variance the basis directions hold."""
+        rest = self.residual * (self.basis.shape[0] - self.basis.shape[1])
+        return float(self.variances.sum() / (self.variances.sum() + rest))
+
+    def as_params(self):
+        """The model's parameter leaves of the prior (stdiff.STDiff, `prior_*`)."""
+        return {"prior_mean": self.mean, "prior_basis": self.basis,
+                "prior_variances": self.variances,
+                "prior_residual": np.asarray(self.residual, np.float32)}
+
+
+def _chunks(windows, to_video, chunk_size):
+    for start in range(0, len(windows), chunk_size):
+        video = np.asarray(to_video(windows[start:start + chunk_size]), np.float64)
+        yield slice(start, start + len(video)), video.reshape(len(video), -1)
+
+
+CHUNK_NUMBERS = 2 ** 24  # Video numbers per chunk of the fit: 128 MiB of float64.
+
+
+def fit_prior(windows, to_video, rank, seed=0):
+    """The `GaussianPrior` of the videos of `windows` (N, L, K), with the top `rank` directions.
+
+    to_video: (B, L, K) -> normalised videos (B, T, F, K, 3), the transform the network sees.
+    Passes over the data, in chunks of CHUNK_NUMBERS: one for the mean and total variance, then
+    2 + 2 POWER_ITERATIONS.
+    """
+    windows = np.asarray(windows, np.float32)
+    n = len(windows)
+    if n < 2:
+        raise UserError(f"A Gaussian prior needs at least 2 training windows, got {n}; set "
+                        "model.prior_rank=0.")
+    chunk_size = max(1, CHUNK_NUMBERS // np.asarray(to_video(windows[:1])).size)
+    total, sq = 0.0, 0.0
+    for _, x in _chunks(windows, to_video, chunk_size):
+        total, sq = total + x.sum(0), sq + (x ** 2).sum(0)
+    mean = total / n
+    dim = mean.shape[0]
+    total_variance = float(np.sum(np.maximum(sq - n * mean ** 2, 0.0)) / (n - 1))
+    width = min(rank + OVERSAMPLING, dim, n)
+
+    def times(matrix):  # (X - mean) @ matrix, (N, width)
+        out = np.empty((n, matrix.shape[1]))
+        for rows, x in _chunks(windows, to_video, chunk_size):
+            out[rows] = (x - mean) @ matrix
+        return out
+
+    def transposed_times(q):  # (X - mean)^T @ q, (D, width)
+        out = np.zeros((dim, q.shape[1]))
+        for rows, x in _chunks(windows, to_video, chunk_size):
+            out += (x - mean).T @ q[rows]
+        return out
+
+    omega = np.random.default_rng(seed).standard_normal((dim, width))
+    q = np.linalg.qr(times(omega))[0]
+    for _ in range(POWER_ITERATIONS):
+        q = np.linalg.qr(times(np.linalg.qr(transposed_times(q))[0]))[0]
+    _, singular, vt = np.linalg.svd(transposed_times(q).T, full_matrices=False)  # of Q^T (X - m)
+    r = min(rank, len(singular))
+    variances = singular[:r] ** 2 / (n - 1)
+    residual = max(total_variance - variances.sum(), 0.0) / (dim - r) if dim > r else 0.0
+    basis = np.zeros((dim, rank))  # a rank above min(D, N) gets zero columns of zero variance
+    basis[:, :r] = vt[:r].T
+    variances = np.concatenate([variances, np.zeros(rank - r)])
+    return GaussianPrior(mean=mean.astype(np.float32), basis=basis.astype(np.float32),
+                         variances=variances.astype(np.float32), residual=float(residual))
+
+
+def posterior_velocity(z, logsnr, mean, basis, variances, residual):
+    """E[v | z] under the prior for noisy videos z (B, ...) at log-SNRs (B,) -> like z.
+
+    Directions of the basis get gain(s_i), the rest gain(residual), with
+    gain(s) = alpha sigma (1 - s) / (alpha^2 s + sigma^2): finite for every s >= 0, since
+    sigma^2 > 0 at every log-SNR the schedule reaches.
+    """
+    alpha2 = jax.nn.sigmoid(logsnr)[:, None]  # (B, 1)
+    sigma2 = jax.nn.sigmoid(-logsnr)[:, None]
+    alpha, sigma = jnp.sqrt(alpha2), jnp.sqrt(sigma2)
+
+    def gain(s):
+        return alpha * sigma * (1.0 - s) / (alpha2 * s + sigma2)
+
+    y = z.reshape(z.shape[0], -1) - alpha * mean  # (B, D)
+    coords = y @ basis  # (B, r)
+    v = (coords * (gain(variances) - gain(residual))) @ basis.T + gain(residual) * y
+    return (v - sigma * mean).reshape(z.shape)

@@ -1,0 +1,140 @@
+"""The Gaussian prior under the network (stdiff_jax/prior.py): its fit, its exact posterior
+velocity, and a model that starts as the exact denoiser of Gaussian videos and keeps its prior
+through training."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from stdiff_jax import prior as prior_lib
+from stdiff_jax import sampling, train
+from stdiff_jax.models import create_model
+from stdiff_jax.schedule import Schedule
+
+SHAPE = (3, 2, 2, 3)  # (T, F, K, 3) of a tiny video: D = 36
+DIM = int(np.prod(SHAPE))
+
+
+def low_rank_gaussian(n, rank, seed=0, residual=0.01):
+    """n flat draws of N(m, U diag(s) U^T + residual I) with a known spectrum, and the truth."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((DIM, rank)))[0]
+    variances = np.geomspace(4.0, 0.5, rank)
+    mean = rng.normal(0, 0.5, DIM)
+    x = (mean + (rng.standard_normal((n, rank)) * np.sqrt(variances)) @ basis.T
+         + np.sqrt(residual) * rng.standard_normal((n, DIM)))
+    return x.astype(np.float32), mean, basis, variances
+
+
+def identity_video(x):
+    return np.asarray(x).reshape(len(x), *SHAPE)
+
+
+def test_fit_recovers_mean_spectrum_and_subspace(monkeypatch):
+    monkeypatch.setattr(prior_lib, "CHUNK_NUMBERS", 3000 * DIM)  # several chunks
+    x, mean, basis, variances = low_rank_gaussian(20_000, 4)
+    fitted = prior_lib.fit_prior(x.reshape(len(x), -1, 1), identity_video, rank=4)
+    np.testing.assert_allclose(fitted.mean, mean, atol=0.05)
+    np.testing.assert_allclose(fitted.variances, variances + 0.01, rtol=0.05)
+    overlap = np.linalg.svd(basis.T @ fitted.basis, compute_uv=False)  # cosines of the angles
+    assert overlap.min() > 0.999
+    assert fitted.residual == pytest.approx(0.01, rel=0.1)
+    assert fitted.explained() == pytest.approx(variances.sum() / (variances.sum() + 0.36), abs=0.01)
+
+
+def test_rank_above_the_data_pads_with_empty_directions():
+    x, *_ = low_rank_gaussian(5, 2)  # 5 windows: at most 5 directions
+    fitted = prior_lib.fit_prior(x.reshape(5, -1, 1), identity_video, rank=8)
+    assert fitted.basis.shape == (DIM, 8) and np.all(fitted.variances[5:] == 0)
+    assert np.all(fitted.basis[:, 5:] == 0)
+
+
+def exact_velocity(z, logsnr, mean, cov):
+    """E[v | z] from the full covariance: alpha sigma (I - S)(alpha^2 S + sigma^2 I)^-1 y - sigma m."""
+    a2, s2 = 1 / (1 + np.exp(-logsnr)), 1 / (1 + np.exp(logsnr))
+    a, s = np.sqrt(a2), np.sqrt(s2)
+    y = z - a * mean
+    gain = a * s * (np.eye(DIM) - cov) @ np.linalg.inv(a2 * cov + s2 * np.eye(DIM))
+    return y @ gain.T - s * mean
+
+
+@pytest.mark.parametrize("logsnr", [-12.0, -3.0, 0.0, 4.0, 14.0])
+def test_posterior_velocity_is_the_exact_gaussian_one(logsnr):
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.standard_normal((DIM, 5)))[0]
+    variances, residual, mean = np.array([3.0, 2.0, 1.0, 0.2, 0.0]), 0.05, rng.normal(size=DIM)
+    cov = basis @ np.diag(variances) @ basis.T + residual * (np.eye(DIM) - basis @ basis.T)
+    z = rng.standard_normal((4, DIM))
+    got = prior_lib.posterior_velocity(jnp.asarray(z, jnp.float32), jnp.full((4,), logsnr),
+                                       jnp.asarray(mean, jnp.float32),
+                                       jnp.asarray(basis, jnp.float32),
+                                       jnp.asarray(variances, jnp.float32), residual)
+    want = exact_velocity(z, logsnr, mean, cov)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_unit_gaussian_prior_is_the_plain_model():
+    """m = 0, S = I: the prior velocity is zero, what a plain v-prediction network assumes."""
+    z = jnp.asarray(np.random.default_rng(2).standard_normal((3, DIM)), jnp.float32)
+    v = prior_lib.posterior_velocity(z, jnp.array([-5.0, 0.0, 5.0]), jnp.zeros(DIM),
+                                     jnp.eye(DIM)[:, :4], jnp.ones(4), 1.0)
+    np.testing.assert_array_equal(v, 0.0)
+
+
+MODEL = dict(depth=1, hidden=16, heads=2, mlp_ratio=2.0, patch_freq=1, prior_rank=6)
+
+
+def test_model_at_init_samples_the_gaussian():
+    """The network is zero at init, so the model is the exact denoiser of the fitted Gaussian:
+    DPM-Solver++ from noise gives samples with its mean and covariance."""
+    x, mean, basis, variances = low_rank_gaussian(20_000, 6, seed=3)
+    fitted = prior_lib.fit_prior(x.reshape(len(x), -1, 1), identity_video, rank=6)
+    model = create_model(MODEL, *SHAPE[:3], prior=fitted)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *SHAPE)), jnp.zeros((1,)))["params"]
+    samples = sampling.sample(lambda z, s: model.apply({"params": params}, z, s), (3000, *SHAPE),
+                              jax.random.PRNGKey(1), method="dpmpp_2m", num_steps=50, eta=0.0,
+                              schedule=Schedule(), grid="logsnr", clip_x0=None)
+    flat = np.asarray(samples).reshape(3000, -1)
+    np.testing.assert_allclose(flat.mean(0), mean, atol=0.15)
+    got = np.linalg.eigvalsh(np.cov(flat, rowvar=False))[::-1][:6]
+    np.testing.assert_allclose(got, variances + 0.01, rtol=0.1)
+
+
+def test_model_without_a_fitted_prior_is_nan_and_a_rank_mismatch_is_refused():
+    x, *_ = low_rank_gaussian(100, 3)
+    model = create_model(MODEL, *SHAPE[:3])  # to restore a checkpoint into
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *SHAPE)), jnp.zeros((1,)))["params"]
+    assert np.all(np.isnan(params["prior_basis"]))
+    fitted = prior_lib.fit_prior(x.reshape(100, -1, 1), identity_video, rank=3)
+    with pytest.raises(ValueError, match="prior_rank"):
+        create_model(MODEL, *SHAPE[:3], prior=fitted)
+
+
+def test_training_leaves_the_prior_as_fitted():
+    x, *_ = low_rank_gaussian(200, 6, seed=4)
+    fitted = prior_lib.fit_prior(x.reshape(200, -1, 1), identity_video, rank=6)
+    model = create_model(MODEL, *SHAPE[:3], prior=fitted)
+    tx, _ = train.make_optimizer(ConfigDict(dict(
+        learning_rate=1e-2, min_learning_rate=1e-4, warmup_steps=1, num_steps=10,
+        weight_decay=0.5, grad_clip=1.0)))
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *SHAPE)), jnp.zeros((1,)))["params"]
+    opt_state = tx.init(params)
+    videos = jnp.asarray(x[:32].reshape(32, *SHAPE))
+
+    def loss(p):
+        return jnp.mean((model.apply({"params": p}, videos, jnp.zeros((32,))) - videos) ** 2)
+
+    @jax.jit
+    def step(params, opt_state):
+        grads = jax.grad(loss)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return jax.tree.map(lambda p, u: p + u, params, updates), opt_state, grads
+
+    for _ in range(3):
+        params, opt_state, grads = step(params, opt_state)
+        assert np.all(grads["prior_basis"] == 0)
+    for name, value in fitted.as_params().items():
+        np.testing.assert_array_equal(params[name], value)
+    assert not np.allclose(params["final_layer"]["linear"]["kernel"], 0.0)  # the network did learn
