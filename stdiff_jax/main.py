@@ -4,7 +4,9 @@
         [--config.train.num_steps=100 ...]
 
 --mode=all (the default) trains (resuming from the workdir's checkpoints), generates as many series
-as the data set has windows, and scores them; train, sample and evaluate run one stage. Outputs in
+as the data set has windows (keeping samples the workdir has from the same checkpoint and
+settings, samples.json, so a run stopped while scoring resumes there), and scores them; train,
+sample and evaluate run one stage. Outputs in
 the workdir: checkpoints/, config.json, metrics.jsonl, samples_unit.npy ([0, 1]), samples.npy
 (original units), metrics.json and plots/. On a multi-host system (TPU pod, SLURM, MPI) every host
 runs the same command; `jax.distributed.initialize()` is called when the environment asks for it.
@@ -127,7 +129,7 @@ def run_modes(config, workdir, mode, allow_workdir_mismatch):
     if mode in ("train", "all"):
         train.train_and_evaluate(config, workdir, allow_workdir_mismatch=allow_workdir_mismatch)
     if mode in ("sample", "all"):
-        modes.sample_to_workdir(config, workdir)
+        modes.sample_to_workdir(config, workdir, reuse=mode == "all")
     if mode in ("evaluate", "all"):
         print_scores(modes.evaluate_workdir(config, workdir,
                                             allow_workdir_mismatch=allow_workdir_mismatch))

@@ -3,7 +3,7 @@
 | --mode | reads | writes |
 | --- | --- | --- |
 | train | the data set | checkpoints/, config.json, fingerprint.json, metrics.jsonl (`train.py`) |
-| sample | the best checkpoint | samples_unit.npy, samples.npy, samples.csv[, samples_labels.npy] |
+| sample | the best checkpoint | samples_unit.npy, samples.npy, samples.csv[, samples_labels.npy], samples.json |
 | evaluate | samples_unit.npy[, samples_labels.npy], the data set | metrics.json, plots/ |
 | impute | the best checkpoint, condition.input | imputed(_quantiles).csv |
 | forecast | the best checkpoint, the data set or condition.input | forecast(_quantiles).csv |
@@ -41,6 +41,7 @@ from stdiff_jax.errors import MissingFileError, UserError
 SAMPLES_UNIT, SAMPLES_RAW, METRICS = "samples_unit.npy", "samples.npy", "metrics.json"
 SAMPLES_CSV = "samples.csv"
 SAMPLES_LABELS = "samples_labels.npy"  # a labelled model's: the class index each sample asked
+SAMPLES_RECORD = "samples.json"  # the checkpoint step and sampling settings the samples came from
 CSV_BYTES_PER_VALUE = 16  # samples.csv writes "%.9g" and a comma: at most 16 characters a value
 IMPUTED, IMPUTED_QUANTILES = "imputed.csv", "imputed_quantiles.csv"
 FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
@@ -49,8 +50,25 @@ FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
 # ------------------------------------------------------------------------------------------------
 # --mode=sample.
 # ------------------------------------------------------------------------------------------------
+def samples_record(tm, num_samples):
+    """What decides the samples: the checkpoint step, its EMA or raw parameters, their number
+    and config.sample (the model, data and video settings are the workdir's own)."""
+    return {"step": tm.step, "use_ema": bool(tm.config.sample.use_ema),
+            "num_samples": int(num_samples), "sample": json.loads(tm.config.sample.to_json())}
+
+
+def _reusable(workdir, record, records):
+    """Whether workdir holds every file of `records` and a samples.json equal to `record`."""
+    if not all((workdir / name).exists() for name in records + [SAMPLES_RECORD]):
+        return False
+    try:
+        return json.loads((workdir / SAMPLES_RECORD).read_text()) == record
+    except (OSError, ValueError):
+        return False
+
+
 @workdir_lib.locking
-def sample_to_workdir(config, workdir):
+def sample_to_workdir(config, workdir, reuse=False):
     """Generates config.sample.num_samples series (0: as many as the data set has windows; a
     labelled model: config.sample.classes) with the trained model of workdir and saves them as
     samples_unit.npy ([0, 1]), samples.npy (original units) and samples.csv (original units;
@@ -60,13 +78,22 @@ def sample_to_workdir(config, workdir):
 
     The workdir's disk is checked for their size before the generation. The files replace the
     workdir's earlier ones together, once every series is generated (`workdir.writing`): an
-    error or a signal before leaves those as they were.
+    error or a signal before leaves those as they were. samples.json records what they came
+    from (`samples_record`); with reuse (--mode=all, so that a run stopped while scoring resumes
+    without generating again) samples of the same record are kept and None is returned.
     """
     workdir = workdir_lib.as_path(workdir)
     mesh = mesh_lib.make_mesh()
     tm = saved_model.load(config, workdir, mesh)
     host = tm.host
     labels, num_samples = generate.requested_samples(None, tm.config.sample, host)
+    record = samples_record(tm, num_samples)
+    records = [SAMPLES_UNIT, SAMPLES_RAW, SAMPLES_CSV] + ([] if labels is None
+                                                          else [SAMPLES_LABELS])
+    if reuse and _reusable(workdir, record, records):
+        logging.info("Keeping the workdir's %d samples: they came from step %d with these "
+                     "sampling settings (%s).", num_samples, tm.step, SAMPLES_RECORD)
+        return None
     length, k = host.series_shape
     workdir_lib.check_free_space(  # two .npy files of float32 and the CSV, with its indices
         workdir, num_samples * length * (2 * 4 * k + CSV_BYTES_PER_VALUE * (k + 3)),
@@ -76,15 +103,14 @@ def sample_to_workdir(config, workdir):
     if jax.process_index() == 0:
         raw = host.scaler.inverse(unit).astype(np.float32)
         names = host.column_names or [f"c{k}" for k in range(raw.shape[-1])]  # older checkpoints
-        records = [SAMPLES_UNIT, SAMPLES_RAW, SAMPLES_CSV] + ([] if labels is None
-                                                              else [SAMPLES_LABELS])
-        with workdir_lib.writing(*(workdir / name for name in records)) as files:
+        with workdir_lib.writing(*(workdir / name for name in records + [SAMPLES_RECORD])) as files:
             np.save(files[0], unit)
             np.save(files[1], raw)
             write_windows_csv(files[2], raw, names,
                               None if labels is None else np.asarray(host.class_names)[labels])
             if labels is not None:
                 np.save(files[3], labels)
+            pathlib.Path(files[-1]).write_text(json.dumps(record, indent=1))
     return unit
 
 

@@ -9,6 +9,7 @@ The trained smoke workdir they start from is trained once per module (`trained_r
 
 import errno
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -155,6 +156,26 @@ def test_samples_that_would_not_fit_on_the_disk_stop_before_the_generation(run, 
         f"64 samples (samples.npy, samples_unit.npy, samples.csv) need about 0.2 MiB in {run}, "
         f"but its disk has 0.0 MiB free.")
     assert "Generating" not in caplog.text and files(run) == before
+
+
+def test_mode_all_keeps_samples_of_the_same_checkpoint_and_settings(run, caplog):
+    """A run stopped while scoring resumes (--mode=all) without generating its samples again;
+    other settings, a missing file or no samples.json generate anew."""
+    caplog.set_level(logging.INFO)
+    config = saved_model.load_config(run)
+    record = json.loads((run / modes.SAMPLES_RECORD).read_text())
+    assert record["step"] == 30 and record["num_samples"] == 64 and record["use_ema"]
+    before = files(run)
+    assert modes.sample_to_workdir(config, run, reuse=True) is None
+    assert "Keeping the workdir's 64 samples" in caplog.text and files(run) == before
+    assert modes.sample_to_workdir(config, run).shape == (64, 24, 5)  # --mode=sample: anew
+    with config.unlocked():
+        config.sample.seed = 1
+    fresh = modes.sample_to_workdir(config, run, reuse=True)
+    assert not np.array_equal(fresh, np.load(io.BytesIO(before["samples_unit.npy"])))
+    assert json.loads((run / modes.SAMPLES_RECORD).read_text())["sample"]["seed"] == 1
+    (run / modes.SAMPLES_CSV).unlink()
+    assert modes.sample_to_workdir(config, run, reuse=True) is not None
 
 
 def test_disk_errors_are_found_in_orbax_and_tensorstore_errors_and_kept_out_of_its_log():
