@@ -63,6 +63,14 @@ def _chunks(windows, to_video, chunk_size):
         yield slice(start, start + len(video)), video.reshape(len(video), -1)
 
 
+def rank_for(requested, series_shape):
+    """The directions a prior keeps for series (L, K): at most L K, since a video is a linear map
+    of its series (EMA trend, frame sampling, interpolation, STFT) and so its covariance has rank
+    L K at most; the other directions of the D > L K video numbers hold no variance."""
+    length, k = series_shape
+    return min(int(requested), length * k)
+
+
 CHUNK_NUMBERS = 2 ** 24  # Video numbers per chunk of the fit: 128 MiB of float64.
 
 

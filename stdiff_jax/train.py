@@ -435,14 +435,14 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
 
     # Model and optimizer -----------------------------------------------------------------------
     prior = None
-    if resume_step is None and config.model.get("prior_rank", 0):
+    rank = prior_lib.rank_for(config.model.get("prior_rank", 0), host.series_shape)
+    if resume_step is None and rank:
         prior = prior_lib.fit_prior(labels_lib.split_batch(train_windows)[0],
-                                    video_transform(config.video, host.normalizer),
-                                    config.model.prior_rank, seed=tc.seed)
+                                    video_transform(config.video, host.normalizer), rank,
+                                    seed=tc.seed)
         logging.info("Gaussian prior: %d directions hold %.2f%% of the training videos' "
-                     "variance; the other %d have variance %.3g each.", config.model.prior_rank,
-                     100 * prior.explained(), prior.mean.size - config.model.prior_rank,
-                     prior.residual)
+                     "variance; the other %d have variance %.3g each.", rank,
+                     100 * prior.explained(), prior.mean.size - rank, prior.residual)
     model, video_shape = build_model(config, host.series_shape, host.stats, host.num_classes,
                                      prior)
 

@@ -138,3 +138,13 @@ def test_training_leaves_the_prior_as_fitted():
     for name, value in fitted.as_params().items():
         np.testing.assert_array_equal(params[name], value)
     assert not np.allclose(params["final_layer"]["linear"]["kernel"], 0.0)  # the network did learn
+
+
+def test_videos_have_at_most_l_times_k_directions_and_the_rank_is_capped_there():
+    from stdiff_jax import video
+    length, k = 12, 2
+    series = np.random.default_rng(5).standard_normal((400, length, k)).astype(np.float32)
+    fitted = prior_lib.fit_prior(series, lambda x: video.series_to_video(x, 5, 2), rank=40)
+    assert fitted.variances[length * k - 1] > 1e-3 * fitted.variances[0]
+    assert np.all(fitted.variances[length * k:] < 1e-5 * fitted.variances[0])
+    assert prior_lib.rank_for(40, (length, k)) == 24 and prior_lib.rank_for(16, (length, k)) == 16
