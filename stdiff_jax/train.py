@@ -112,8 +112,16 @@ def _decay_mask(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
 
 
-def make_optimizer(train_config):
+def _trained_mask(params):
+    """Every leaf but the Gaussian prior's (`prior.py`: constants, with zero gradients)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not path[-1].key.startswith("prior_"), params)
+
+
+def make_optimizer(train_config, prior=False):
     """AdamW after global-norm clipping; learning rate: linear warmup, then cosine decay to the min.
+    prior: the model has a Gaussian prior (model.prior_rank > 0), whose leaves the optimizer
+    leaves out, so that checkpoints do not hold two moments of zeros the prior's size.
 
     Returns (optax transformation, learning-rate schedule of the step).
     """
@@ -125,7 +133,7 @@ def make_optimizer(train_config):
     tx = optax.chain(
         optax.clip_by_global_norm(tc.grad_clip),
         optax.adamw(learning_rate, weight_decay=tc.weight_decay, mask=_decay_mask))
-    return tx, learning_rate
+    return (optax.masked(tx, _trained_mask) if prior else tx), learning_rate
 
 
 @flax.struct.dataclass
@@ -269,7 +277,7 @@ def restore_train_state(config, workdir, mesh, step=None, prefer_best=True):
     without `prefer_best`), falling back to the newest intact step when that one is damaged
     (`checkpoint.restore_first_intact`).
     """
-    tx, _ = make_optimizer(config.train)
+    tx, _ = make_optimizer(config.train, prior=bool(config.model.get("prior_rank", 0)))
     manager = open_checkpoints(workdir, config.train.keep_checkpoints)
 
     def restore(step):
@@ -387,7 +395,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     config, plan = budget.resolve(config, dataset.windows.shape[1:], len(dataset.windows))
     logging.info("%s", plan.describe())
     tc = config.train
-    tx, learning_rate = make_optimizer(tc)
+    tx, learning_rate = make_optimizer(tc, prior=bool(config.model.get("prior_rank", 0)))
     check_divisible(tc.batch_size, mesh)
     classes = labels_lib.classes_of(dataset, tc.batch_size)  # (names, counts) or None
     train_windows, val_windows = split_windows(labels_lib.training_arrays(dataset),

@@ -118,9 +118,12 @@ def test_training_leaves_the_prior_as_fitted():
     model = create_model(MODEL, *SHAPE[:3], prior=fitted)
     tx, _ = train.make_optimizer(ConfigDict(dict(
         learning_rate=1e-2, min_learning_rate=1e-4, warmup_steps=1, num_steps=10,
-        weight_decay=0.5, grad_clip=1.0)))
+        weight_decay=0.5, grad_clip=1.0)), prior=True)
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *SHAPE)), jnp.zeros((1,)))["params"]
     opt_state = tx.init(params)
+    network_size = sum(x.size for name, x in params.items() if not name.startswith("prior_")
+                       for x in jax.tree.leaves(x))
+    assert sum(x.size for x in jax.tree.leaves(opt_state)) <= 2 * network_size + 2  # + counts
     videos = jnp.asarray(x[:32].reshape(32, *SHAPE))
 
     def loss(p):
