@@ -23,6 +23,7 @@ from absl import app, flags
 from stdiff_jax import saved_model, video
 from stdiff_jax.data import dataset_of
 from stdiff_jax.diffusion import predictions
+from stdiff_jax.schedule import alpha_sigma
 
 flags.DEFINE_string("workdir", None, "A trained workdir.")
 flags.DEFINE_integer("num", 1000, "Samples.")
@@ -30,10 +31,6 @@ flags.DEFINE_integer("steps", 100, "DDIM steps.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 CHANNELS = ("re", "im", "trend")
-
-
-def alpha_sigma(logsnr):
-    return np.sqrt(1 / (1 + np.exp(-logsnr))), np.sqrt(1 / (1 + np.exp(logsnr)))
 
 
 def ratios(a, b):
@@ -62,14 +59,14 @@ def main(argv):
     print(f"log-SNR | z var / marginal ({' '.join(CHANNELS)}) | x0_hat var / real")
     for i, (now, after) in enumerate(zip(grid[:-1], grid[1:])):
         x0_hat = np.asarray(clean(jnp.asarray(z), float(now)))
-        alpha, sigma = alpha_sigma(now)
+        alpha, sigma = map(float, alpha_sigma(now))
         if i % max(1, FLAGS.steps // 20) == 0:
             expected = np.broadcast_to(alpha ** 2 * marginal_var + sigma ** 2, z.shape[1:])
             z_ratio = " ".join(f"{z[..., c].var(0).sum() / expected[..., c].sum():.3f}"
                                for c in range(3))
             print(f"{now:7.1f} | {z_ratio} | {ratios(x0_hat, x0)}", flush=True)
         eps = (z - alpha * x0_hat) / sigma
-        alpha, sigma = alpha_sigma(after)
+        alpha, sigma = map(float, alpha_sigma(after))
         z = alpha * x0_hat + sigma * eps
     samples = np.asarray(clean(jnp.asarray(z), float(grid[-1])))
     print(f"final   |                        | {ratios(samples, x0)}")

@@ -51,10 +51,10 @@ FORECAST, FORECAST_QUANTILES = "forecast.csv", "forecast_quantiles.csv"
 # --mode=sample.
 # ------------------------------------------------------------------------------------------------
 def samples_record(tm, num_samples):
-    """What decides the samples: the checkpoint step, its EMA or raw parameters, their number
-    and config.sample (the model, data and video settings are the workdir's own)."""
-    return {"step": tm.step, "use_ema": bool(tm.config.sample.use_ema),
-            "num_samples": int(num_samples), "sample": json.loads(tm.config.sample.to_json())}
+    """What decides the samples: the checkpoint step, their number and config.sample (which
+    says EMA or raw parameters; the model, data and video settings are the workdir's own)."""
+    return {"step": tm.step, "num_samples": int(num_samples),
+            "sample": json.loads(tm.config.sample.to_json())}
 
 
 def _reusable(workdir, record, records):

@@ -22,11 +22,10 @@ at L = 256 have ~10^4-10^5 numbers.
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from stdiff_jax.errors import UserError
+from stdiff_jax.schedule import alpha_sigma
 
 OVERSAMPLING = 10  # Extra random directions of the randomised SVD (Halko et al. use 5-10).
 POWER_ITERATIONS = 2  # Passes that sharpen the spectrum (their q; 1-2 suffice for fast decay).
@@ -63,12 +62,23 @@ def _chunks(windows, to_video, chunk_size):
         yield slice(start, start + len(video)), video.reshape(len(video), -1)
 
 
-def rank_for(requested, series_shape):
-    """The directions a prior keeps for series (L, K): at most L K, since a video is a linear map
-    of its series (EMA trend, frame sampling, interpolation, STFT) and so its covariance has rank
-    L K at most; the other directions of the D > L K video numbers hold no variance."""
+def requested_rank(model_config):
+    """model.prior_rank (0, no prior, in configs older than it)."""
+    return int(model_config.get("prior_rank", 0))
+
+
+def rank_for(model_config, series_shape):
+    """The directions a prior keeps for series (L, K): model.prior_rank, at most L K, since a video
+    is a linear map of its series (EMA trend, frame sampling, interpolation, STFT) and so its
+    covariance has rank L K at most; the other directions of the D > L K video numbers hold no
+    variance."""
     length, k = series_shape
-    return min(int(requested), length * k)
+    return min(requested_rank(model_config), length * k)
+
+
+def is_prior_leaf(path):
+    """Whether a parameter tree path (`jax.tree_util` keys) is one of the prior's leaves."""
+    return path[-1].key.startswith("prior_")
 
 
 CHUNK_NUMBERS = 2 ** 24  # Video numbers per chunk of the fit: 128 MiB of float64.
@@ -129,9 +139,8 @@ def posterior_velocity(z, logsnr, mean, basis, variances, residual):
     gain(s) = alpha sigma (1 - s) / (alpha^2 s + sigma^2): finite for every s >= 0, since
     sigma^2 > 0 at every log-SNR the schedule reaches.
     """
-    alpha2 = jax.nn.sigmoid(logsnr)[:, None]  # (B, 1)
-    sigma2 = jax.nn.sigmoid(-logsnr)[:, None]
-    alpha, sigma = jnp.sqrt(alpha2), jnp.sqrt(sigma2)
+    alpha, sigma = (scale[:, None] for scale in alpha_sigma(logsnr))  # (B, 1)
+    alpha2, sigma2 = alpha ** 2, sigma ** 2
 
     def gain(s):
         return alpha * sigma * (1.0 - s) / (alpha2 * s + sigma2)

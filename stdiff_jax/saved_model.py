@@ -63,8 +63,8 @@ def build_model(config, series_shape, stats, num_classes=0, prior=None):
     shape (T, F, K, 3) of its videos. prior: the fitted `prior.GaussianPrior` of a model with
     model.prior_rank > 0 trained from scratch (None: its prior comes from a checkpoint)."""
     video_shape = video_shape_of(config.video, series_shape)
-    model_config = dict(config.model, prior_rank=prior_lib.rank_for(
-        config.model.get("prior_rank", 0), series_shape))
+    model_config = dict(config.model,
+                        prior_rank=prior_lib.rank_for(config.model, series_shape))
     model = create_model(model_config, *video_shape[:3],
                          stats=stats if config.model.data_biases else None,
                          num_classes=num_classes, prior=prior)

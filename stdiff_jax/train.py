@@ -114,8 +114,8 @@ def _decay_mask(params):
 
 def _trained_mask(params):
     """Every leaf but the Gaussian prior's (`prior.py`: constants, with zero gradients)."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: not path[-1].key.startswith("prior_"), params)
+    return jax.tree_util.tree_map_with_path(lambda path, _: not prior_lib.is_prior_leaf(path),
+                                            params)
 
 
 def make_optimizer(train_config, prior=False):
@@ -277,7 +277,7 @@ def restore_train_state(config, workdir, mesh, step=None, prefer_best=True):
     without `prefer_best`), falling back to the newest intact step when that one is damaged
     (`checkpoint.restore_first_intact`).
     """
-    tx, _ = make_optimizer(config.train, prior=bool(config.model.get("prior_rank", 0)))
+    tx, _ = make_optimizer(config.train, prior=prior_lib.requested_rank(config.model) > 0)
     manager = open_checkpoints(workdir, config.train.keep_checkpoints)
 
     def restore(step):
@@ -395,7 +395,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     config, plan = budget.resolve(config, dataset.windows.shape[1:], len(dataset.windows))
     logging.info("%s", plan.describe())
     tc = config.train
-    tx, learning_rate = make_optimizer(tc, prior=bool(config.model.get("prior_rank", 0)))
+    tx, learning_rate = make_optimizer(tc, prior=prior_lib.requested_rank(config.model) > 0)
     check_divisible(tc.batch_size, mesh)
     classes = labels_lib.classes_of(dataset, tc.batch_size)  # (names, counts) or None
     train_windows, val_windows = split_windows(labels_lib.training_arrays(dataset),
@@ -443,7 +443,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
 
     # Model and optimizer -----------------------------------------------------------------------
     prior = None
-    rank = prior_lib.rank_for(config.model.get("prior_rank", 0), host.series_shape)
+    rank = prior_lib.rank_for(config.model, host.series_shape)
     if resume_step is None and rank:
         prior = prior_lib.fit_prior(labels_lib.split_batch(train_windows)[0],
                                     video_transform(config.video, host.normalizer), rank,
@@ -461,7 +461,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     else:
         logging.info("Resumed from %s at step %d.", checkpoint_dir(workdir), resume_step)
     num_params = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(state.params)
-                     if not path[-1].key.startswith("prior_"))  # the prior's are constants
+                     if not prior_lib.is_prior_leaf(path))  # the prior's are constants
     logging.info("%d devices, global batch %d (%d per device), %d training and %d validation "
                  "windows, videos %s, %.2fM parameters.", mesh.size, tc.batch_size,
                  tc.batch_size // mesh.size, iterator.num_examples, num_val, video_shape,

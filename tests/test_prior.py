@@ -150,4 +150,6 @@ def test_videos_have_at_most_l_times_k_directions_and_the_rank_is_capped_there()
     fitted = prior_lib.fit_prior(series, lambda x: video.series_to_video(x, 5, 2), rank=40)
     assert fitted.variances[length * k - 1] > 1e-3 * fitted.variances[0]
     assert np.all(fitted.variances[length * k:] < 1e-5 * fitted.variances[0])
-    assert prior_lib.rank_for(40, (length, k)) == 24 and prior_lib.rank_for(16, (length, k)) == 16
+    assert prior_lib.rank_for({"prior_rank": 40}, (length, k)) == 24
+    assert prior_lib.rank_for({"prior_rank": 16}, (length, k)) == 16
+    assert prior_lib.rank_for({}, (length, k)) == 0  # a config older than the prior
