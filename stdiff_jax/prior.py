@@ -21,7 +21,10 @@ at L = 256 have ~10^4-10^5 numbers.
 """
 
 import dataclasses
+import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from stdiff_jax.errors import UserError
@@ -145,7 +148,11 @@ def posterior_velocity(z, logsnr, mean, basis, variances, residual):
     def gain(s):
         return alpha * sigma * (1.0 - s) / (alpha2 * s + sigma2)
 
+    # Full float32 products on every backend (TPUs multiply float32 in bfloat16 passes and GPUs in
+    # TF32 by default): at high log-SNR gain(residual) ~ alpha / sigma (1,800 at +15) multiplies
+    # the rounding of y - basis basis^T y, the noise outside the data's span.
+    matmul = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
     y = z.reshape(z.shape[0], -1) - alpha * mean  # (B, D)
-    coords = y @ basis  # (B, r)
-    v = (coords * (gain(variances) - gain(residual))) @ basis.T + gain(residual) * y
+    coords = matmul(y, basis)  # (B, r)
+    v = matmul(coords * (gain(variances) - gain(residual)), basis.T) + gain(residual) * y
     return (v - sigma * mean).reshape(z.shape)
