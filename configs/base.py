@@ -86,9 +86,10 @@ def base_config():
     c.model.dtype = "float32"  # Compute dtype ("bfloat16" on TPU); parameters stay float32.
     c.model.data_biases = True  # Initialise B_C and B_F from data statistics (else zeros).
     # > 0: the network learns a correction to the exact denoiser of a Gaussian fitted to the
-    # training videos, with this many principal directions (stdiff_jax/prior.py); 0: the plain
-    # network. Off until its A/B on the tuned sets is done (docs/ablations.md).
-    c.model.prior_rank = 0
+    # training videos, with this many principal directions, at most L K (stdiff_jax/prior.py);
+    # 0: the plain network. 1024 keeps every direction up to L K = 1024 (docs/ablations.md, "A
+    # Gaussian prior under the network": 2 seeds on the tuned and suite sets).
+    c.model.prior_rank = 1024
     # Labelled data: the share of windows trained with the "no class" token, so one network is
     # conditional and unconditional (classifier-free guidance; stdiff_jax/labels.py).
     c.model.label_dropout = 0.1
