@@ -54,6 +54,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from configs import base  # noqa: E402
 from stdiff_jax import budget, checkpoint, saved_model, train, video  # noqa: E402
+from stdiff_jax import prior as prior_lib  # noqa: E402
 from stdiff_jax import mesh as mesh_lib  # noqa: E402
 from stdiff_jax.data import BatchIterator, dataset_of  # noqa: E402
 
@@ -84,7 +85,8 @@ REFERENCE_STEPS = [(5, 128, 0.372), (6, 128, 0.440), (6, 64, 0.213), (6, 32, 0.1
 # One training setup, timed in process CPU seconds.
 # ------------------------------------------------------------------------------------------------
 def setup_training(config, mesh, windows):
-    """(compiled step, compiled eval step, state, abstract, next batch, {stats_s, compile_s})."""
+    """(compiled step, compiled eval step, state, abstract, next batch,
+    {stats_s, prior_s, compile_s}); prior_s: the Gaussian prior's fit (0 with model.prior_rank 0)."""
     tc = config.train
     mesh_lib.check_divisible(tc.batch_size, mesh)
     cpu = time.process_time()
@@ -93,8 +95,13 @@ def setup_training(config, mesh, windows):
         config.video.window)
     costs = {"stats_s": time.process_time() - cpu}
     cpu = time.process_time()
-    model, video_shape = saved_model.build_model(config, windows.shape[1:], stats)
-    tx, learning_rate = train.make_optimizer(tc)
+    rank = prior_lib.rank_for(config.model, windows.shape[1:])
+    prior = (prior_lib.fit_prior(windows, saved_model.video_transform(config.video, normalizer),
+                                 rank, seed=tc.seed) if rank else None)
+    costs["prior_s"] = time.process_time() - cpu
+    cpu = time.process_time()
+    model, video_shape = saved_model.build_model(config, windows.shape[1:], stats, prior=prior)
+    tx, learning_rate = train.make_optimizer(tc, prior=prior is not None)
     abstract, init_fn = train.state_shardings(mesh, model, tx, video_shape, tc.seed)
     state = train.create_sharded_state(mesh, abstract, init_fn, tc.seed)
     update = train.compile_train_step(config, mesh, abstract, model=model, tx=tx,
@@ -114,9 +121,10 @@ def setup_training(config, mesh, windows):
 
 
 def time_training(config, mesh, windows):
-    """(compile seconds, steps/s, process CPU seconds per step, state, abstract state)."""
+    """(compile seconds, steps/s, process CPU seconds per step, state, abstract state, set-up
+    CPU seconds: setup_training's)."""
     start = time.perf_counter()
-    compiled, _, state, abstract, batch, _ = setup_training(config, mesh, windows)
+    compiled, _, state, abstract, batch, costs = setup_training(config, mesh, windows)
     compile_s = time.perf_counter() - start
     state, metrics = compiled(state, batch())  # warm-up
     jax.block_until_ready(metrics)
@@ -128,7 +136,7 @@ def time_training(config, mesh, windows):
         jax.block_until_ready((state, metrics))
         rates.append(FLAGS.steps / (time.perf_counter() - start))
         cpu.append((time.process_time() - cpu_start) / FLAGS.steps)
-    return compile_s, float(np.median(rates)), float(np.median(cpu)), state, abstract
+    return compile_s, float(np.median(rates)), float(np.median(cpu)), state, abstract, costs
 
 
 def time_checkpoints(state, abstract, directory):
@@ -160,8 +168,10 @@ def benchmark_config(config):
     dataset = dataset_of(config.data)
     config, plan = budget.resolve(config, dataset.windows.shape[1:], len(dataset.windows))
     print(plan.describe())
-    compile_s, steps_s, cpu_s, state, abstract = time_training(config, mesh, dataset.windows)
-    num_params = sum(x.size for x in jax.tree.leaves(state.params))
+    compile_s, steps_s, cpu_s, state, abstract, costs = time_training(config, mesh,
+                                                                      dataset.windows)
+    num_params = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(state.params)
+                     if not prior_lib.is_prior_leaf(path))  # the prior's are constants
     state_mib = sum(x.nbytes for x in jax.tree.leaves(state)) / 2 ** 20
     with tempfile.TemporaryDirectory() as tmp:
         save_s, written_s, restore_s = time_checkpoints(state, abstract, pathlib.Path(tmp) / "ckpt")
@@ -171,7 +181,9 @@ def benchmark_config(config):
         ("devices", f"{mesh.size} x {jax.devices()[0].device_kind}"),
         ("global batch", config.train.batch_size),
         ("parameters", f"{num_params / 1e6:.3f} M"),
-        ("compile", f"{compile_s:.1f} s"),
+        ("compile", f"{compile_s:.1f} s (wall, with the set-up)"),
+        ("prior fit", f"{costs['prior_s']:.1f} CPU s (model.prior_rank "
+                      f"{prior_lib.rank_for(config.model, dataset.windows.shape[1:])})"),
         ("train steps/s", f"{steps_s:.2f}"),
         ("train samples/s", f"{steps_s * config.train.batch_size:.0f}"),
         ("process CPU / step", f"{cpu_s * 1e3:.0f} ms (all threads; wall time is load-dependent)"),
@@ -189,10 +201,12 @@ def benchmark_config(config):
 # ------------------------------------------------------------------------------------------------
 # The sweep: cost per step over K x L x network, and the cost model's fit.
 # ------------------------------------------------------------------------------------------------
-def sweep_config(size, seq_len, patch_cov=1):
-    """The config of a sweep cell: the `cpu` network or the Table-4 row of seq_len."""
+def sweep_config(size, seq_len, patch_cov=1, prior_rank=0):
+    """The config of a sweep cell: the `cpu` network or the Table-4 row of seq_len; without the
+    Gaussian prior unless prior_rank > 0 (budget.COST is the network's, budget.PRIOR the prior's,
+    fitted by benchmarks/prior_cost.py)."""
     config = base.make_config("sweep", f"seq_len={seq_len}" + (",cpu" if size == "cpu" else ""))
-    config.model.patch_cov = patch_cov
+    config.model.update(patch_cov=patch_cov, prior_rank=prior_rank)
     return config
 
 
@@ -210,11 +224,12 @@ def cell_batch(size, shape):
     return batch
 
 
-def measure_cell(size, num_covariates, seq_len, steps, patch_cov=1):
-    """One row of the cost table: medians of `steps` timed training steps and validation batches."""
-    config = sweep_config(size, seq_len, patch_cov)
+def measure_cell(size, num_covariates, seq_len, steps, patch_cov=1, prior_rank=0, batch=None):
+    """One row of the cost table: medians of `steps` timed training steps and validation batches
+    (batch: cell_batch's unless given)."""
+    config = sweep_config(size, seq_len, patch_cov, prior_rank)
     shape = budget.StepShape.of(config, (seq_len, num_covariates))
-    batch = cell_batch(size, shape)
+    batch = batch or cell_batch(size, shape)
     config.train.update(batch_size=batch, num_steps=1000, warmup_steps=10)
     rng = np.random.default_rng(0)
     windows = rng.uniform(-1, 1, (max(SWEEP_WINDOWS, 2 * batch), seq_len, num_covariates))

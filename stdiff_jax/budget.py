@@ -27,6 +27,7 @@ import dataclasses
 
 import numpy as np
 
+from stdiff_jax import prior as prior_lib
 from stdiff_jax import saved_model
 from stdiff_jax.errors import UserError
 from stdiff_jax.models import sizes
@@ -53,6 +54,15 @@ OVERHEAD_S = 2.0
 # The reference machine's step CPU over the model's at sines', stocks' and ETTh's shapes (median
 # of 6; benchmarks/train_step.py REFERENCE_STEPS): the shared sweep machine ran 1.5x faster.
 REFERENCE_FACTOR = 1.481
+# The Gaussian prior (model.prior_rank, stdiff_jax/prior.py), which the sweep's networks lack:
+# process CPU s per multiply-add of its fit (`prior_fit_work`), per video value of each of its
+# passes over the windows (`prior_passes`) and per multiply-add of its velocity in a training step
+# (`prior_step_work`). Fitted on 2026-12-03 by `python benchmarks/prior_cost.py
+# --cells=7x24,28x24,7x128,7x256 --windows=8000 --steps=7` on the sweep machine, shared with two
+# other jobs (docs/costs.md): the fit's model is within -23%..+29% of the four cells (11.8 to
+# 164.5 CPU s); the step's share was inside the noise of 7-step medians (-19% to +18%, 2 B D r
+# multiply-adds being 1-5% of the network's), so the fit gave it ~0.
+PRIOR = dict(fit=6.588e-11, fit_pixel=5.147e-07, step=1.765e-15)
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
               "--sweep 2026-12-03")
 
@@ -69,6 +79,7 @@ class StepShape:
     hidden: int
     mlp_ratio: float
     patch_cov: int = 1  # covariates a token (a default: sweep rows measured before it lack it)
+    prior_rank: int = 0  # directions of the Gaussian prior (0: none, as in every sweep row)
 
     @property
     def cov_patches(self):
@@ -85,13 +96,19 @@ class StepShape:
         """Video values of one sample per channel: T x F x K."""
         return self.frames * self.freqs * self.covariates
 
+    @property
+    def video_numbers(self):
+        """D = 3 T F K: the numbers of one video, the dimension of the prior's Gaussian."""
+        return 3 * self.pixels
+
     @classmethod
     def of(cls, config, series_shape):
         """The shape of a training step of `config` on series (L, K)."""
         frames, freqs, covariates, _ = saved_model.video_shape_of(config.video, tuple(series_shape))
         m = config.model
         return cls(frames, freqs, covariates, num_patches(freqs, m.patch_freq), m.depth, m.hidden,
-                   float(m.mlp_ratio), m.get("patch_cov", 1))
+                   float(m.mlp_ratio), m.get("patch_cov", 1),
+                   prior_lib.rank_for(m, tuple(series_shape)))
 
 
 def step_features(shape, batch):
@@ -116,16 +133,50 @@ def sweep_step_seconds(shape, batch):
     return float(np.dot([COST[f] for f in FEATURES], step_features(shape, batch)))
 
 
+def prior_step_work(shape, batch):
+    """Multiply-adds of the prior's velocity in a training step: two products of the batch's
+    videos (B x D) with the D x r basis (prior.posterior_velocity; no gradient flows there)."""
+    return 2.0 * batch * shape.video_numbers * shape.prior_rank
+
+
+def prior_fit_work(shape, num_windows):
+    """Multiply-adds of prior.fit_prior on `num_windows` windows: 2 + 2 POWER_ITERATIONS
+    products of the centred videos (N x D) with N x w or D x w matrices (w = r + OVERSAMPLING),
+    and 1 + 2 POWER_ITERATIONS QR factorisations of N x w or D x w (0 without a prior)."""
+    if not shape.prior_rank:
+        return 0.0
+    n, d = num_windows, shape.video_numbers
+    w = min(shape.prior_rank + prior_lib.OVERSAMPLING, d, n)
+    products = (2 + 2 * prior_lib.POWER_ITERATIONS) * n * d * w
+    return products + (1 + 2 * prior_lib.POWER_ITERATIONS) * max(n, d) * w ** 2
+
+
+def prior_passes(shape):
+    """Passes of prior.fit_prior over the windows, each making their videos anew: the mean's, and
+    one a product (0 without a prior)."""
+    return 3 + 2 * prior_lib.POWER_ITERATIONS if shape.prior_rank else 0
+
+
 def step_seconds(shape, batch):
     """Process CPU seconds of one training step on the reference machine."""
-    return REFERENCE_FACTOR * sweep_step_seconds(shape, batch)
+    return REFERENCE_FACTOR * (sweep_step_seconds(shape, batch)
+                               + PRIOR["step"] * prior_step_work(shape, batch))
 
 
-def fixed_seconds(shape, num_windows):
-    """Compilation, model set-up, data statistics, start-up and checkpoints (reference machine)."""
+def prior_fit_seconds(shape, prior_windows):
+    """The prior's fit on `prior_windows` windows (reference machine; 0 without a prior)."""
+    return REFERENCE_FACTOR * (PRIOR["fit"] * prior_fit_work(shape, prior_windows)
+                               + PRIOR["fit_pixel"] * prior_passes(shape) * prior_windows
+                               * shape.pixels)  # its videos, made anew each pass
+
+
+def fixed_seconds(shape, num_windows, prior_windows=None):
+    """Compilation, model set-up, data statistics, the prior's fit (on prior_windows windows,
+    default all), start-up and checkpoints (reference machine)."""
     compile_s = COMPILE["base"] + COMPILE["per_block"] * shape.depth
     stats_s = STATS["base"] + STATS["per_pixel"] * num_windows * shape.pixels
-    return REFERENCE_FACTOR * (compile_s + stats_s + OVERHEAD_S)
+    return (REFERENCE_FACTOR * (compile_s + stats_s + OVERHEAD_S)
+            + prior_fit_seconds(shape, num_windows if prior_windows is None else prior_windows))
 
 
 def validation_batches(num_windows, val_fraction, batch):
@@ -140,12 +191,27 @@ def num_evaluations(num_steps, eval_every):
     return num_steps // eval_every + (num_steps % eval_every != 0)
 
 
-def run_seconds(shape, batch, num_steps, eval_every, num_windows, val_fraction):
+def run_seconds(shape, batch, num_steps, eval_every, num_windows, val_fraction,
+                prior_windows=None):
     """Predicted process CPU seconds of a whole training run on the reference machine."""
     evals = num_evaluations(num_steps, eval_every)
     eval_in_steps = validation_batches(num_windows, val_fraction, batch) * EVAL_RATIO
-    return (fixed_seconds(shape, num_windows)
+    return (fixed_seconds(shape, num_windows, prior_windows)
             + step_seconds(shape, batch) * (num_steps + evals * eval_in_steps))
+
+
+def prior_windows_within(budget_s, shape, num_windows):
+    """The windows the prior is fitted on: all of them, or under a budget as many as fit in
+    PRIOR_SHARE of it (at least MIN_PRIOR_WINDOWS): stride-1 windows overlap in all but one row,
+    so an evenly spaced subset estimates their covariance nearly as well (train.prior_subset)."""
+    if not (budget_s and shape.prior_rank) or (
+            prior_fit_seconds(shape, num_windows) <= PRIOR_SHARE * budget_s):
+        return num_windows
+    lo, hi = min(MIN_PRIOR_WINDOWS, num_windows), num_windows  # the fit grows with the windows
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if prior_fit_seconds(shape, mid) <= PRIOR_SHARE * budget_s else (lo, mid)
+    return lo
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,6 +245,11 @@ MIN_STEPS = 2000
 # of the budget (at least the one at the last step).
 EVALS_PER_RUN = 16
 EVAL_SHARE = 0.1
+# The Gaussian prior's fit takes at most this share of a budget: on every data set at L = 24 it
+# fits on all the windows (ETTh's 17,397: ~33 CPU s); at L = 256 (ETTh: ~450 CPU s for all) or
+# with many channels it fits on an evenly spaced subset, never below MIN_PRIOR_WINDOWS.
+PRIOR_SHARE = 0.1
+MIN_PRIOR_WINDOWS = 1024
 SCHEDULE_KEYS = ("num_steps", "batch_size", "eval_every", "checkpoint_every")
 COST_MODEL = "cost model"  # a Plan's source when its steps and batch both come from the model
 
@@ -197,6 +268,8 @@ class Plan:
     source: str  # where the steps and batch come from, for the log
     shape: StepShape
     seq_len: int
+    prior_windows: int  # windows the Gaussian prior is fitted on (prior_windows_within)
+    num_windows: int
 
     def describe(self):
         """The first log line of a training: steps, batch, predicted CPU seconds, and why."""
@@ -207,12 +280,18 @@ class Plan:
                 if self.budget_s and self.predicted_s > 1.15 * self.budget_s else "")
         few = ("; few steps for this shape: expect a weak model (a larger budget_seconds trains "
                "longer)" if self.source == COST_MODEL and self.num_steps < MIN_STEPS else "")
+        fit_s = prior_fit_seconds(s, self.prior_windows)
+        prior = (f"; the Gaussian prior (rank {s.prior_rank}) is fitted on "
+                 f"{self.prior_windows:,} of the {self.num_windows:,} windows, ~{fit_s:,.0f} CPU s"
+                 if s.prior_rank else "")
+        if s.prior_rank and self.prior_windows < self.num_windows:
+            prior += f" (at most {PRIOR_SHARE:.0%} of the budget)"
         return (f"{head}{self.num_steps:,} steps of batch {self.batch_size} ({self.source}), "
                 f"~{self.step_s:.3g} CPU s a step, ~{self.predicted_s:,.0f} CPU s in all with "
                 f"compilation and {num_evaluations(self.num_steps, self.eval_every)} validations "
                 f"(K={s.covariates}, L={self.seq_len}: {s.tokens} tokens = {s.frames} frames x "
                 f"{s.freq_patches} x {s.cov_patches}{_cov_patches_note(s)}, depth {s.depth}, "
-                f"width {s.hidden}; {MODEL_NOTE}){over}{few}.")
+                f"width {s.hidden}; {MODEL_NOTE}){prior}{over}{few}.")
 
 
 def _cov_patches_note(shape):
@@ -275,10 +354,11 @@ def _eval_interval(num_steps, evaluations):
 def _steps_within(budget_s, shape, batch, num_windows, val_fraction, eval_every):
     """The most steps whose whole run fits budget_s, a multiple of 50 from 2,000 (else of 10)."""
     evaluations = _evaluations(budget_s, shape, batch, num_windows, val_fraction)
+    prior_windows = prior_windows_within(budget_s, shape, num_windows)
 
     def cost(steps):
         return run_seconds(shape, batch, steps, eval_every or _eval_interval(steps, evaluations),
-                           num_windows, val_fraction)
+                           num_windows, val_fraction, prior_windows)
 
     lo, hi = 0, int(budget_s / step_seconds(shape, batch)) + 1  # cost(hi) > budget_s
     while hi - lo > 1:  # bisection: the cost grows with the steps
@@ -302,11 +382,12 @@ def plan(config, series_shape, num_windows):
     eval_every = values["eval_every"] or _eval_interval(values["num_steps"], _evaluations(
         tc.budget_seconds, shape, values["batch_size"], num_windows, data.val_fraction))
     checkpoint_every = values["checkpoint_every"] or 2 * eval_every
+    prior_windows = prior_windows_within(tc.budget_seconds, shape, num_windows)
     predicted = run_seconds(shape, values["batch_size"], values["num_steps"], eval_every,
-                            num_windows, data.val_fraction)
+                            num_windows, data.val_fraction, prior_windows)
     return Plan(values["num_steps"], values["batch_size"], eval_every, checkpoint_every, predicted,
                 step_seconds(shape, values["batch_size"]), float(tc.budget_seconds), source,
-                shape, int(data.seq_len))
+                shape, int(data.seq_len), prior_windows, num_windows)
 
 
 def _budget_values(tc, shape, num_windows, val_fraction):

@@ -84,6 +84,14 @@ def is_prior_leaf(path):
     return path[-1].key.startswith("prior_")
 
 
+def evenly_spaced(windows, count):
+    """`count` of `windows`, evenly spaced from the first to the last (all when count >= N):
+    the subset a budget fits the prior on (budget.prior_windows_within)."""
+    if count >= len(windows):
+        return windows
+    return windows[np.linspace(0, len(windows) - 1, count).round().astype(int)]
+
+
 CHUNK_NUMBERS = 2 ** 24  # Video numbers per chunk of the fit: 128 MiB of float64.
 
 

@@ -445,12 +445,14 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     prior = None
     rank = prior_lib.rank_for(config.model, host.series_shape)
     if resume_step is None and rank:
-        prior = prior_lib.fit_prior(labels_lib.split_batch(train_windows)[0],
-                                    video_transform(config.video, host.normalizer), rank,
-                                    seed=tc.seed)
-        logging.info("Gaussian prior: %d directions hold %.2f%% of the training videos' "
-                     "variance; the other %d have variance %.3g each.", rank,
-                     100 * prior.explained(), prior.mean.size - rank, prior.residual)
+        windows = labels_lib.split_batch(train_windows)[0]
+        fitted_on = prior_lib.evenly_spaced(windows, plan.prior_windows)
+        prior = prior_lib.fit_prior(fitted_on, video_transform(config.video, host.normalizer),
+                                    rank, seed=tc.seed)
+        logging.info("Gaussian prior of %d of the %d training windows: %d directions hold "
+                     "%.2f%% of their videos' variance; the other %d have variance %.3g each.",
+                     len(fitted_on), len(windows), rank, 100 * prior.explained(),
+                     prior.mean.size - rank, prior.residual)
     model, video_shape = build_model(config, host.series_shape, host.stats, host.num_classes,
                                      prior)
 

@@ -204,3 +204,23 @@ def test_covariate_patches_leave_the_measured_recipe():
     config.model.patch_cov = 2
     p = budget.plan(config, (24, 7), 17_397)
     assert "cost model" in p.source and p.shape.cov_patches == 4
+
+
+def test_the_prior_fits_on_all_windows_where_it_is_cheap_and_on_a_share_of_the_budget_elsewhere():
+    shape, num = MEASURED_DATA["etth"]
+    tuned = budget.plan(base.make_config("etth", "cpu"), shape, num)
+    assert tuned.prior_windows == num and tuned.shape.prior_rank == 168  # = L K
+    long = budget.plan(csv_config("seq_len=256,cpu"), (256, 7), 17_000)
+    assert budget.MIN_PRIOR_WINDOWS < long.prior_windows < 17_000
+    fit_s = budget.prior_fit_seconds(long.shape, long.prior_windows)
+    assert 0.9 * budget.PRIOR_SHARE * 900 < fit_s <= budget.PRIOR_SHARE * 900
+    assert f"fitted on {long.prior_windows:,} of the 17,000 windows" in long.describe()
+    assert (1 - TOLERANCE) * 900 <= long.predicted_s <= 900  # the fit is inside the prediction
+    unbudgeted = budget.plan(csv_config("seq_len=256,cpu", budget_seconds=0.0, num_steps=500,
+                                        batch_size=16), (256, 7), 17_000)
+    assert unbudgeted.prior_windows == 17_000
+    plain = csv_config("seq_len=256,cpu")
+    plain.model.prior_rank = 0
+    p = budget.plan(plain, (256, 7), 17_000)
+    assert p.shape.prior_rank == 0 and budget.prior_fit_seconds(p.shape, 17_000) == 0.0
+    assert p.num_steps > long.num_steps and "Gaussian prior" not in p.describe()

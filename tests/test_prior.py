@@ -153,3 +153,12 @@ def test_videos_have_at_most_l_times_k_directions_and_the_rank_is_capped_there()
     assert prior_lib.rank_for({"prior_rank": 40}, (length, k)) == 24
     assert prior_lib.rank_for({"prior_rank": 16}, (length, k)) == 16
     assert prior_lib.rank_for({}, (length, k)) == 0  # a config older than the prior
+
+
+def test_evenly_spaced_keeps_the_first_and_last_windows_in_order():
+    windows = np.arange(100)[:, None, None] * np.ones((1, 3, 2))
+    subset = prior_lib.evenly_spaced(windows, 7)
+    starts = subset[:, 0, 0].astype(int).tolist()
+    assert starts == sorted(set(starts)) and len(starts) == 7 and starts[0] == 0
+    assert starts[-1] == 99 and max(np.diff(starts)) - min(np.diff(starts)) <= 1
+    assert prior_lib.evenly_spaced(windows, 100) is windows
