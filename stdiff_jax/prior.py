@@ -26,6 +26,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from stdiff_jax.errors import UserError
 from stdiff_jax.schedule import alpha_sigma
@@ -57,6 +58,17 @@ class GaussianPrior:
         return {"prior_mean": self.mean, "prior_basis": self.basis,
                 "prior_variances": self.variances,
                 "prior_residual": np.asarray(self.residual, np.float32)}
+
+
+def same_on_every_process(prior):
+    """Process 0's prior on every process: hosts whose BLAS rounds differently would otherwise
+    hold different replicas of one replicated parameter."""
+    if jax.process_count() == 1:
+        return prior
+    mean, basis, variances, residual = multihost_utils.broadcast_one_to_all(
+        (prior.mean, prior.basis, prior.variances, np.float32(prior.residual)))
+    return GaussianPrior(np.asarray(mean), np.asarray(basis), np.asarray(variances),
+                         float(residual))
 
 
 def _chunks(windows, to_video, chunk_size):
