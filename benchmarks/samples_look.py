@@ -9,12 +9,16 @@ data set, all in the metrics' [0, 1] units, and prints per column:
 - the mean and the spread across windows of the window mean, the within-window std and the std
   of the first differences, real / generated: the level, the size and the roughness of windows,
   and whether the generated windows vary among themselves as much as the real ones;
+- the tails: the excess kurtosis of all values and of the first differences (0 for a Gaussian)
+  and the 99.9% quantile of the absolute first difference, real / generated; the four metrics
+  hardly see the rare large moves these describe;
 - the correlation matrix of all values, generated - real.
 """
 
 import pathlib
 
 import numpy as np
+import scipy.stats
 from absl import app, flags
 
 from stdiff_jax import modes, saved_model
@@ -35,6 +39,15 @@ def window_statistics(windows):
     """name -> (N, K) per-window values."""
     return {"window mean": windows.mean(1), "within std": windows.std(1),
             "difference std": np.diff(windows, axis=1).std(1)}
+
+
+def tail_statistics(windows):
+    """name -> (K,) tail measures of (N, L, K) windows."""
+    k = windows.shape[2]
+    steps = np.diff(windows, axis=1).reshape(-1, k)
+    return {"value kurtosis": scipy.stats.kurtosis(windows.reshape(-1, k), axis=0),
+            "step kurtosis": scipy.stats.kurtosis(steps, axis=0),
+            "|step| q99.9": np.quantile(np.abs(steps), 0.999, axis=0)}
 
 
 def row(label, values):
@@ -61,6 +74,11 @@ def main(argv):
         r, f = real_stats[name], fake_stats[name]
         print(row(f"{name}", [f"{a:.3f}/{b:.3f}" for a, b in zip(r.mean(0), f.mean(0))]))
         print(row("  across windows", [f"{a:.3f}/{b:.3f}" for a, b in zip(r.std(0), f.std(0))]))
+    real_tails, fake_tails = tail_statistics(real), tail_statistics(fake)
+    print("\ntails, real / generated")
+    print(row("", names))
+    for name in real_tails:
+        print(row(name, [f"{a:.3g}/{b:.3g}" for a, b in zip(real_tails[name], fake_tails[name])]))
     k = real.shape[2]
     difference = (np.corrcoef(fake.reshape(-1, k).T) - np.corrcoef(real.reshape(-1, k).T))
     print("\ncorrelation of all values, generated - real")
