@@ -366,6 +366,7 @@ MAIN_VAL_LOSSES = [1.0242810249328613, 1.0239667892456055]
 
 def unlabelled_run(workdir):
     config = sines.get_config("smoke")
+    config.model.prior_rank = 0  # main's network when the digests were computed
     config.train.update(batch_size=16, num_steps=4, warmup_steps=1, log_every=1, eval_every=2,
                         checkpoint_every=2)
     config.data.val_fraction = 0.1

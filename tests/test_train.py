@@ -381,7 +381,8 @@ def test_command_line_names_the_workdir_mismatch(runs, tmp_path):
     shutil.copytree(runs / "one", workdir)
     np.save(tmp_path / "other.npy", sine_windows(num=256, seed=1))
     proc = run_main(f"--config={REPO}/configs/sines.py:smoke", f"--workdir={workdir}",
-                    f"--config.data.name=npy:{tmp_path / 'other.npy'}", "--mode=train")
+                    f"--config.data.name=npy:{tmp_path / 'other.npy'}", "--mode=train",
+                    "--config.model.prior_rank=0")  # tiny_config's network: only the data differ
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"Error: The workdir {workdir} was trained on other data" in proc.stderr
     assert "--allow_workdir_mismatch" in proc.stderr
