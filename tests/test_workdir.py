@@ -161,7 +161,8 @@ def test_samples_that_would_not_fit_on_the_disk_stop_before_the_generation(run, 
 def test_mode_all_keeps_samples_of_the_same_checkpoint_and_settings(run, caplog):
     """A run stopped while scoring resumes (--mode=all) without generating its samples again;
     other settings, a missing file or no samples.json generate anew."""
-    caplog.set_level(logging.INFO)
+    # absl's logger's own level, which an earlier in-process flag parse may have raised
+    caplog.set_level(logging.INFO, logger="absl")
     config = saved_model.load_config(run)
     record = json.loads((run / modes.SAMPLES_RECORD).read_text())
     evaluations = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
