@@ -170,13 +170,13 @@ def prior_fit_seconds(shape, prior_windows):
                                * shape.pixels)  # its videos, made anew each pass
 
 
-def fixed_seconds(shape, num_windows, prior_windows=None):
-    """Compilation, model set-up, data statistics, the prior's fit (on prior_windows windows,
-    default all), start-up and checkpoints (reference machine)."""
+def fixed_seconds(shape, num_windows, prior_windows):
+    """Compilation, model set-up, data statistics, the prior's fit on prior_windows windows,
+    start-up and checkpoints (reference machine)."""
     compile_s = COMPILE["base"] + COMPILE["per_block"] * shape.depth
     stats_s = STATS["base"] + STATS["per_pixel"] * num_windows * shape.pixels
     return (REFERENCE_FACTOR * (compile_s + stats_s + OVERHEAD_S)
-            + prior_fit_seconds(shape, num_windows if prior_windows is None else prior_windows))
+            + prior_fit_seconds(shape, prior_windows))
 
 
 def validation_batches(num_windows, val_fraction, batch):
@@ -191,8 +191,7 @@ def num_evaluations(num_steps, eval_every):
     return num_steps // eval_every + (num_steps % eval_every != 0)
 
 
-def run_seconds(shape, batch, num_steps, eval_every, num_windows, val_fraction,
-                prior_windows=None):
+def run_seconds(shape, batch, num_steps, eval_every, num_windows, val_fraction, prior_windows):
     """Predicted process CPU seconds of a whole training run on the reference machine."""
     evals = num_evaluations(num_steps, eval_every)
     eval_in_steps = validation_batches(num_windows, val_fraction, batch) * EVAL_RATIO
@@ -203,14 +202,21 @@ def run_seconds(shape, batch, num_steps, eval_every, num_windows, val_fraction,
 def prior_windows_within(budget_s, shape, num_windows):
     """The windows the prior is fitted on: all of them, or under a budget as many as fit in
     PRIOR_SHARE of it (at least MIN_PRIOR_WINDOWS): stride-1 windows overlap in all but one row,
-    so an evenly spaced subset estimates their covariance nearly as well (train.prior_subset)."""
+    so an evenly spaced subset (prior.evenly_spaced) should estimate their covariance nearly as
+    well."""
     if not (budget_s and shape.prior_rank) or (
             prior_fit_seconds(shape, num_windows) <= PRIOR_SHARE * budget_s):
         return num_windows
-    lo, hi = min(MIN_PRIOR_WINDOWS, num_windows), num_windows  # the fit grows with the windows
+    return _largest_within(min(MIN_PRIOR_WINDOWS, num_windows), num_windows,  # grows with them
+                           lambda n: prior_fit_seconds(shape, n) <= PRIOR_SHARE * budget_s)
+
+
+def _largest_within(lo, hi, fits):
+    """The largest n in [lo, hi) with fits(n), for fits true up to some n and false after,
+    given fits(hi) is false (lo when no larger n fits): a bisection."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if prior_fit_seconds(shape, mid) <= PRIOR_SHARE * budget_s else (lo, mid)
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo
 
 
@@ -351,19 +357,17 @@ def _eval_interval(num_steps, evaluations):
     return min(max(10, -(-num_steps // (10 * evaluations)) * 10), max(num_steps, 1))
 
 
-def _steps_within(budget_s, shape, batch, num_windows, val_fraction, eval_every):
+def _steps_within(budget_s, shape, batch, num_windows, val_fraction, eval_every, prior_windows):
     """The most steps whose whole run fits budget_s, a multiple of 50 from 2,000 (else of 10)."""
     evaluations = _evaluations(budget_s, shape, batch, num_windows, val_fraction)
-    prior_windows = prior_windows_within(budget_s, shape, num_windows)
 
     def cost(steps):
         return run_seconds(shape, batch, steps, eval_every or _eval_interval(steps, evaluations),
                            num_windows, val_fraction, prior_windows)
 
-    lo, hi = 0, int(budget_s / step_seconds(shape, batch)) + 1  # cost(hi) > budget_s
-    while hi - lo > 1:  # bisection: the cost grows with the steps
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if cost(mid) <= budget_s else (lo, mid)
+    # cost(hi) > budget_s, and the cost grows with the steps
+    lo = _largest_within(0, int(budget_s / step_seconds(shape, batch)) + 1,
+                         lambda steps: cost(steps) <= budget_s)
     unit = 50 if lo >= 2000 else 10
     return lo // unit * unit
 
@@ -373,16 +377,17 @@ def plan(config, series_shape, num_windows):
     tc, data = config.train, config.data
     check(tc)
     shape = StepShape.of(config, series_shape)
+    prior_windows = prior_windows_within(tc.budget_seconds, shape, num_windows)
     recipe = _measured_recipe(config) if not (tc.num_steps or tc.batch_size) else None
     if recipe is not None:
         values = {k: tc[k] or recipe[k] for k in SCHEDULE_KEYS}
         source = f"the measured recipe for {data.name} at L={data.seq_len}"
     else:
-        values, source = _budget_values(tc, shape, num_windows, data.val_fraction)
+        values, source = _budget_values(tc, shape, num_windows, data.val_fraction,
+                                        prior_windows)
     eval_every = values["eval_every"] or _eval_interval(values["num_steps"], _evaluations(
         tc.budget_seconds, shape, values["batch_size"], num_windows, data.val_fraction))
     checkpoint_every = values["checkpoint_every"] or 2 * eval_every
-    prior_windows = prior_windows_within(tc.budget_seconds, shape, num_windows)
     predicted = run_seconds(shape, values["batch_size"], values["num_steps"], eval_every,
                             num_windows, data.val_fraction, prior_windows)
     return Plan(values["num_steps"], values["batch_size"], eval_every, checkpoint_every, predicted,
@@ -390,15 +395,16 @@ def plan(config, series_shape, num_windows):
                 shape, int(data.seq_len), prior_windows, num_windows)
 
 
-def _budget_values(tc, shape, num_windows, val_fraction):
-    """(steps, batch, eval_every, checkpoint_every as set or 0, why) from the cost model."""
+def _budget_values(tc, shape, num_windows, val_fraction, prior_windows):
+    """(steps, batch, eval_every, checkpoint_every as set or 0, why) from the cost model, the
+    prior fitted on prior_windows windows."""
     values = {k: tc[k] for k in SCHEDULE_KEYS}
     if not tc.budget_seconds:
         return values, "as configured"
 
     def steps_at(batch):
         return _steps_within(tc.budget_seconds, shape, batch, num_windows, val_fraction,
-                             tc.eval_every)
+                             tc.eval_every, prior_windows)
 
     if not values["batch_size"]:
         values["batch_size"] = next((b for b in BATCH_LADDER if steps_at(b) >= MIN_STEPS),
