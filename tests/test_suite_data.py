@@ -55,6 +55,32 @@ def test_generators_are_seeded_and_load_as_data_sets(name):
     assert config.data.name == name and config.name == f"{name}_L24_cpu"
 
 
+def cycles(raw, period):
+    """(K,) complex amplitude of each channel's cycle of `period` rows (a + i b for
+    a cos + b sin; its angle is the phase)."""
+    t = np.arange(len(raw))
+    return 2 * np.exp(-2j * np.pi * t / period) @ (raw - raw.mean(0)) / len(raw)
+
+
+CYCLES = {"energy_standin": (standins.ENERGY_DAY,), "fmri_standin": standins.FMRI_PERIODS}
+
+
+@pytest.mark.parametrize("name", sorted(GENERATED))
+def test_another_seed_draws_new_data_of_the_same_process(name):
+    """The memorisation check's reference is another seed's draw: it must be the same process
+    (every channel's cycles at the same phase and amplitude), or generated windows that match
+    the training series would read as copies."""
+    raw0, raw1 = GENERATED[name](seed=0)[0], GENERATED[name](seed=1)[0]
+    checked = 0
+    for period in CYCLES.get(name, (suite.DAY,)):
+        c0, c1 = cycles(raw0, period), cycles(raw1, period)
+        strong = np.abs(c0) > 0.25 * raw0.std(0)  # cycles above the noise
+        checked += strong.sum()
+        np.testing.assert_allclose(np.angle(c1[strong] / c0[strong]), 0, atol=0.25)
+        np.testing.assert_allclose(np.abs(c1[strong] / c0[strong]), 1, atol=0.3)
+    assert checked >= 2
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_regimes_make_the_window_means_bimodal_at_the_chain_s_share(seed):
     raw, _ = suite.regimes(seed)

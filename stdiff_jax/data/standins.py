@@ -5,7 +5,9 @@ and cross-channel structure, so that cost and quality can be measured (and a flo
 two halves of their windows) without the files. They are not the real data: their scores are
 reported under their own names, `energy_standin` and `fmri_standin`; `energy` and `fmri` still
 load (download and verify) the real files. Both are drawn from `numpy.random.default_rng(seed)`:
-the library trains on seed 0, the memorisation check draws fresh windows from seed 1.
+the library trains on seed 0, the memorisation check draws fresh windows from seed 1. The seed
+draws the noise and the inputs; the phases of the daily cycles and oscillations are constants
+of the process (`ENERGY_ROOM_PHASES`, `FMRI_PHASES`), as the suite's are.
 
 energy_standin (ENERGY_ROWS x 28, the columns of the UCI appliances-energy file): 10-minute rows,
 so a day is ENERGY_DAY rows and a week ENERGY_WEEK.
@@ -47,6 +49,14 @@ FMRI_COUPLING = 0.4
 FMRI_TR = 2.0  # seconds per row
 FMRI_NOISE = 0.3
 FMRI_WARMUP = 64  # rows simulated and dropped, so the filters start from their stationary law
+# The phases of the rooms' daily cycles (days) and of the networks' oscillations (radians):
+# constants of each stand-in's process, what seed 0 drew when they were made, so that another
+# seed (the memorisation check's fresh draws) gives new data of the same process.
+ENERGY_ROOM_PHASES = (0.9366153201548123, 0.10213465113424336, 0.2005574846475734,
+                      0.20623249324247261, 0.9822380531424931, 0.9745000627474513,
+                      0.8004780959966431, 0.9460849723710872, 0.2796503194434232)
+FMRI_PHASES = (4.203696450265438, 5.091109144526286, 5.421856384918667, 0.9478360645626223,
+               2.6954559548602752)
 
 
 def _daily(rows, phase, period=ENERGY_DAY):
@@ -71,7 +81,8 @@ def energy_standin(seed=0):
     t_out = (5 + 8 * np.linspace(0, 1, rows) + 3 * ar1(rng, rows, 1, 0.999)[:, 0]
              - 4 * np.cos(2 * np.pi * np.arange(rows) / ENERGY_DAY))
     humid = ar1(rng, rows, 1, 0.995)  # (rows, 1) shared humidity factor
-    rooms = (19 + 0.3 * t_out[:, None] + 1.2 * _daily(rows, rng.uniform(0, 1, ROOMS))
+    rng.uniform(0, 1, ROOMS)  # the phases' draw of old, kept so that the stream stays the same
+    rooms = (19 + 0.3 * t_out[:, None] + 1.2 * _daily(rows, np.asarray(ENERGY_ROOM_PHASES))
              + 0.8 * ar1(rng, rows, ROOMS, 0.99))  # (rows, 9)
     rh_rooms = 45 - 2 * (rooms - rooms.mean(0)) + 5 * humid + ar1(rng, rows, ROOMS, 0.9)
     rh_out = np.clip(80 - 3 * (t_out - t_out.mean()) + 8 * humid[:, 0], 20, 100)
@@ -108,7 +119,8 @@ def fmri_standin(seed=0):
     onsets = rng.random(shape) < 0.0125
     boxcars = scipy.signal.lfilter(np.ones(4), [1.0], onsets, axis=0)
     drive = boxcars + np.concatenate(
-        [season(rng, rows, 1, period=p, amplitude=1.0) for p in FMRI_PERIODS], 1)[:, :, None]
+        [season(rng, rows, 1, period=p, amplitude=1.0, phases=(phase,))
+         for p, phase in zip(FMRI_PERIODS, FMRI_PHASES)], 1)[:, :, None]
     activity = np.zeros(shape)
     for node in range(FMRI_NODES):  # a chain: node j listens to node j - 1 one row earlier
         inputs = drive[:, :, node].copy()

@@ -6,7 +6,9 @@ structure on a common base, so a change to the model or the recipe can be judged
 tuned for (`benchmarks/suite.py`). Every set is `ROWS` hourly-like rows of 3-8 channels, its
 channels built from a daily season (period `DAY`) and AR(1) noise (`_base`), and is drawn from
 `numpy.random.default_rng(seed)`: the library trains on seed 0 and the memorisation check draws
-fresh windows from seed 1 (`stdiff_jax.data.held_out`).
+fresh windows from seed 1 (`stdiff_jax.data.held_out`). The seed draws the noise, the regimes and
+the bursts; the season's phases are constants of each set's process (`SEASON_PHASES`), so another
+seed gives new windows of the same process, not of a process whose channels peak at other hours.
 
 | name | K | the structure it tests |
 | --- | --- | --- |
@@ -43,6 +45,19 @@ BURST_PEAK = (2.0, 4.0)  # peaks uniform in this range; the quiet base's std is 
 ECHO_LAG, ECHO_GAIN = 2, 0.5
 TREND_RISE = 12.0  # the level's rise over the whole series, in units of NOISE_STD
 TREND_LOADINGS = (1.0, 0.8, -0.6, 0.4, 0.0)  # each channel's share of the trend
+# Each set's daily-season phase per channel (radians): what seed 0 drew when the sets were made,
+# fixed since, so that every seed draws the same process (seed 0's series are unchanged).
+SEASON_PHASES = {
+    "suite_regimes": (4.518991109258015, 0.10047899997889743, 4.762346601567949,
+                      3.2217580761284523, 5.837733988950287),
+    "suite_heavy_tails": (3.4941064946481553, 1.5130626948728048, 2.237465163732414,
+                          2.9996937590120374),
+    "suite_copy": (4.002148315014479, 1.6951199159934145),
+    "suite_bursts": (4.002148315014479, 1.6951199159934145, 0.25744424357926954,
+                     0.10384619671527331),
+    "suite_trend": (4.002148315014479, 1.6951199159934145, 0.25744424357926954,
+                    0.10384619671527331, 5.109927617709579),
+}
 
 
 def ar1(rng, rows, cols, coef, innovations=None):
@@ -54,15 +69,21 @@ def ar1(rng, rows, cols, coef, innovations=None):
     return scipy.signal.lfilter([1.0], [1.0, -coef], scaled, axis=0)
 
 
-def season(rng, rows, cols, period=DAY, amplitude=0.5):
-    """(rows, cols) sinusoids of the period, with a random phase per channel."""
+def season(rng, rows, cols, period=DAY, amplitude=0.5, phases=None):
+    """(rows, cols) sinusoids of the period, with a random phase per channel, or the given
+    `phases` (cols,): the random ones are drawn either way, so the rest of rng's stream is the
+    same."""
     t = np.arange(rows)[:, None]
-    return amplitude * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi, cols))
+    drawn = rng.uniform(0, 2 * np.pi, cols)
+    phases = drawn if phases is None else np.asarray(phases)
+    return amplitude * np.sin(2 * np.pi * t / period + phases)
 
 
-def _base(rng, cols, rows=ROWS):
-    """(rows, cols): a daily season of amplitude 0.5 plus AR(NOISE_AR) noise of std NOISE_STD."""
-    return season(rng, rows, cols) + NOISE_STD * ar1(rng, rows, cols, NOISE_AR)
+def _base(rng, phases, rows=ROWS):
+    """(rows, len(phases)): a daily season of amplitude 0.5 and the given phases plus
+    AR(NOISE_AR) noise of std NOISE_STD."""
+    cols = len(phases)
+    return season(rng, rows, cols, phases=phases) + NOISE_STD * ar1(rng, rows, cols, NOISE_AR)
 
 
 def two_state_chain(rng, rows, dwell):
@@ -81,7 +102,7 @@ def regimes(seed=0):
     (`two_state_chain`, REGIME_DWELL) is in state 1."""
     rng = np.random.default_rng(seed)
     chain = two_state_chain(rng, ROWS, REGIME_DWELL)
-    raw = _base(rng, len(REGIME_SHIFTS)) + chain[:, None] * np.array(REGIME_SHIFTS)
+    raw = _base(rng, SEASON_PHASES["suite_regimes"]) + chain[:, None] * np.array(REGIME_SHIFTS)
     return raw, [f"c{k}_shift_{s:g}" for k, s in enumerate(REGIME_SHIFTS)]
 
 
@@ -91,7 +112,8 @@ def heavy_tails(seed=0):
     rng = np.random.default_rng(seed)
     shocks = rng.standard_t(TAIL_INDEX, (ROWS, 5))  # (rows, 1 shared + 4 own)
     innovations = 0.5 * shocks[:, :1] + 0.5 * shocks[:, 1:]
-    raw = season(rng, ROWS, 4) + ar1(rng, ROWS, 4, TAIL_AR, innovations)
+    raw = (season(rng, ROWS, 4, phases=SEASON_PHASES["suite_heavy_tails"])
+           + ar1(rng, ROWS, 4, TAIL_AR, innovations))
     return raw, [f"t3_{k}" for k in range(4)]
 
 
@@ -99,7 +121,7 @@ def near_copy(seed=0):
     """base (season + AR noise), its near copy, a channel with a weekly (7 DAY) season, and a
     slow AR(0.99) channel."""
     rng = np.random.default_rng(seed)
-    base, weekly = _base(rng, 2).T
+    base, weekly = _base(rng, SEASON_PHASES["suite_copy"]).T
     weekly += np.sin(2 * np.pi * np.arange(ROWS) / (7 * DAY))
     # corr(base, base + e) = rho when var(e) = var(base) (1 / rho^2 - 1).
     noise_std = np.std(base) * np.sqrt(1 / COPY_CORRELATION ** 2 - 1)
@@ -120,7 +142,7 @@ def bursts(seed=0):
     `bursts_b` (bursts of its own at half that rate) and `seasonal` (the base alone), all on a
     quiet base of a third of the other sets' amplitude."""
     rng = np.random.default_rng(seed)
-    raw = _base(rng, 4) / 3
+    raw = _base(rng, SEASON_PHASES["suite_bursts"]) / 3
     decay = np.exp(-np.arange(BURST_MIN_GAP) / BURST_DECAY)  # (gap,)
     for channel, rate in ((0, BURST_RATE), (2, BURST_RATE / 2)):
         spikes = np.zeros(ROWS)
@@ -138,7 +160,7 @@ def trend(seed=0):
     TREND_LOADINGS (the last stays level), on the base."""
     rng = np.random.default_rng(seed)
     rise = TREND_RISE * NOISE_STD * np.linspace(0, 1, ROWS)[:, None]
-    raw = _base(rng, len(TREND_LOADINGS)) + rise * np.array(TREND_LOADINGS)
+    raw = _base(rng, SEASON_PHASES["suite_trend"]) + rise * np.array(TREND_LOADINGS)
     return raw, [f"trend_{w:g}" for w in TREND_LOADINGS]
 
 
