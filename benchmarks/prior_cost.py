@@ -3,6 +3,7 @@ CPU, and the coefficients of `stdiff_jax/budget.py`'s PRIOR fitted to it:
 
     python benchmarks/prior_cost.py                            # the default cells
     python benchmarks/prior_cost.py --cells=7x24,7x256 --windows=17000 --steps=5
+    python benchmarks/prior_cost.py --cells=5x24 --components=10   # a mixture's cost
 
 Per cell KxL, on random windows (the fit's cost depends on the shapes, not on the values):
 - the fit: process CPU of `prior.fit_prior` on --windows windows at full rank (min(1024, L K));
@@ -29,6 +30,7 @@ from stdiff_jax import prior as prior_lib
 flags.DEFINE_list("cells", ["7x24", "28x24", "7x128", "7x256"], "KxL cells.")
 flags.DEFINE_integer("windows", 8000, "Random windows the prior is fitted on.")
 flags.DEFINE_integer("batch", 64, "Training batch of the timed steps.")
+flags.DEFINE_integer("components", 1, "model.prior_components of the prior timed.")
 FLAGS = flags.FLAGS
 RANK = 1024  # configs/base.py's model.prior_rank: min(RANK, L K) directions
 
@@ -41,15 +43,18 @@ def fit_seconds(config, shape, num_windows):
         config.video.ema_alpha, config.video.window)
     to_video = saved_model.video_transform(config.video, normalizer)
     start = time.process_time()
-    prior_lib.fit_prior(windows, to_video, prior_lib.rank_for(config.model, shape))
+    prior_lib.fit(windows, to_video, prior_lib.rank_for(config.model, shape),
+                  prior_lib.components_of(config.model))
     return time.process_time() - start
 
 
 def measure(k, length):
-    config = train_step.sweep_config("cpu", length, prior_rank=RANK)
+    config = train_step.sweep_config("cpu", length, prior_rank=RANK,
+                                     prior_components=FLAGS.components)
     shape = budget.StepShape.of(config, (length, k))
     steps = {rank: train_step.measure_cell("cpu", k, length, FLAGS.steps, prior_rank=rank,
-                                           batch=FLAGS.batch)["step_s"] for rank in (0, RANK)}
+                                           batch=FLAGS.batch, prior_components=FLAGS.components
+                                           )["step_s"] for rank in (0, RANK)}
     return {"K": k, "L": length, "shape": shape, "fit_s": fit_seconds(config, (length, k),
                                                                        FLAGS.windows),
             "plain_step_s": steps[0], "prior_step_s": steps[RANK]}

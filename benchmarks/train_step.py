@@ -96,8 +96,8 @@ def setup_training(config, mesh, windows):
     costs = {"stats_s": time.process_time() - cpu}
     cpu = time.process_time()
     rank = prior_lib.rank_for(config.model, windows.shape[1:])
-    prior = (prior_lib.fit_prior(windows, saved_model.video_transform(config.video, normalizer),
-                                 rank, seed=tc.seed) if rank else None)
+    prior = (prior_lib.fit(windows, saved_model.video_transform(config.video, normalizer), rank,
+                           prior_lib.components_of(config.model), seed=tc.seed) if rank else None)
     costs["prior_s"] = time.process_time() - cpu
     cpu = time.process_time()
     model, video_shape = saved_model.build_model(config, windows.shape[1:], stats, prior=prior)
@@ -201,12 +201,13 @@ def benchmark_config(config):
 # ------------------------------------------------------------------------------------------------
 # The sweep: cost per step over K x L x network, and the cost model's fit.
 # ------------------------------------------------------------------------------------------------
-def sweep_config(size, seq_len, patch_cov=1, prior_rank=0):
+def sweep_config(size, seq_len, patch_cov=1, prior_rank=0, prior_components=1):
     """The config of a sweep cell: the `cpu` network or the Table-4 row of seq_len; without the
     Gaussian prior unless prior_rank > 0 (budget.COST is the network's, budget.PRIOR the prior's,
     fitted by benchmarks/prior_cost.py)."""
     config = base.make_config("sweep", f"seq_len={seq_len}" + (",cpu" if size == "cpu" else ""))
-    config.model.update(patch_cov=patch_cov, prior_rank=prior_rank)
+    config.model.update(patch_cov=patch_cov, prior_rank=prior_rank,
+                        prior_components=prior_components)
     return config
 
 
@@ -224,10 +225,11 @@ def cell_batch(size, shape):
     return batch
 
 
-def measure_cell(size, num_covariates, seq_len, steps, patch_cov=1, prior_rank=0, batch=None):
+def measure_cell(size, num_covariates, seq_len, steps, patch_cov=1, prior_rank=0, batch=None,
+                 prior_components=1):
     """One row of the cost table: medians of `steps` timed training steps and validation batches
     (batch: cell_batch's unless given)."""
-    config = sweep_config(size, seq_len, patch_cov, prior_rank)
+    config = sweep_config(size, seq_len, patch_cov, prior_rank, prior_components)
     shape = budget.StepShape.of(config, (seq_len, num_covariates))
     batch = batch or cell_batch(size, shape)
     config.train.update(batch_size=batch, num_steps=1000, warmup_steps=10)

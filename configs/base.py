@@ -90,6 +90,9 @@ def base_config():
     # 0: the plain network. 1024 keeps every direction up to L K = 1024 (docs/ablations.md, "A
     # Gaussian prior under the network": 2 seeds on the tuned and suite sets).
     c.model.prior_rank = 1024
+    # > 1: a mixture of this many Gaussians instead, one per k-means cluster of the training
+    # windows (prior.MixturePrior): it keeps separate groups and curved sets of windows.
+    c.model.prior_components = 1
     # Labelled data: the share of windows trained with the "no class" token, so one network is
     # conditional and unconditional (classifier-free guidance; stdiff_jax/labels.py).
     c.model.label_dropout = 0.1

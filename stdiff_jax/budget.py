@@ -63,6 +63,13 @@ REFERENCE_FACTOR = 1.481
 # 164.5 CPU s); the step's share was inside the noise of 7-step medians (-19% to +18%, 2 B D r
 # multiply-adds being 1-5% of the network's), so the fit gave it ~0.
 PRIOR = dict(fit=6.588e-11, fit_pixel=5.147e-07, step=1.765e-15)
+# A mixture prior (model.prior_components > 1): per multiply-add of its velocity (three batched
+# einsums with (B, C, D) intermediates, far slower per multiply-add than the single Gaussian's
+# two products), and its fit against the work model above. From one cell, `python
+# benchmarks/prior_cost.py --cells=5x24 --components=10 --windows=17000 --steps=15` (2026-12-03,
+# shared machine): the step 0.099 -> 0.150 CPU s (batch 64, D = 720, r = 120), the fit 67.2 CPU s
+# where the work model says 32.4.
+MIXTURE = dict(step=3.1e-10, fit_factor=2.07)
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
               "--sweep 2026-12-03")
 
@@ -80,6 +87,7 @@ class StepShape:
     mlp_ratio: float
     patch_cov: int = 1  # covariates a token (a default: sweep rows measured before it lack it)
     prior_rank: int = 0  # directions of the Gaussian prior (0: none, as in every sweep row)
+    prior_components: int = 1  # Gaussians of the prior (model.prior_components)
 
     @property
     def cov_patches(self):
@@ -108,7 +116,7 @@ class StepShape:
         m = config.model
         return cls(frames, freqs, covariates, num_patches(freqs, m.patch_freq), m.depth, m.hidden,
                    float(m.mlp_ratio), m.get("patch_cov", 1),
-                   prior_lib.rank_for(m, tuple(series_shape)))
+                   prior_lib.rank_for(m, tuple(series_shape)), prior_lib.components_of(m))
 
 
 def step_features(shape, batch):
@@ -135,39 +143,57 @@ def sweep_step_seconds(shape, batch):
 
 def prior_step_work(shape, batch):
     """Multiply-adds of the prior's velocity in a training step: two products of the batch's
-    videos (B x D) with the D x r basis (prior.posterior_velocity; no gradient flows there)."""
-    return 2.0 * batch * shape.video_numbers * shape.prior_rank
+    videos (B x D) with the D x r basis (prior.posterior_velocity; no gradient flows there), three
+    with each of a mixture's C bases (prior.mixture_posterior_velocity)."""
+    products = 2.0 if shape.prior_components == 1 else 3.0 * shape.prior_components
+    return products * batch * shape.video_numbers * shape.prior_rank
 
 
-def prior_fit_work(shape, num_windows):
-    """Multiply-adds of prior.fit_prior on `num_windows` windows: 2 + 2 POWER_ITERATIONS
-    products of the centred videos (N x D) with N x w or D x w matrices (w = r + OVERSAMPLING),
-    and 1 + 2 POWER_ITERATIONS QR factorisations of N x w or D x w (0 without a prior)."""
-    if not shape.prior_rank:
-        return 0.0
-    n, d = num_windows, shape.video_numbers
-    w = min(shape.prior_rank + prior_lib.OVERSAMPLING, d, n)
+def _gaussian_fit_work(n, d, rank):
+    """Multiply-adds of prior.fit_prior of `rank` directions on n videos of d numbers."""
+    w = min(rank + prior_lib.OVERSAMPLING, d, n)
     products = (2 + 2 * prior_lib.POWER_ITERATIONS) * n * d * w
     return products + (1 + 2 * prior_lib.POWER_ITERATIONS) * max(n, d) * w ** 2
 
 
+def prior_fit_work(shape, num_windows):
+    """Multiply-adds of the prior's fit on `num_windows` windows (0 without a prior): a
+    Gaussian's 2 + 2 POWER_ITERATIONS products of the centred videos (N x D) with N x w or D x w
+    matrices (w = r + OVERSAMPLING) and 1 + 2 POWER_ITERATIONS QR factorisations of N x w or
+    D x w; a mixture's clustering (a fit of CLUSTER_DIRECTIONS directions and the coordinates on
+    them) and a fit per component, each on about N / C windows."""
+    if not shape.prior_rank:
+        return 0.0
+    n, d, r, c = num_windows, shape.video_numbers, shape.prior_rank, shape.prior_components
+    if c == 1:
+        return _gaussian_fit_work(n, d, r)
+    q = min(prior_lib.CLUSTER_DIRECTIONS, r)
+    return _gaussian_fit_work(n, d, q) + n * d * q + c * _gaussian_fit_work(n / c, d, r)
+
+
 def prior_passes(shape):
-    """Passes of prior.fit_prior over the windows, each making their videos anew: the mean's, and
-    one a product (0 without a prior)."""
-    return 3 + 2 * prior_lib.POWER_ITERATIONS if shape.prior_rank else 0
+    """Passes of the prior's fit over the windows, each making their videos anew: a Gaussian's
+    mean and products; a mixture's clustering fit, coordinates and its components' fits, which
+    together pass over the windows once each (0 without a prior)."""
+    if not shape.prior_rank:
+        return 0
+    passes = 3 + 2 * prior_lib.POWER_ITERATIONS
+    return passes if shape.prior_components == 1 else 2 * passes + 1
 
 
 def step_seconds(shape, batch):
     """Process CPU seconds of one training step on the reference machine."""
+    per_work = PRIOR["step"] if shape.prior_components == 1 else MIXTURE["step"]
     return REFERENCE_FACTOR * (sweep_step_seconds(shape, batch)
-                               + PRIOR["step"] * prior_step_work(shape, batch))
+                               + per_work * prior_step_work(shape, batch))
 
 
 def prior_fit_seconds(shape, prior_windows):
     """The prior's fit on `prior_windows` windows (reference machine; 0 without a prior)."""
-    return REFERENCE_FACTOR * (PRIOR["fit"] * prior_fit_work(shape, prior_windows)
-                               + PRIOR["fit_pixel"] * prior_passes(shape) * prior_windows
-                               * shape.pixels)  # its videos, made anew each pass
+    factor = 1.0 if shape.prior_components == 1 else MIXTURE["fit_factor"]
+    return factor * REFERENCE_FACTOR * (PRIOR["fit"] * prior_fit_work(shape, prior_windows)
+                                        + PRIOR["fit_pixel"] * prior_passes(shape)
+                                        * prior_windows * shape.pixels)  # videos made each pass
 
 
 def fixed_seconds(shape, num_windows, prior_windows):

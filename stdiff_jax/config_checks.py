@@ -44,6 +44,8 @@ RANGES = {
     "model.heads": AT_LEAST_1,
     "model.mlp_ratio": POSITIVE,
     "model.label_dropout": FRACTION,
+    "model.prior_rank": NON_NEGATIVE,
+    "model.prior_components": AT_LEAST_1,
     "diffusion.cov_loss_weight": NON_NEGATIVE,
     "train.batch_size": AT_LEAST_1,
     "train.num_steps": AT_LEAST_1,

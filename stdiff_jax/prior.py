@@ -18,6 +18,14 @@ starts as the exact Gaussian denoiser and learns only what is not Gaussian. With
 the prior velocity is zero: the plain model. U is found by a randomised SVD streamed over the
 windows (Halko, Martinsson and Tropp 2011, Algorithm 4.4), so that D x D is never formed: videos
 at L = 256 have ~10^4-10^5 numbers.
+
+With `model.prior_components` = C > 1 the prior is a mixture of C such Gaussians (`MixturePrior`),
+one per k-means cluster of the windows' coordinates on the top CLUSTER_DIRECTIONS principal
+directions, each fitted to its cluster's windows and weighted by its share. A Gaussian cannot
+hold windows that lie on a curve (a daily season's phase puts the windows of one level on a
+ring) or in separate groups (regimes); a mixture can, and its posterior mean is as exact: the
+components' posterior velocities weighted by their posterior probabilities given z
+(`mixture_posterior_velocity`).
 """
 
 import dataclasses
@@ -26,11 +34,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.cluster.vq
 from jax.experimental import multihost_utils
 
 from stdiff_jax.errors import UserError
 from stdiff_jax.schedule import alpha_sigma
 
+CLUSTER_DIRECTIONS = 16  # Principal directions whose coordinates the mixture's k-means clusters.
 OVERSAMPLING = 10  # Extra random directions of the randomised SVD (Halko et al. use 5-10).
 POWER_ITERATIONS = 2  # Passes that sharpen the spectrum (their q; 1-2 suffice for fast decay).
 
@@ -60,15 +70,43 @@ class GaussianPrior:
                 "prior_residual": np.asarray(self.residual, np.float32)}
 
 
+@dataclasses.dataclass(frozen=True)
+class MixturePrior:
+    """sum_c weight_c N(mean_c, S_c) over flat videos, S_c as `GaussianPrior`'s.
+
+    means: (C, D); bases: (C, D, r); variances: (C, r); residuals: (C,); log_weights: (C,),
+    the log of each component's share of the windows.
+    """
+
+    means: np.ndarray
+    bases: np.ndarray
+    variances: np.ndarray
+    residuals: np.ndarray
+    log_weights: np.ndarray
+
+    def explained(self):
+        """The share of each component's variance its basis holds, averaged with the weights."""
+        rest = self.residuals * (self.bases.shape[1] - self.bases.shape[2])
+        total = self.variances.sum(1)
+        return float(np.exp(self.log_weights) @ (total / (total + rest)))
+
+    def as_params(self):
+        """The model's parameter leaves of the prior (stdiff.STDiff, `prior_*`)."""
+        return {"prior_mean": self.means, "prior_basis": self.bases,
+                "prior_variances": self.variances, "prior_residual": self.residuals,
+                "prior_log_weights": self.log_weights}
+
+
 def same_on_every_process(prior):
     """Process 0's prior on every process: hosts whose BLAS rounds differently would otherwise
     hold different replicas of one replicated parameter."""
     if jax.process_count() == 1:
         return prior
-    mean, basis, variances, residual = multihost_utils.broadcast_one_to_all(
-        (prior.mean, prior.basis, prior.variances, np.float32(prior.residual)))
-    return GaussianPrior(np.asarray(mean), np.asarray(basis), np.asarray(variances),
-                         float(residual))
+    fields = [np.asarray(getattr(prior, f.name), np.float32) for f in dataclasses.fields(prior)]
+    fields = [np.asarray(x) for x in multihost_utils.broadcast_one_to_all(tuple(fields))]
+    if isinstance(prior, GaussianPrior):
+        fields[-1] = float(fields[-1])
+    return type(prior)(*fields)
 
 
 def _chunks(windows, to_video, chunk_size):
@@ -80,6 +118,11 @@ def _chunks(windows, to_video, chunk_size):
 def requested_rank(model_config):
     """model.prior_rank (0, no prior, in configs older than it)."""
     return int(model_config.get("prior_rank", 0))
+
+
+def components_of(model_config):
+    """model.prior_components (1, a single Gaussian, in configs older than it)."""
+    return int(model_config.get("prior_components", 1))
 
 
 def rank_for(model_config, series_shape):
@@ -155,6 +198,49 @@ def fit_prior(windows, to_video, rank, seed=0):
                          variances=variances.astype(np.float32), residual=float(residual))
 
 
+KMEANS_ITERATIONS = 30
+
+
+def fit_mixture(windows, to_video, rank, components, seed=0):
+    """The `MixturePrior` of the videos of `windows` (N, L, K): k-means (k-means++ starts, seeded)
+    on their coordinates on the top CLUSTER_DIRECTIONS principal directions, then each cluster's
+    `fit_prior` with `rank` directions, weighted by its share of the windows."""
+    windows = np.asarray(windows, np.float32)
+    coords = principal_coordinates(windows, to_video, min(CLUSTER_DIRECTIONS, rank), seed)
+    _, labels = scipy.cluster.vq.kmeans2(coords, components, iter=KMEANS_ITERATIONS,
+                                         minit="++", missing="raise", rng=seed)
+    counts = np.bincount(labels, minlength=components)
+    if counts.min() < 2:
+        raise UserError(f"model.prior_components={components} left a cluster of "
+                        f"{counts.min()} of the {len(windows)} training windows (each needs 2); "
+                        f"set fewer components.")
+    parts = [fit_prior(windows[labels == c], to_video, rank, seed) for c in range(components)]
+    return MixturePrior(means=np.stack([p.mean for p in parts]),
+                        bases=np.stack([p.basis for p in parts]),
+                        variances=np.stack([p.variances for p in parts]),
+                        residuals=np.array([p.residual for p in parts], np.float32),
+                        log_weights=np.log(counts / len(windows)).astype(np.float32))
+
+
+def principal_coordinates(windows, to_video, rank, seed=0):
+    """(N, rank) coordinates of the videos of `windows` on their top `rank` principal
+    directions (`fit_prior`'s), centred."""
+    g = fit_prior(windows, to_video, rank, seed)
+    chunk_size = max(1, CHUNK_NUMBERS // g.mean.size)
+    out = np.empty((len(windows), rank))
+    for rows, x in _chunks(windows, to_video, chunk_size):
+        out[rows] = (x - g.mean) @ g.basis
+    return out
+
+
+def fit(windows, to_video, rank, components, seed=0):
+    """The prior a model of `components` (model.prior_components) fits: a `GaussianPrior` for
+    1, a `MixturePrior` above."""
+    if components == 1:
+        return fit_prior(windows, to_video, rank, seed)
+    return fit_mixture(windows, to_video, rank, components, seed)
+
+
 def posterior_velocity(z, logsnr, mean, basis, variances, residual):
     """E[v | z] under the prior for noisy videos z (B, ...) at log-SNRs (B,) -> like z.
 
@@ -176,3 +262,29 @@ def posterior_velocity(z, logsnr, mean, basis, variances, residual):
     coords = matmul(y, basis)  # (B, r)
     v = matmul(coords * (gain(variances) - gain(residual)), basis.T) + gain(residual) * y
     return (v - sigma * mean).reshape(z.shape)
+
+
+def mixture_posterior_velocity(z, logsnr, mean, basis, variances, residual, log_weights):
+    """E[v | z] under a `MixturePrior` (leaves with a leading component axis C): each component's
+    posterior velocity (`posterior_velocity`'s) weighted by its posterior probability given z,
+    softmax over c of log_weight_c + log N(z; alpha mean_c, alpha^2 S_c + sigma^2 I)."""
+    alpha, sigma = (scale[:, None] for scale in alpha_sigma(logsnr))  # (B, 1)
+    alpha2, sigma2 = alpha ** 2, sigma ** 2
+    einsum = functools.partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)
+    dim, rank = basis.shape[1:]
+    y = z.reshape(z.shape[0], 1, -1) - alpha[:, :, None] * mean  # (B, C, D)
+    coords = einsum("bcd,cdr->bcr", y, basis)
+    outside = y - einsum("bcr,cdr->bcd", coords, basis)  # y off each basis, without cancellation
+    var_in = alpha2[:, :, None] * variances + sigma2[:, :, None]  # (B, C, r): of z's coordinates
+    var_out = alpha2 * residual + sigma2  # (B, C)
+    quad = (jnp.sum(coords ** 2 / var_in, -1) + jnp.sum(outside ** 2, -1) / var_out)
+    logdet = jnp.sum(jnp.log(var_in), -1) + (dim - rank) * jnp.log(var_out)
+    weights = jax.nn.softmax(log_weights - 0.5 * (quad + logdet), axis=-1)  # (B, C)
+
+    def gain(s, var):  # gain(s) of posterior_velocity, with alpha^2 s + sigma^2 = var
+        return alpha[:, :, None] * sigma[:, :, None] * (1.0 - s) / var
+
+    v = (einsum("bcr,cdr->bcd", coords * gain(variances, var_in), basis)
+         + gain(residual[:, None], var_out[..., None]) * outside
+         - sigma[:, :, None] * mean)  # (B, C, D): each component's posterior velocity
+    return einsum("bc,bcd->bd", weights, v).reshape(z.shape)

@@ -447,12 +447,16 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     if resume_step is None and rank:
         windows = labels_lib.split_batch(train_windows)[0]
         fitted_on = prior_lib.evenly_spaced(windows, plan.prior_windows)
-        prior = prior_lib.same_on_every_process(prior_lib.fit_prior(
-            fitted_on, video_transform(config.video, host.normalizer), rank, seed=tc.seed))
-        logging.info("Gaussian prior of %d of the %d training windows: %d directions hold "
-                     "%.2f%% of their videos' variance; the other %d have variance %.3g each.",
+        components = prior_lib.components_of(config.model)
+        prior = prior_lib.same_on_every_process(prior_lib.fit(
+            fitted_on, video_transform(config.video, host.normalizer), rank, components,
+            seed=tc.seed))
+        logging.info("%s of %d of the %d training windows: %d directions hold %.2f%% of their "
+                     "videos' variance%s.",
+                     "Gaussian prior" if components == 1 else f"Mixture of {components} Gaussians",
                      len(fitted_on), len(windows), rank, 100 * prior.explained(),
-                     prior.mean.size - rank, prior.residual)
+                     "" if components > 1 else
+                     f"; the other {prior.mean.size - rank} have variance {prior.residual:.3g} each")
     model, video_shape = build_model(config, host.series_shape, host.stats, host.num_classes,
                                      prior)
 

@@ -224,3 +224,16 @@ def test_the_prior_fits_on_all_windows_where_it_is_cheap_and_on_a_share_of_the_b
     p = budget.plan(plain, (256, 7), 17_000)
     assert p.shape.prior_rank == 0 and budget.prior_fit_seconds(p.shape, 17_000) == 0.0
     assert p.num_steps > long.num_steps and "Gaussian prior" not in p.describe()
+
+
+def test_a_mixture_prior_costs_more_and_buys_fewer_steps_within_the_budget():
+    single = budget.plan(csv_config("cpu"), (24, 5), 17_000)
+    config = csv_config("cpu")
+    config.model.prior_components = 10
+    mixture = budget.plan(config, (24, 5), 17_000)
+    assert mixture.shape.prior_components == 10
+    assert budget.step_seconds(mixture.shape, 64) > 1.2 * budget.step_seconds(single.shape, 64)
+    assert budget.prior_fit_seconds(mixture.shape, 17_000) > budget.prior_fit_seconds(
+        single.shape, 17_000)
+    assert mixture.num_steps * mixture.batch_size < single.num_steps * single.batch_size
+    assert (1 - TOLERANCE) * 900 <= mixture.predicted_s <= 900

@@ -61,6 +61,8 @@ def test_every_shipped_config_passes(dataset, variant):
     ("video.normalizer", "frames", "config.video.normalizer='frames' is not one of"),
     ("model.depth", 0, "config.model.depth=0 must be >= 1"),
     ("model.dtype", "float16", "config.model.dtype='float16' is not one of"),
+    ("model.prior_rank", -1, "config.model.prior_rank=-1 must be >= 0"),
+    ("model.prior_components", 0, "config.model.prior_components=0 must be >= 1"),
     ("diffusion.logsnr_min", 20.0, "finite logsnr_min < logsnr_max, got [20.0, 15.0]"),
     ("diffusion.loss_weighting", "x0", "config.diffusion.loss_weighting='x0' is not one of"),
     ("sample.method", "dpm", "config.sample.method='dpm' is not one of ('ddim', "),

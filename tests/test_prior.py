@@ -162,3 +162,71 @@ def test_evenly_spaced_keeps_the_first_and_last_windows_in_order():
     assert starts == sorted(set(starts)) and len(starts) == 7 and starts[0] == 0
     assert starts[-1] == 99 and max(np.diff(starts)) - min(np.diff(starts)) <= 1
     assert prior_lib.evenly_spaced(windows, 100) is windows
+
+
+def two_clusters(n=4000, seed=6):
+    """Flat draws of a two-component mixture (shares 0.7 / 0.3, means 6 apart), and the truth."""
+    rng = np.random.default_rng(seed)
+    a, _, _, _ = low_rank_gaussian(int(0.7 * n), 4, seed=seed)
+    b, _, _, _ = low_rank_gaussian(n - len(a), 3, seed=seed + 1)
+    shift = np.zeros(DIM)
+    shift[0] = 6.0
+    x = np.concatenate([a - a.mean(0), b - b.mean(0) + shift]).astype(np.float32)
+    return x[rng.permutation(n)], (0.7, 0.3)
+
+
+def test_mixture_fit_finds_the_clusters_and_their_shares():
+    x, shares = two_clusters()
+    fitted = prior_lib.fit(x.reshape(len(x), -1, 1), identity_video, rank=8, components=2)
+    order = np.argsort(fitted.means[:, 0])
+    np.testing.assert_allclose(np.exp(fitted.log_weights[order]), shares, atol=0.01)
+    np.testing.assert_allclose(fitted.means[order, 0], [0.0, 6.0], atol=0.1)
+    assert fitted.bases.shape == (2, DIM, 8) and fitted.variances.shape == (2, 8)
+    single = prior_lib.fit(x.reshape(len(x), -1, 1), identity_video, rank=8, components=1)
+    assert isinstance(single, prior_lib.GaussianPrior)
+    with pytest.raises(ValueError, match="prior_components"):
+        prior_lib.fit(x[:5].reshape(5, -1, 1), identity_video, rank=8, components=4)
+
+
+@pytest.mark.parametrize("logsnr", [-12.0, -3.0, 0.0, 4.0, 14.0])
+def test_mixture_posterior_velocity_is_the_exact_one(logsnr):
+    """Against the posterior of the full covariances: responsibilities from each component's
+    density of z, each component's exact velocity (exact_velocity), weighted."""
+    x, _ = two_clusters(600)
+    fitted = prior_lib.fit(x.reshape(len(x), -1, 1), identity_video, rank=5, components=2)
+    z = np.random.default_rng(7).standard_normal((4, DIM)) * 2 + np.eye(DIM)[0] * 3
+    a2, s2 = 1 / (1 + np.exp(-logsnr)), 1 / (1 + np.exp(logsnr))
+    logits, velocities = [], []
+    for c in range(2):
+        u = fitted.bases[c].astype(np.float64)
+        cov = (u @ np.diag(fitted.variances[c]) @ u.T
+               + fitted.residuals[c] * (np.eye(DIM) - u @ u.T))
+        marginal = a2 * cov + s2 * np.eye(DIM)
+        y = z - np.sqrt(a2) * fitted.means[c]
+        quad = np.einsum("bd,bd->b", y, np.linalg.solve(marginal, y.T).T)
+        logits.append(fitted.log_weights[c] - 0.5 * (quad + np.linalg.slogdet(marginal)[1]))
+        velocities.append(exact_velocity(z, logsnr, fitted.means[c], cov))
+    weights = np.exp(np.array(logits) - np.max(logits, 0))
+    want = np.einsum("cb,cbd->bd", weights / weights.sum(0), np.array(velocities))
+    leaves = {k.removeprefix("prior_"): jnp.asarray(v) for k, v in fitted.as_params().items()}
+    got = prior_lib.mixture_posterior_velocity(jnp.asarray(z, jnp.float32),
+                                               jnp.full((4,), logsnr), **leaves)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_model_with_a_mixture_prior_starts_as_its_denoiser():
+    x, _ = two_clusters(1000)
+    fitted = prior_lib.fit(x.reshape(len(x), -1, 1), identity_video, rank=6, components=2)
+    model = create_model({**MODEL, "prior_components": 2}, *SHAPE[:3], prior=fitted)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *SHAPE)), jnp.zeros((1,)))["params"]
+    z, logsnr = jnp.asarray(x[:3].reshape(3, *SHAPE)), jnp.array([-4.0, 0.0, 4.0])
+    leaves = {k.removeprefix("prior_"): jnp.asarray(v) for k, v in fitted.as_params().items()}
+    want = prior_lib.mixture_posterior_velocity(z, logsnr, **leaves)
+    np.testing.assert_allclose(model.apply({"params": params}, z, logsnr), want, atol=1e-5)
+    blank = create_model({**MODEL, "prior_components": 2}, *SHAPE[:3])  # to restore into
+    shapes = jax.eval_shape(blank.init, jax.random.PRNGKey(0), jnp.zeros((1, *SHAPE)),
+                            jnp.zeros((1,)))["params"]
+    assert {k: shapes[k].shape for k in fitted.as_params()} == {
+        k: v.shape for k, v in fitted.as_params().items()}
+    with pytest.raises(ValueError, match="prior_components"):
+        create_model({**MODEL, "prior_components": 3}, *SHAPE[:3], prior=fitted)

@@ -329,7 +329,8 @@ class STDiff(nn.Module):
     freq_bias_init: Callable = ZERO_INIT
     num_classes: int = 0
     prior_rank: int = 0  # > 0: the network's output is added to a Gaussian prior's (prior.py)
-    prior_init: Any = None  # {parameter name: initialiser} of the prior's four leaves
+    prior_components: int = 1  # > 1: to a mixture of that many Gaussians' (prior.MixturePrior)
+    prior_init: Any = None  # {parameter name: initialiser} of the prior's leaves
 
     @property
     def num_freq_patches(self):
@@ -366,7 +367,9 @@ class STDiff(nn.Module):
         x = FinalLayer(3 * pf * pc, dtype=self.dtype, name="final_layer")(x, c)  # (.., 3 pf pc)
         v = unpatchify(x, pf, self.num_freqs, pc, self.num_covariates)  # (B, T, F, K, 3)
         if self.prior_rank:
-            v = v + prior_lib.posterior_velocity(z, logsnr, **self._prior_leaves())
+            velocity = (prior_lib.posterior_velocity if self.prior_components == 1
+                        else prior_lib.mixture_posterior_velocity)
+            v = v + velocity(z, logsnr, **self._prior_leaves())
         return v
 
     def _prior_leaves(self):
@@ -374,8 +377,11 @@ class STDiff(nn.Module):
         them, but constants: no gradient flows into them (AdamW, given zero gradients and no
         weight decay off kernels, leaves them as fitted)."""
         dim = self.num_frames * self.num_freqs * self.num_covariates * 3
-        shapes = {"prior_mean": (dim,), "prior_basis": (dim, self.prior_rank),
-                  "prior_variances": (self.prior_rank,), "prior_residual": ()}
+        c = () if self.prior_components == 1 else (self.prior_components,)
+        shapes = {"prior_mean": (*c, dim), "prior_basis": (*c, dim, self.prior_rank),
+                  "prior_variances": (*c, self.prior_rank), "prior_residual": c}
+        if c:
+            shapes["prior_log_weights"] = c
         leaves = {name: jax.lax.stop_gradient(self.param(name, self.prior_init[name], shape))
                   for name, shape in shapes.items()}
         return {name.removeprefix("prior_"): value for name, value in leaves.items()}
@@ -432,6 +438,7 @@ def constant_init(value):
 
 
 PRIOR_LEAVES = ("prior_mean", "prior_basis", "prior_variances", "prior_residual")
+MIXTURE_LEAVES = (*PRIOR_LEAVES, "prior_log_weights")
 
 
 def nan_init(key, shape, dtype=jnp.float32):
@@ -457,8 +464,9 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
     stats: optional dict or object with `cov_corr` (K, K) and `freq_cov` (F, F); pooled over the
     covariate and frequency patches, they initialise B_C and B_F. Without them the biases start
     at zero.
-    prior: the `prior.GaussianPrior` of the training videos when model_config.prior_rank > 0 and
-    the model is to be trained from scratch; None to restore a checkpoint into.
+    prior: the `prior.GaussianPrior` (or, with model_config.prior_components > 1, the
+    `prior.MixturePrior`) of the training videos when model_config.prior_rank > 0 and the model
+    is to be trained from scratch; None to restore a checkpoint into.
     """
     cfg = {name: model_config[name]
            for name in ("depth", "hidden", "heads", "mlp_ratio", "patch_freq")}
@@ -490,13 +498,20 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
     if num_classes < 0:
         raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
     rank = int(model_config.get("prior_rank", 0))
-    if rank < 0 or (prior is not None and prior.basis.shape[1] != rank):
-        raise ValueError(f"model.prior_rank must be >= 0 and match the prior's rank, got {rank} "
-                         f"and a prior of rank {None if prior is None else prior.basis.shape[1]}.")
+    components = int(model_config.get("prior_components", 1))
+    if rank < 0 or components < 1:
+        raise UserError(f"model.prior_rank must be >= 0 and model.prior_components >= 1, got "
+                        f"{rank} and {components}.")
+    if prior is not None:
+        fitted = prior.as_params()
+        shape = (components, rank) if components > 1 else (rank,)
+        if fitted["prior_variances"].shape != shape:
+            raise ValueError(f"The prior's variances are {fitted['prior_variances'].shape}, the "
+                             f"model's (prior_components, prior_rank) want {shape}.")
     if rank:
-        inits["prior_rank"] = rank
-        inits["prior_init"] = ({name: constant_init(value)
-                                for name, value in prior.as_params().items()}
-                               if prior is not None else dict.fromkeys(PRIOR_LEAVES, nan_init))
+        inits.update(prior_rank=rank, prior_components=components)
+        leaves = MIXTURE_LEAVES if components > 1 else PRIOR_LEAVES
+        inits["prior_init"] = ({name: constant_init(value) for name, value in fitted.items()}
+                               if prior is not None else dict.fromkeys(leaves, nan_init))
     return STDiff(num_frames=num_frames, num_freqs=num_freqs, num_covariates=num_covariates,
                   remat=remat, dtype=DTYPES[dtype], num_classes=int(num_classes), **cfg, **inits)
