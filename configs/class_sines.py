@@ -11,9 +11,6 @@ def get_config(arg=None):
     with config.unlocked():
         config.video.normalizer = "frame"  # as sines (configs/sines.py)
         config.data.val_fraction = 0.05  # a random 5% of the windows: each its own series
-        # Guidance 4: on the cpu recipe (one seed, benchmarks/labels.py) 82.5 / 89.3 / 92.2 /
-        # 89.7% of the samples had every channel in the asked class's band at w = 1 / 2 / 4 / 8.
-        config.sample.guidance = 4.0
         if config.variant == "cpu":
             # Two channels make a step cheap: 12,000 steps of batch 64 took 488 process CPU s.
             # At 3,000 steps the conditional model put 73% of its samples in the asked band

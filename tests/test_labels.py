@@ -230,7 +230,7 @@ def test_labelled_configs():
             name, batch, 0.0)
         assert labelled.wants_labels(config.data)
     config = class_sines.get_config("cpu")
-    assert labelled.wants_labels(config.data) and config.sample.guidance == 4.0
+    assert labelled.wants_labels(config.data) and config.sample.guidance == 2.0
     assert not labelled.wants_labels(sines.get_config("cpu").data)
 
 
