@@ -11,12 +11,14 @@ these calls). Then the scores of the R repeats, and, with --noise, of `real` aga
 noise of the same shape; with --gaussian, against a Gaussian in video space: the mean and full
 covariance of the videos of the `fake` half (stdiff_jax/video.py's transform at the data set's
 STFT settings), sampled and decoded, as many windows as `real`: what second moments alone score,
-the starting point of a model with `model.prior_rank` (stdiff_jax/prior.py).
+the starting point of a model with `model.prior_rank` (stdiff_jax/prior.py); with --components,
+of mixtures of Gaussians, the starting point of `model.prior_components`.
 
     nice python benchmarks/metrics.py        # protocol settings, 5 repeats (from the repo root:
                                              # pip install -e . or PYTHONPATH=.)
     python benchmarks/metrics.py --datasets stocks --repeats 2 --metrics correlational
     python benchmarks/metrics.py --datasets mujoco,suite_regimes --no_costs --gaussian
+    python benchmarks/metrics.py --datasets suite_regimes --no_costs --gaussian --components 1,10
 """
 import argparse
 import json
@@ -90,8 +92,10 @@ def halves(dataset, seq_len, data_dir, seed):
     return windows[order[:half]], windows[order[half:2 * half]]
 
 
-def gaussian_windows(fit_windows, num, seed):
-    """`num` windows decoded from draws of the Gaussian of the videos of `fit_windows` ([0, 1])."""
+def gaussian_windows(fit_windows, num, seed, components=1):
+    """`num` windows decoded from draws of the Gaussian of the videos of `fit_windows` ([0, 1]),
+    or of the mixture of `components` Gaussians the model's prior would fit
+    (`prior.fit`: k-means clusters, a Gaussian each), every direction kept."""
     length = fit_windows.shape[1]
     n_fft, hop = stft_settings(length)
 
@@ -100,12 +104,21 @@ def gaussian_windows(fit_windows, num, seed):
 
     shape = np.asarray(to_video(fit_windows[:1])).shape[1:]
     dim = int(np.prod(shape))
-    g = prior.fit_prior(fit_windows, to_video, rank=min(dim, len(fit_windows)), seed=seed)
+    rank = min(dim, len(fit_windows), length * fit_windows.shape[2])
+    g = prior.fit(fit_windows, to_video, rank, components, seed=seed)
+    if components == 1:
+        g = prior.MixturePrior(g.mean[None], g.basis[None], g.variances[None],
+                               np.array([g.residual]), np.zeros(1))
     rng = np.random.default_rng(seed)
-    draws = g.mean + (rng.standard_normal((num, len(g.variances))) * np.sqrt(g.variances)) @ g.basis.T
-    if g.residual:  # the directions outside the basis
-        noise = rng.standard_normal((num, dim))
-        draws += np.sqrt(g.residual) * (noise - (noise @ g.basis) @ g.basis.T)
+    which = rng.choice(components, num, p=np.exp(g.log_weights) / np.exp(g.log_weights).sum())
+    draws = np.empty((num, dim))
+    for c in range(components):
+        rows = which == c
+        n, basis = int(rows.sum()), g.bases[c]
+        draws[rows] = g.means[c] + (rng.standard_normal((n, rank)) * np.sqrt(g.variances[c])
+                                    ) @ basis.T
+        noise = rng.standard_normal((n, dim))  # the directions outside the basis
+        draws[rows] += np.sqrt(g.residuals[c]) * (noise - (noise @ basis) @ basis.T)
     series = video.video_to_series(draws.reshape(num, *shape).astype(np.float32), n_fft, hop,
                                    length)
     return np.clip((np.asarray(series) + 1) / 2, 0, 1)
@@ -123,6 +136,8 @@ def main():
     parser.add_argument("--noise", action="store_true", help="also score real against noise")
     parser.add_argument("--gaussian", action="store_true",
                         help="also score real against a Gaussian in video space")
+    parser.add_argument("--components", default="1",
+                        help="with --gaussian: mixtures of these many Gaussians, e.g. 1,3,10")
     parser.add_argument("--no_costs", action="store_true",
                         help="score the halves once, without timing the repeats")
     parser.add_argument("--json", help="also write every result to this file")
@@ -148,14 +163,17 @@ def main():
             out[dataset]["noise"] = evaluate(real, noise, repeats=args.repeats, seed=args.seed,
                                              metrics=names)
             print(score_table("\nreal vs uniform noise", out[dataset]["noise"]), flush=True)
-        if args.gaussian:
+        for components in map(int, args.components.split(",")) if args.gaussian else ():
             start = time.process_time()
-            gauss = gaussian_windows(fake, len(real), args.seed)
-            out[dataset]["gaussian"] = evaluate(real, gauss, repeats=args.repeats, seed=args.seed,
-                                                metrics=names)
-            print(score_table(f"\nreal vs a Gaussian in video space (fitted on the other half; "
+            gauss = gaussian_windows(fake, len(real), args.seed, components)
+            key = "gaussian" if components == 1 else f"mixture_{components}"
+            out[dataset][key] = evaluate(real, gauss, repeats=args.repeats, seed=args.seed,
+                                         metrics=names)
+            what = ("a Gaussian" if components == 1 else
+                    f"a mixture of {components} Gaussians (the prior's k-means clusters)")
+            print(score_table(f"\nreal vs {what} in video space (fitted on the other half; "
                               f"{time.process_time() - start:.0f} CPU s with scoring)",
-                              out[dataset]["gaussian"]), flush=True)
+                              out[dataset][key]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
