@@ -221,10 +221,11 @@ def test_npy_windows_with_a_labels_file(tmp_path):
 
 
 def test_labelled_configs():
-    from configs import italy_power, japanese_vowels
+    from configs import basic_motions, italy_power, japanese_vowels
 
     for module, name, batch in ((italy_power, "ucr:ItalyPowerDemand", 32),
-                                (japanese_vowels, "ucr:JapaneseVowels", 24)):
+                                (japanese_vowels, "ucr:JapaneseVowels", 24),
+                                (basic_motions, "ucr:BasicMotions", 10)):
         config = module.get_config("cpu")
         assert (config.data.name, config.train.batch_size, config.data.val_fraction) == (
             name, batch, 0.0)
