@@ -104,21 +104,23 @@ def gaussian_windows(fit_windows, num, seed, components=1):
 
     shape = np.asarray(to_video(fit_windows[:1])).shape[1:]
     dim = int(np.prod(shape))
-    rank = min(dim, len(fit_windows), length * fit_windows.shape[2])
+    rank = min(dim, len(fit_windows))
     g = prior.fit(fit_windows, to_video, rank, components, seed=seed)
     if components == 1:
         g = prior.MixturePrior(g.mean[None], g.basis[None], g.variances[None],
                                np.array([g.residual]), np.zeros(1))
     rng = np.random.default_rng(seed)
-    which = rng.choice(components, num, p=np.exp(g.log_weights) / np.exp(g.log_weights).sum())
+    weights = np.exp(g.log_weights) / np.exp(g.log_weights).sum()
+    which = rng.choice(components, num, p=weights) if components > 1 else np.zeros(num, int)
     draws = np.empty((num, dim))
     for c in range(components):
         rows = which == c
         n, basis = int(rows.sum()), g.bases[c]
         draws[rows] = g.means[c] + (rng.standard_normal((n, rank)) * np.sqrt(g.variances[c])
                                     ) @ basis.T
-        noise = rng.standard_normal((n, dim))  # the directions outside the basis
-        draws[rows] += np.sqrt(g.residuals[c]) * (noise - (noise @ basis) @ basis.T)
+        if g.residuals[c]:  # the directions outside the basis
+            noise = rng.standard_normal((n, dim))
+            draws[rows] += np.sqrt(g.residuals[c]) * (noise - (noise @ basis) @ basis.T)
     series = video.video_to_series(draws.reshape(num, *shape).astype(np.float32), n_fft, hop,
                                    length)
     return np.clip((np.asarray(series) + 1) / 2, 0, 1)
