@@ -1,7 +1,7 @@
 """Classifier-free guidance sweep: sample quality against class fidelity on a labelled workdir.
 
-    python benchmarks/labels.py --config=configs/class_sines.py:cpu --workdir=DIR \
-        [--guidance=0,1,2,4] [--metrics=cas,class_fidelity,context_fid] [--repeats=2]
+    python benchmarks/labels.py --config=configs/class_sines.py:cpu [--config.KEY=VALUE ...] \
+        --workdir=DIR [--guidance=0,1,2,4] [--metrics=cas,class_fidelity,context_fid] [--repeats=2]
 
 For every guidance scale w, generates the data set's class counts (config.sample.classes, the
 protocol by default) with the workdir's trained model and prints one row: on class_sines the
@@ -15,19 +15,24 @@ are printed beside it.
 """
 
 import json
+import pathlib
+import sys
 import time
 
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
+from ml_collections import config_flags
 
-from configs import base
 from stdiff_jax import checkpoint, fingerprint, generate, saved_model
 from stdiff_jax.data import labelled
 from stdiff_jax.metrics import classes
 
-flags.DEFINE_string("config", None, "Config spec of the trained run, e.g. "
-                    "configs/class_sines.py:cpu.")
+# `configs.base`, so the repository root goes on the path of this script.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+config_flags.DEFINE_config_file("config", None, "Config file of the trained run, e.g. "
+                                "configs/class_sines.py:cpu, with the overrides it was trained "
+                                "with (--config.model.prior_per_class=True).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Workdir of the trained run (default workdirs/<name>).")
 flags.DEFINE_list("guidance", ["0", "1", "2", "4"], "Guidance scales w.")
 flags.DEFINE_list("metrics", ["cas", "class_fidelity", "context_fid"],
@@ -55,7 +60,7 @@ def band_figures(fake, fake_labels, num_classes):
 def main(argv):
     del argv
     logging.get_absl_handler().addFilter(checkpoint.QuietOrbax())
-    config = base.from_spec(FLAGS.config)
+    config = FLAGS.config
     workdir = FLAGS.workdir or f"workdirs/{config.name}"
     dataset = fingerprint.checked_dataset(config, workdir)
     tm = saved_model.load(config, workdir)

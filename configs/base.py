@@ -93,6 +93,9 @@ def base_config():
     # > 1: a mixture of this many Gaussians instead, one per k-means cluster of the training
     # windows (prior.MixturePrior): it keeps separate groups and curved sets of windows.
     c.model.prior_components = 1
+    # Labelled data: prior_components Gaussians a class, each fitted to its class's windows; a
+    # class's samples start from its own prior, unconditional ones from all in their shares.
+    c.model.prior_per_class = False
     # Labelled data: the share of windows trained with the "no class" token, so one network is
     # conditional and unconditional (classifier-free guidance; stdiff_jax/labels.py).
     c.model.label_dropout = 0.1

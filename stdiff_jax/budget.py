@@ -110,13 +110,15 @@ class StepShape:
         return 3 * self.pixels
 
     @classmethod
-    def of(cls, config, series_shape):
-        """The shape of a training step of `config` on series (L, K)."""
+    def of(cls, config, series_shape, num_classes=0):
+        """The shape of a training step of `config` on series (L, K) with `num_classes` classes
+        (0: unlabelled; they set the Gaussians of a per-class prior)."""
         frames, freqs, covariates, _ = saved_model.video_shape_of(config.video, tuple(series_shape))
         m = config.model
         return cls(frames, freqs, covariates, num_patches(freqs, m.patch_freq), m.depth, m.hidden,
                    float(m.mlp_ratio), m.get("patch_cov", 1),
-                   prior_lib.rank_for(m, tuple(series_shape)), prior_lib.components_of(m))
+                   prior_lib.rank_for(m, tuple(series_shape)),
+                   prior_lib.total_components(m, num_classes))
 
 
 def step_features(shape, batch):
@@ -313,7 +315,9 @@ class Plan:
         few = ("; few steps for this shape: expect a weak model (a larger budget_seconds trains "
                "longer)" if self.source == COST_MODEL and self.num_steps < MIN_STEPS else "")
         fit_s = prior_fit_seconds(s, self.prior_windows)
-        prior = (f"; the Gaussian prior (rank {s.prior_rank}) is fitted on "
+        what = ("the Gaussian prior" if s.prior_components == 1 else
+                f"the mixture of {s.prior_components} Gaussians")
+        prior = (f"; {what} (rank {s.prior_rank}) is fitted on "
                  f"{self.prior_windows:,} of the {self.num_windows:,} windows, ~{fit_s:,.0f} CPU s"
                  if s.prior_rank else "")
         if s.prior_rank and self.prior_windows < self.num_windows:
@@ -398,11 +402,12 @@ def _steps_within(budget_s, shape, batch, num_windows, val_fraction, eval_every,
     return lo // unit * unit
 
 
-def plan(config, series_shape, num_windows):
-    """The Plan of `config` for `num_windows` windows of series (L, K) (module docstring)."""
+def plan(config, series_shape, num_windows, num_classes=0):
+    """The Plan of `config` for `num_windows` windows of series (L, K) in `num_classes` classes
+    (0: unlabelled) (module docstring)."""
     tc, data = config.train, config.data
     check(tc)
-    shape = StepShape.of(config, series_shape)
+    shape = StepShape.of(config, series_shape, num_classes)
     prior_windows = prior_windows_within(tc.budget_seconds, shape, num_windows)
     recipe = _measured_recipe(config) if not (tc.num_steps or tc.batch_size) else None
     if recipe is not None:
@@ -453,9 +458,9 @@ def _budget_values(tc, shape, num_windows, val_fraction, prior_windows):
     return values, source
 
 
-def resolve(config, series_shape, num_windows):
+def resolve(config, series_shape, num_windows, num_classes=0):
     """(a copy of config with the plan's steps, batch and intervals filled in, the plan)."""
-    p = plan(config, series_shape, num_windows)
+    p = plan(config, series_shape, num_windows, num_classes)
     config = config.copy_and_resolve_references()
     config.train.update({k: getattr(p, k) for k in SCHEDULE_KEYS})
     return config, p

@@ -114,6 +114,11 @@ def classes_of(dataset, batch_size):
         labels, len(dataset.class_names)))
 
 
+def num_classes_of(dataset):
+    """The classes of a labelled data set; 0 for one without labels."""
+    return 0 if getattr(dataset, "labels", None) is None else len(dataset.class_names)
+
+
 def training_arrays(dataset):
     """What training batches are cut from: the windows (N, L, K), or (windows, labels (N,))."""
     labels = getattr(dataset, "labels", None)

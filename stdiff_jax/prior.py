@@ -26,6 +26,11 @@ hold windows that lie on a curve (a daily season's phase puts the windows of one
 ring) or in separate groups (regimes); a mixture can, and its posterior mean is as exact: the
 components' posterior velocities weighted by their posterior probabilities given z
 (`mixture_posterior_velocity`).
+
+With labels and `model.prior_per_class`, the prior is a mixture of each class's prior (C Gaussians
+a class, class-major, weighted by the classes' shares): the velocity of a window of class y is
+that of class y's components alone, and the "no class" token's that of them all
+(`class_components`), so the unconditional prior keeps the classes' proportions.
 """
 
 import dataclasses
@@ -125,6 +130,18 @@ def components_of(model_config):
     return int(model_config.get("prior_components", 1))
 
 
+def per_class_of(model_config):
+    """model.prior_per_class (False in configs older than it)."""
+    return bool(model_config.get("prior_per_class", False))
+
+
+def total_components(model_config, num_classes):
+    """The Gaussians of the prior of a model with `num_classes` classes (0: unlabelled):
+    model.prior_components, a class when model.prior_per_class (and there are classes)."""
+    per_class = per_class_of(model_config) and num_classes > 1
+    return components_of(model_config) * (num_classes if per_class else 1)
+
+
 def rank_for(model_config, series_shape):
     """The directions a prior keeps for series (L, K): model.prior_rank, at most L K, since a video
     is a linear map of its series (EMA trend, frame sampling, interpolation, STFT) and so its
@@ -214,12 +231,30 @@ def fit_mixture(windows, to_video, rank, components, seed=0):
         raise UserError(f"model.prior_components={components} left a cluster of "
                         f"{counts.min()} of the {len(windows)} training windows (each needs 2); "
                         f"set fewer components.")
-    parts = [fit_prior(windows[labels == c], to_video, rank, seed) for c in range(components)]
-    return MixturePrior(means=np.stack([p.mean for p in parts]),
-                        bases=np.stack([p.basis for p in parts]),
-                        variances=np.stack([p.variances for p in parts]),
-                        residuals=np.array([p.residual for p in parts], np.float32),
-                        log_weights=np.log(counts / len(windows)).astype(np.float32))
+    parts = [as_mixture(fit_prior(windows[labels == c], to_video, rank, seed))
+             for c in range(components)]
+    return joined(parts, counts / len(windows))
+
+
+def as_mixture(prior):
+    """A `GaussianPrior` as a `MixturePrior` of one component; a `MixturePrior` as it is."""
+    if isinstance(prior, MixturePrior):
+        return prior
+    return MixturePrior(means=prior.mean[None], bases=prior.basis[None],
+                        variances=prior.variances[None],
+                        residuals=np.array([prior.residual], np.float32),
+                        log_weights=np.zeros(1, np.float32))
+
+
+def joined(parts, shares):
+    """One `MixturePrior` of the `MixturePrior`s `parts`, in order, part i weighted by
+    shares[i] (its components keeping their weights within it)."""
+    log_weights = [np.log(share) + p.log_weights for p, share in zip(parts, shares)]
+    return MixturePrior(means=np.concatenate([p.means for p in parts]),
+                        bases=np.concatenate([p.bases for p in parts]),
+                        variances=np.concatenate([p.variances for p in parts]),
+                        residuals=np.concatenate([p.residuals for p in parts]),
+                        log_weights=np.concatenate(log_weights).astype(np.float32))
 
 
 def principal_coordinates(windows, to_video, rank, seed=0):
@@ -233,12 +268,28 @@ def principal_coordinates(windows, to_video, rank, seed=0):
     return out
 
 
-def fit(windows, to_video, rank, components, seed=0):
+def fit(windows, to_video, rank, components, seed=0, labels=None, num_classes=0):
     """The prior a model of `components` (model.prior_components) fits: a `GaussianPrior` for
-    1, a `MixturePrior` above."""
+    1, a `MixturePrior` above; with labels (N,) in [0, num_classes) (model.prior_per_class), a
+    `MixturePrior` of each class's prior, class-major, weighted by the classes' shares (with
+    two classes or more: one class's prior is the prior)."""
+    if labels is not None and num_classes > 1:
+        labels = np.asarray(labels)
+        parts = [as_mixture(fit(windows[labels == c], to_video, rank, components, seed))
+                 for c in range(num_classes)]
+        return joined(parts, np.bincount(labels, minlength=num_classes) / len(labels))
     if components == 1:
         return fit_prior(windows, to_video, rank, seed)
     return fit_mixture(windows, to_video, rank, components, seed)
+
+
+def class_components(labels, num_classes, total):
+    """(B, total) whether each of a per-class prior's `total` components (class-major, the same
+    count a class) serves each label (B,) in [0, num_classes]: its class's, or all of them for
+    the "no class" token num_classes."""
+    component_class = jnp.arange(total) // (total // num_classes)
+    labels = labels[:, None]
+    return (component_class == labels) | (labels == num_classes)
 
 
 def posterior_velocity(z, logsnr, mean, basis, variances, residual):
@@ -264,10 +315,13 @@ def posterior_velocity(z, logsnr, mean, basis, variances, residual):
     return (v - sigma * mean).reshape(z.shape)
 
 
-def mixture_posterior_velocity(z, logsnr, mean, basis, variances, residual, log_weights):
+def mixture_posterior_velocity(z, logsnr, mean, basis, variances, residual, log_weights,
+                               allowed=None):
     """E[v | z] under a `MixturePrior` (leaves with a leading component axis C): each component's
     posterior velocity (`posterior_velocity`'s) weighted by its posterior probability given z,
-    softmax over c of log_weight_c + log N(z; alpha mean_c, alpha^2 S_c + sigma^2 I)."""
+    softmax over c of log_weight_c + log N(z; alpha mean_c, alpha^2 S_c + sigma^2 I).
+    allowed: (B, C) bool, the components each sample's mixture keeps (`class_components`);
+    None: all."""
     alpha, sigma = (scale[:, None] for scale in alpha_sigma(logsnr))  # (B, 1)
     alpha2, sigma2 = alpha ** 2, sigma ** 2
     einsum = functools.partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)
@@ -279,7 +333,10 @@ def mixture_posterior_velocity(z, logsnr, mean, basis, variances, residual, log_
     var_out = alpha2 * residual + sigma2  # (B, C)
     quad = (jnp.sum(coords ** 2 / var_in, -1) + jnp.sum(outside ** 2, -1) / var_out)
     logdet = jnp.sum(jnp.log(var_in), -1) + (dim - rank) * jnp.log(var_out)
-    weights = jax.nn.softmax(log_weights - 0.5 * (quad + logdet), axis=-1)  # (B, C)
+    logits = log_weights - 0.5 * (quad + logdet)  # (B, C)
+    if allowed is not None:
+        logits = jnp.where(allowed, logits, -jnp.inf)
+    weights = jax.nn.softmax(logits, axis=-1)
 
     def gain(s, var):  # gain(s) of posterior_velocity, with alpha^2 s + sigma^2 = var
         return alpha[:, :, None] * sigma[:, :, None] * (1.0 - s) / var

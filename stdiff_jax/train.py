@@ -392,7 +392,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     if dataset is None:
         dataset = dataset_of(config.data)
     # The steps and batch a CPU budget leaves to the data follow from its shape (budget.py).
-    config, plan = budget.resolve(config, dataset.windows.shape[1:], len(dataset.windows))
+    config, plan = budget.resolve(config, dataset.windows.shape[1:], len(dataset.windows),
+                                  labels_lib.num_classes_of(dataset))
     logging.info("%s", plan.describe())
     tc = config.train
     tx, learning_rate = make_optimizer(tc, prior=prior_lib.requested_rank(config.model) > 0)
@@ -445,15 +446,19 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     prior = None
     rank = prior_lib.rank_for(config.model, host.series_shape)
     if resume_step is None and rank:
-        windows = labels_lib.split_batch(train_windows)[0]
+        windows, labels = labels_lib.split_batch(train_windows)
         fitted_on = prior_lib.evenly_spaced(windows, plan.prior_windows)
-        components = prior_lib.components_of(config.model)
+        per_class = prior_lib.per_class_of(config.model) and num_classes > 1
         prior = prior_lib.same_on_every_process(prior_lib.fit(
-            fitted_on, video_transform(config.video, host.normalizer), rank, components,
-            seed=tc.seed))
-        logging.info("%s of %d of the %d training windows: %d directions hold %.2f%% of their "
+            fitted_on, video_transform(config.video, host.normalizer), rank,
+            prior_lib.components_of(config.model), seed=tc.seed,
+            labels=prior_lib.evenly_spaced(labels, plan.prior_windows) if per_class else None,
+            num_classes=num_classes))
+        components = plan.shape.prior_components
+        logging.info("%s%s of %d of the %d training windows: %d directions hold %.2f%% of their "
                      "videos' variance%s.",
                      "Gaussian prior" if components == 1 else f"Mixture of {components} Gaussians",
+                     f" ({components // num_classes} a class)" if per_class else "",
                      len(fitted_on), len(windows), rank, 100 * prior.explained(),
                      "" if components > 1 else
                      f"; the other {prior.mean.size - rank} have variance {prior.residual:.3g} each")

@@ -237,3 +237,12 @@ def test_a_mixture_prior_costs_more_and_buys_fewer_steps_within_the_budget():
         single.shape, 17_000)
     assert mixture.num_steps * mixture.batch_size < single.num_steps * single.batch_size
     assert (1 - TOLERANCE) * 900 <= mixture.predicted_s <= 900
+
+
+def test_a_per_class_prior_is_priced_as_a_gaussian_a_class():
+    config = csv_config("cpu")
+    config.model.prior_per_class = True
+    assert budget.plan(config, (24, 5), 17_000, num_classes=3).shape.prior_components == 3
+    config.model.prior_components = 2
+    assert budget.plan(config, (24, 5), 17_000, num_classes=3).shape.prior_components == 6
+    assert budget.plan(config, (24, 5), 17_000).shape.prior_components == 2  # no labels

@@ -230,3 +230,47 @@ def test_model_with_a_mixture_prior_starts_as_its_denoiser():
         k: v.shape for k, v in fitted.as_params().items()}
     with pytest.raises(ValueError, match="prior_components"):
         create_model({**MODEL, "prior_components": 3}, *SHAPE[:3], prior=fitted)
+
+
+def test_per_class_prior_fits_each_class_and_weighs_by_share():
+    """Labels that are the clusters: each class's components fit its windows alone, weighted by
+    the class's share times their weight within it."""
+    x, _ = two_clusters(1000)
+    labels = (x[:, 0] > 3).astype(int)  # 0: the cluster at 0 (70%), 1: the one at 6
+    fitted = prior_lib.fit(x.reshape(len(x), -1, 1), identity_video, rank=6, components=2,
+                           labels=labels, num_classes=2)
+    assert fitted.means.shape == (4, DIM)  # class-major: 2 components of class 0, then class 1
+    np.testing.assert_allclose(fitted.means[:2, 0], 0.0, atol=0.5)
+    np.testing.assert_allclose(fitted.means[2:, 0], 6.0, atol=0.5)
+    shares = np.exp(fitted.log_weights)
+    np.testing.assert_allclose([shares[:2].sum(), shares[2:].sum()], [0.7, 0.3], atol=0.01)
+    one = prior_lib.fit(x[labels == 1].reshape(-1, DIM, 1), identity_video, rank=6, components=1)
+    per_class = prior_lib.fit(x.reshape(len(x), -1, 1), identity_video, rank=6, components=1,
+                              labels=labels, num_classes=2)
+    np.testing.assert_array_equal(per_class.means[1], one.mean)
+    np.testing.assert_array_equal(per_class.variances[1], one.variances)
+
+
+def test_per_class_prior_serves_the_label_and_the_mixture_for_no_class():
+    """A class's velocity is its own Gaussian's posterior velocity, exactly; the "no class"
+    token's is the mixture of the classes' Gaussians weighted by their shares."""
+    x, _ = two_clusters(1000)
+    labels = (x[:, 0] > 3).astype(int)
+    fitted = prior_lib.fit(x.reshape(len(x), -1, 1), identity_video, rank=6, components=1,
+                           labels=labels, num_classes=2)
+    config = {**MODEL, "prior_per_class": True}
+    model = create_model(config, *SHAPE[:3], num_classes=2, prior=fitted)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *SHAPE)), jnp.zeros((1,)),
+                        jnp.zeros((1,), jnp.int32))["params"]
+    z, logsnr = jnp.asarray(x[:3].reshape(3, *SHAPE)), jnp.array([-4.0, 0.0, 4.0])
+    leaves = {k.removeprefix("prior_"): jnp.asarray(v) for k, v in fitted.as_params().items()}
+    for c in range(2):  # the network is zero at init: the model is its prior
+        own = {k: v[c] for k, v in leaves.items() if k != "log_weights"}
+        got = model.apply({"params": params}, z, logsnr, jnp.full((3,), c, jnp.int32))
+        np.testing.assert_allclose(got, prior_lib.posterior_velocity(z, logsnr, **own),
+                                   atol=1e-5)
+    np.testing.assert_allclose(model.apply({"params": params}, z, logsnr),
+                               prior_lib.mixture_posterior_velocity(z, logsnr, **leaves),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="prior_per_class"):
+        create_model({**MODEL, "prior_per_class": True}, *SHAPE[:3], num_classes=3, prior=fitted)

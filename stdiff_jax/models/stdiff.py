@@ -330,6 +330,7 @@ class STDiff(nn.Module):
     num_classes: int = 0
     prior_rank: int = 0  # > 0: the network's output is added to a Gaussian prior's (prior.py)
     prior_components: int = 1  # > 1: to a mixture of that many Gaussians' (prior.MixturePrior)
+    prior_per_class: bool = False  # with classes: prior_components a class (prior.py)
     prior_init: Any = None  # {parameter name: initialiser} of the prior's leaves
 
     @property
@@ -339,6 +340,13 @@ class STDiff(nn.Module):
     @property
     def num_cov_patches(self):
         return num_patches(self.num_covariates, self.patch_cov)
+
+    @property
+    def num_prior_components(self):
+        """The prior's Gaussians: prior_components, a class with prior_per_class."""
+        return prior_lib.total_components({"prior_components": self.prior_components,
+                                           "prior_per_class": self.prior_per_class},
+                                          self.num_classes)
 
     @nn.compact
     def __call__(self, z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,) or None
@@ -367,17 +375,26 @@ class STDiff(nn.Module):
         x = FinalLayer(3 * pf * pc, dtype=self.dtype, name="final_layer")(x, c)  # (.., 3 pf pc)
         v = unpatchify(x, pf, self.num_freqs, pc, self.num_covariates)  # (B, T, F, K, 3)
         if self.prior_rank:
-            velocity = (prior_lib.posterior_velocity if self.prior_components == 1
-                        else prior_lib.mixture_posterior_velocity)
-            v = v + velocity(z, logsnr, **self._prior_leaves())
+            v = v + self._prior_velocity(z, logsnr, labels)
         return v
+
+    def _prior_velocity(self, z, logsnr, labels):
+        """The prior's posterior velocity; a per-class prior's from the labels' components."""
+        total = self.num_prior_components
+        if total == 1:
+            return prior_lib.posterior_velocity(z, logsnr, **self._prior_leaves())
+        allowed = None
+        if self.prior_per_class and self.num_classes > 1:
+            allowed = prior_lib.class_components(labels, self.num_classes, total)
+        return prior_lib.mixture_posterior_velocity(z, logsnr, **self._prior_leaves(),
+                                                    allowed=allowed)
 
     def _prior_leaves(self):
         """The Gaussian prior's leaves: parameters, so that checkpoints, EMA and sharding carry
         them, but constants: no gradient flows into them (AdamW, given zero gradients and no
         weight decay off kernels, leaves them as fitted)."""
         dim = self.num_frames * self.num_freqs * self.num_covariates * 3
-        c = () if self.prior_components == 1 else (self.prior_components,)
+        c = () if self.num_prior_components == 1 else (self.num_prior_components,)
         shapes = {"prior_mean": (*c, dim), "prior_basis": (*c, dim, self.prior_rank),
                   "prior_variances": (*c, self.prior_rank), "prior_residual": c}
         if c:
@@ -502,15 +519,18 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
     if rank < 0 or components < 1:
         raise UserError(f"model.prior_rank must be >= 0 and model.prior_components >= 1, got "
                         f"{rank} and {components}.")
+    total = prior_lib.total_components(model_config, num_classes)
     if prior is not None:
         fitted = prior.as_params()
-        shape = (components, rank) if components > 1 else (rank,)
+        shape = (total, rank) if total > 1 else (rank,)
         if fitted["prior_variances"].shape != shape:
             raise ValueError(f"The prior's variances are {fitted['prior_variances'].shape}, the "
-                             f"model's (prior_components, prior_rank) want {shape}.")
+                             f"model's (prior_components [x classes with prior_per_class], "
+                             f"prior_rank) want {shape}.")
     if rank:
-        inits.update(prior_rank=rank, prior_components=components)
-        leaves = MIXTURE_LEAVES if components > 1 else PRIOR_LEAVES
+        inits.update(prior_rank=rank, prior_components=components,
+                     prior_per_class=prior_lib.per_class_of(model_config))
+        leaves = MIXTURE_LEAVES if total > 1 else PRIOR_LEAVES
         inits["prior_init"] = ({name: constant_init(value) for name, value in fitted.items()}
                                if prior is not None else dict.fromkeys(leaves, nan_init))
     return STDiff(num_frames=num_frames, num_freqs=num_freqs, num_covariates=num_covariates,
