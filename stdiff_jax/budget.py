@@ -64,12 +64,14 @@ REFERENCE_FACTOR = 1.481
 # multiply-adds being 1-5% of the network's), so the fit gave it ~0.
 PRIOR = dict(fit=6.588e-11, fit_pixel=5.147e-07, step=1.765e-15)
 # A mixture prior (model.prior_components > 1): per multiply-add of its velocity (three batched
-# einsums with (B, C, D) intermediates, far slower per multiply-add than the single Gaussian's
-# two products), and its fit against the work model above. From one cell, `python
-# benchmarks/prior_cost.py --cells=5x24 --components=10 --windows=17000 --steps=15` (2026-12-03,
-# shared machine): the step 0.099 -> 0.150 CPU s (batch 64, D = 720, r = 120), the fit 67.2 CPU s
-# where the work model says 32.4.
-MIXTURE = dict(step=3.1e-10, fit_factor=2.07)
+# einsums with (B, C, D) intermediates), from `python benchmarks/prior_cost.py --cells=5x24
+# --components=30 --windows=17000 --steps=15` (2026-12-03, shared machine: the step 0.123 ->
+# 0.151 CPU s at batch 64, D = 720, r = 120; suite_regimes' trainings agree: 0.148 / 0.155 /
+# 0.172 CPU s a step at C = 1 / 10 / 30). Its fit: the Gaussian fit's work model times
+# fit_factor, plus fit_component CPU s a component (a fixed cost of each component's fit, found
+# by the fit, not from a work count): prior.fit of C = 3 / 10 / 30 on 17,000 windows of K = 5,
+# L = 24 took 21.9 / 22.3 / 37.7 CPU s, the model says 18.6 / 24.2 / 40.2.
+MIXTURE = dict(step=5.5e-11, fit_factor=0.5, fit_component=0.8)
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
               "--sweep 2026-12-03")
 
@@ -192,10 +194,12 @@ def step_seconds(shape, batch):
 
 def prior_fit_seconds(shape, prior_windows):
     """The prior's fit on `prior_windows` windows (reference machine; 0 without a prior)."""
-    factor = 1.0 if shape.prior_components == 1 else MIXTURE["fit_factor"]
-    return factor * REFERENCE_FACTOR * (PRIOR["fit"] * prior_fit_work(shape, prior_windows)
-                                        + PRIOR["fit_pixel"] * prior_passes(shape)
-                                        * prior_windows * shape.pixels)  # videos made each pass
+    single = shape.prior_components == 1
+    factor = 1.0 if single else MIXTURE["fit_factor"]
+    per_component = 0.0 if single else MIXTURE["fit_component"] * shape.prior_components
+    return REFERENCE_FACTOR * (per_component + factor * (
+        PRIOR["fit"] * prior_fit_work(shape, prior_windows)
+        + PRIOR["fit_pixel"] * prior_passes(shape) * prior_windows * shape.pixels))  # videos
 
 
 def fixed_seconds(shape, num_windows, prior_windows):

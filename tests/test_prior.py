@@ -29,7 +29,7 @@ def low_rank_gaussian(n, rank, seed=0, residual=0.01):
 
 
 def identity_video(x):
-    return np.asarray(x).reshape(len(x), *SHAPE)
+    return jnp.asarray(x).reshape(len(x), *SHAPE)
 
 
 def test_fit_recovers_mean_spectrum_and_subspace(monkeypatch):
