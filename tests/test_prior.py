@@ -274,3 +274,14 @@ def test_per_class_prior_serves_the_label_and_the_mixture_for_no_class():
                                atol=1e-5)
     with pytest.raises(ValueError, match="prior_per_class"):
         create_model({**MODEL, "prior_per_class": True}, *SHAPE[:3], num_classes=3, prior=fitted)
+
+
+def test_compiled_transform_pads_and_trims_to_the_eager_result():
+    def to_video(x):
+        return jnp.cumsum(jnp.asarray(x), axis=1).reshape(len(x), *SHAPE) * 2.0
+
+    run = prior_lib.compiled(to_video)
+    x = np.random.default_rng(0).standard_normal((5, DIM, 1)).astype(np.float32)
+    for n in (1, 3, 5):  # padded to 1, 4 and 8 rows
+        np.testing.assert_allclose(run(x[:n]), to_video(x[:n]), rtol=1e-6)
+    assert prior_lib.compiled(run) is run
