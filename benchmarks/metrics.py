@@ -105,10 +105,7 @@ def gaussian_windows(fit_windows, num, seed, components=1):
     shape = np.asarray(to_video(fit_windows[:1])).shape[1:]
     dim = int(np.prod(shape))
     rank = min(dim, len(fit_windows))
-    g = prior.fit(fit_windows, to_video, rank, components, seed=seed)
-    if components == 1:
-        g = prior.MixturePrior(g.mean[None], g.basis[None], g.variances[None],
-                               np.array([g.residual]), np.zeros(1))
+    g = prior.as_mixture(prior.fit(fit_windows, to_video, rank, components, seed=seed))
     rng = np.random.default_rng(seed)
     weights = np.exp(g.log_weights) / np.exp(g.log_weights).sum()
     which = rng.choice(components, num, p=weights) if components > 1 else np.zeros(num, int)

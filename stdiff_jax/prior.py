@@ -130,15 +130,17 @@ def components_of(model_config):
     return int(model_config.get("prior_components", 1))
 
 
-def per_class_of(model_config):
-    """model.prior_per_class (False in configs older than it)."""
-    return bool(model_config.get("prior_per_class", False))
+def per_class_for(model_config, num_classes):
+    """Whether a model with `num_classes` classes (0: unlabelled) fits a prior per class:
+    model.prior_per_class (False in configs older than it), with two classes or more (one
+    class's prior is the prior)."""
+    return bool(model_config.get("prior_per_class", False)) and num_classes > 1
 
 
 def total_components(model_config, num_classes):
     """The Gaussians of the prior of a model with `num_classes` classes (0: unlabelled):
-    model.prior_components, a class when model.prior_per_class (and there are classes)."""
-    per_class = per_class_of(model_config) and num_classes > 1
+    model.prior_components, a class with a prior per class (`per_class_for`)."""
+    per_class = per_class_for(model_config, num_classes)
     return components_of(model_config) * (num_classes if per_class else 1)
 
 

@@ -448,7 +448,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     if resume_step is None and rank:
         windows, labels = labels_lib.split_batch(train_windows)
         fitted_on = prior_lib.evenly_spaced(windows, plan.prior_windows)
-        per_class = prior_lib.per_class_of(config.model) and num_classes > 1
+        per_class = prior_lib.per_class_for(config.model, num_classes)
         prior = prior_lib.same_on_every_process(prior_lib.fit(
             fitted_on, video_transform(config.video, host.normalizer), rank,
             prior_lib.components_of(config.model), seed=tc.seed,

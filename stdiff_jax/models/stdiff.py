@@ -342,11 +342,15 @@ class STDiff(nn.Module):
         return num_patches(self.num_covariates, self.patch_cov)
 
     @property
+    def _prior_config(self):
+        """The model config fields that shape the prior (prior.total_components')."""
+        return {"prior_components": self.prior_components,
+                "prior_per_class": self.prior_per_class}
+
+    @property
     def num_prior_components(self):
         """The prior's Gaussians: prior_components, a class with prior_per_class."""
-        return prior_lib.total_components({"prior_components": self.prior_components,
-                                           "prior_per_class": self.prior_per_class},
-                                          self.num_classes)
+        return prior_lib.total_components(self._prior_config, self.num_classes)
 
     @nn.compact
     def __call__(self, z, logsnr, labels=None):  # (B, T, F, K, 3), (B,), (B,) or None
@@ -384,7 +388,7 @@ class STDiff(nn.Module):
         if total == 1:
             return prior_lib.posterior_velocity(z, logsnr, **self._prior_leaves())
         allowed = None
-        if self.prior_per_class and self.num_classes > 1:
+        if prior_lib.per_class_for(self._prior_config, self.num_classes):
             allowed = prior_lib.class_components(labels, self.num_classes, total)
         return prior_lib.mixture_posterior_velocity(z, logsnr, **self._prior_leaves(),
                                                     allowed=allowed)
@@ -529,7 +533,7 @@ def create_model(model_config, num_frames, num_freqs, num_covariates, stats=None
                              f"prior_rank) want {shape}.")
     if rank:
         inits.update(prior_rank=rank, prior_components=components,
-                     prior_per_class=prior_lib.per_class_of(model_config))
+                     prior_per_class=prior_lib.per_class_for(model_config, num_classes))
         leaves = MIXTURE_LEAVES if total > 1 else PRIOR_LEAVES
         inits["prior_init"] = ({name: constant_init(value) for name, value in fitted.items()}
                                if prior is not None else dict.fromkeys(leaves, nan_init))
