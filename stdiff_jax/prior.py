@@ -46,6 +46,10 @@ from stdiff_jax.errors import UserError
 from stdiff_jax.schedule import alpha_sigma
 
 CLUSTER_DIRECTIONS = 16  # Principal directions whose coordinates the mixture's k-means clusters.
+# A mixture keeps at most one Gaussian per this many windows of the smallest group it is fitted to
+# (the set, or each class with a prior per class): a guard for small sets and classes, far above
+# k-means' need of 2 a cluster (ETTh's 17,397 windows give 580 a component at 30).
+WINDOWS_PER_COMPONENT = 100
 OVERSAMPLING = 10  # Extra random directions of the randomised SVD (Halko et al. use 5-10).
 POWER_ITERATIONS = 2  # Passes that sharpen the spectrum (their q; 1-2 suffice for fast decay).
 
@@ -128,6 +132,13 @@ def requested_rank(model_config):
 def components_of(model_config):
     """model.prior_components (1, a single Gaussian, in configs older than it)."""
     return int(model_config.get("prior_components", 1))
+
+
+def components_for(model_config, group_sizes):
+    """model.prior_components, at most one per WINDOWS_PER_COMPONENT windows of the smallest of
+    `group_sizes` (the window counts the mixture is fitted to: the set's, or each class's), and at
+    least 1."""
+    return max(1, min(components_of(model_config), int(min(group_sizes)) // WINDOWS_PER_COMPONENT))
 
 
 def per_class_for(model_config, num_classes):

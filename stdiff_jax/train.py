@@ -104,6 +104,25 @@ def check_classes_train(train_windows, class_names):
                         f"val_fraction if those windows lie in the last rows of the series.")
 
 
+def with_prior_components(config, dataset):
+    """config with model.prior_components at what the data allows (`prior.components_for`: the
+    set's windows, or with a prior per class its smallest class's), logged when lowered; saved so
+    in workdir/config.json."""
+    num_classes = labels_lib.num_classes_of(dataset)
+    groups = ([len(dataset.windows)] if not prior_lib.per_class_for(config.model, num_classes)
+              else labels_lib.class_counts(dataset.labels, num_classes))
+    components = prior_lib.components_for(config.model, groups)
+    if components == prior_lib.components_of(config.model):
+        return config
+    logging.warning("model.prior_components=%d lowered to %d: the mixture keeps at most one "
+                    "Gaussian per %d windows of %s (%d).", prior_lib.components_of(config.model),
+                    components, prior_lib.WINDOWS_PER_COMPONENT,
+                    "the set" if len(groups) == 1 else "its smallest class", min(groups))
+    config = config.copy_and_resolve_references()
+    config.model.prior_components = components
+    return config
+
+
 # ------------------------------------------------------------------------------------------------
 # Model and optimizer.
 # ------------------------------------------------------------------------------------------------
@@ -391,6 +410,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     # Input -------------------------------------------------------------------------------------
     if dataset is None:
         dataset = dataset_of(config.data)
+    config = with_prior_components(config, dataset)
     # The steps and batch a CPU budget leaves to the data follow from its shape (budget.py).
     config, plan = budget.resolve(config, dataset.windows.shape[1:], len(dataset.windows),
                                   labels_lib.num_classes_of(dataset))

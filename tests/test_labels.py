@@ -148,6 +148,17 @@ def test_requested_counts_protocol_proportions_and_explicit():
     assert labels.requested_counts("a:5", names, counts, 3).tolist() == [5, 0, 0]  # counts win
 
 
+def test_prior_components_follow_the_smallest_class_with_a_prior_per_class():
+    unit, y = labelled.class_sine_windows(counts=(1000, 400, 250))
+    ds = labelled.labelled_dataset("three", unit, ["a", "b", "c"], y, 24)
+    config = class_sines.get_config("smoke")
+    config.model.prior_components = 30
+    assert train.with_prior_components(config, ds).model.prior_components == 16  # 1,650 windows
+    config.model.prior_per_class = True
+    assert train.with_prior_components(config, ds).model.prior_components == 2  # class c: 250
+    assert config.model.prior_components == 30  # the caller's config is left as it was
+
+
 def test_a_class_with_fewer_windows_than_a_batch_is_a_clear_error(tmp_path):
     unit, y = labelled.class_sine_windows(counts=(40, 40, 10))
     ds = labelled.labelled_dataset("few", unit, ["a", "b"], y, 24)

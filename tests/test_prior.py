@@ -276,6 +276,15 @@ def test_per_class_prior_serves_the_label_and_the_mixture_for_no_class():
         create_model({**MODEL, "prior_per_class": True}, *SHAPE[:3], num_classes=3, prior=fitted)
 
 
+def test_component_count_follows_the_smallest_group():
+    """At most one Gaussian per WINDOWS_PER_COMPONENT windows of the smallest group, at least 1."""
+    thirty = {**MODEL, "prior_components": 30}
+    assert prior_lib.components_for(thirty, [17_397]) == 30
+    assert prior_lib.components_for(thirty, [270]) == 270 // prior_lib.WINDOWS_PER_COMPONENT
+    assert prior_lib.components_for(thirty, [1500, 900, 60]) == 1
+    assert prior_lib.components_for(MODEL, [17_397]) == 1
+
+
 def test_compiled_transform_pads_and_trims_to_the_eager_result():
     def to_video(x):
         return jnp.cumsum(jnp.asarray(x), axis=1).reshape(len(x), *SHAPE) * 2.0
