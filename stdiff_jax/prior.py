@@ -229,6 +229,11 @@ def fit_prior(windows, to_video, rank, seed=0):
 
 
 KMEANS_ITERATIONS = 30
+# Windows a cluster of the mixture must hold to fit a Gaussian. k-means++ seeds outliers as
+# centres of their own (at C = 30, suite_heavy_tails' and stocks' smallest clusters hold 1-2
+# windows; the other suite sets' and ETTh's 55 or more): such a cluster gives its windows to their
+# nearest other cluster and takes half of the largest instead (`clusters`).
+MIN_CLUSTER = 20
 
 
 def compiled(to_video):
@@ -257,13 +262,8 @@ def fit_mixture(windows, to_video, rank, components, seed=0):
     windows = np.asarray(windows, np.float32)
     to_video = compiled(to_video)
     coords = principal_coordinates(windows, to_video, min(CLUSTER_DIRECTIONS, rank), seed)
-    _, labels = scipy.cluster.vq.kmeans2(coords, components, iter=KMEANS_ITERATIONS,
-                                         minit="++", missing="raise", rng=seed)
+    labels = clusters(coords, components, seed)
     counts = np.bincount(labels, minlength=components)
-    if counts.min() < 2:
-        raise UserError(f"model.prior_components={components} left a cluster of "
-                        f"{counts.min()} of the {len(windows)} training windows (each needs 2); "
-                        f"set fewer components.")
     parts = [as_mixture(fit_prior(windows[labels == c], to_video, rank, seed))
              for c in range(components)]
     return joined(parts, counts / len(windows))
@@ -288,6 +288,37 @@ def joined(parts, shares):
                         variances=np.concatenate([p.variances for p in parts]),
                         residuals=np.concatenate([p.residuals for p in parts]),
                         log_weights=np.concatenate(log_weights).astype(np.float32))
+
+
+def clusters(coords, components, seed=0):
+    """(N,) cluster of each row of coords (N, d) in [0, components): k-means (k-means++ starts,
+    seeded); then, while a cluster holds fewer than MIN_CLUSTER rows, its rows go to their
+    nearest other centre and it takes the half of the largest cluster above the median of that
+    cluster's first principal coordinate."""
+    if len(coords) < components * MIN_CLUSTER:
+        raise UserError(f"model.prior_components={components} needs {MIN_CLUSTER} training "
+                        f"windows a component, the prior is fitted on {len(coords)}: set fewer "
+                        f"components.")
+    centres, labels = scipy.cluster.vq.kmeans2(coords, components, iter=KMEANS_ITERATIONS,
+                                               minit="++", missing="raise", rng=seed)
+    for _ in range(2 * components):  # a pass fills one cluster below MIN_CLUSTER
+        small = np.flatnonzero(np.bincount(labels, minlength=components) < MIN_CLUSTER)
+        if not len(small):
+            return labels
+        c, others = small[0], np.delete(np.arange(components), small[0])
+        members = np.flatnonzero(labels == c)
+        distances = ((coords[members, None] - centres[None, others]) ** 2).sum(-1)
+        labels[members] = others[np.argmin(distances, axis=1)]
+        big = np.argmax(np.bincount(labels, minlength=components))
+        largest = np.flatnonzero(labels == big)
+        centred = coords[largest] - coords[largest].mean(axis=0)
+        along = centred @ np.linalg.svd(centred, full_matrices=False)[2][0]
+        labels[largest[along > np.median(along)]] = c
+        for k in (c, big):
+            centres[k] = coords[labels == k].mean(axis=0)
+    raise UserError(f"model.prior_components={components} left clusters of fewer than "
+                    f"{MIN_CLUSTER} of the {len(coords)} windows the prior is fitted on: set "
+                    f"fewer components.")
 
 
 def principal_coordinates(windows, to_video, rank, seed=0):

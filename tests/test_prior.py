@@ -5,6 +5,7 @@ through training."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.cluster.vq
 import pytest
 from ml_collections import ConfigDict
 
@@ -186,6 +187,21 @@ def test_mixture_fit_finds_the_clusters_and_their_shares():
     assert isinstance(single, prior_lib.GaussianPrior)
     with pytest.raises(ValueError, match="prior_components"):
         prior_lib.fit(x[:5].reshape(5, -1, 1), identity_video, rank=8, components=4)
+
+
+def test_an_outlier_does_not_keep_a_cluster_of_its_own():
+    """k-means++ seeds a far outlier as a centre; `clusters` gives it to its nearest cluster and
+    splits the largest instead, so every cluster can fit a Gaussian."""
+    rng = np.random.default_rng(0)
+    coords = np.concatenate([rng.normal(size=(300, 2)), rng.normal(size=(200, 2)) + 8.0,
+                             [[1000.0, 1000.0]]])
+    _, plain = scipy.cluster.vq.kmeans2(coords, 3, iter=prior_lib.KMEANS_ITERATIONS, minit="++",
+                                        rng=0)
+    assert np.bincount(plain).min() == 1  # the outlier alone
+    labels = prior_lib.clusters(coords, 3)
+    assert sorted(np.bincount(labels, minlength=3).tolist()) == [150, 150, 201]
+    assert labels[-1] == labels[300]  # with its nearest blob
+    assert len(set(labels[:300])) == 2  # the larger blob halved
 
 
 @pytest.mark.parametrize("logsnr", [-12.0, -3.0, 0.0, 4.0, 14.0])
