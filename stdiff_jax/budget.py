@@ -369,6 +369,8 @@ def _measured_recipe(config):
     recipe = MEASURED.get((config.data.name, config.data.seq_len, variant))
     if recipe is None or tc.budget_seconds != recipe["budget_seconds"]:
         return None
+    if prior_lib.components_of(config.model) != 1:  # measured with one Gaussian
+        return None
     network = {k: config.model[k] for k in sizes.CPU_SIZES[variant]}
     video = (config.video.n_fft, config.video.hop)
     if network != sizes.CPU_SIZES[variant] or video != sizes.stft_settings(config.data.seq_len):

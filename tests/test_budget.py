@@ -206,6 +206,15 @@ def test_covariate_patches_leave_the_measured_recipe():
     assert "cost model" in p.source and p.shape.cov_patches == 4
 
 
+def test_another_prior_leaves_the_measured_recipe():
+    """The recipes were measured with one Gaussian: a mixture's steps cost more (budget.MIXTURE),
+    so the cost model gives it fewer within the same budget."""
+    config = base.make_config("etth", "cpu")
+    config.model.prior_components = 30
+    p = budget.plan(config, (24, 7), 17_397)
+    assert "cost model" in p.source and p.predicted_s <= 900 and p.num_steps < 3300
+
+
 def test_the_prior_fits_on_all_windows_where_it_is_cheap_and_on_a_share_of_the_budget_elsewhere():
     shape, num = MEASURED_DATA["etth"]
     tuned = budget.plan(base.make_config("etth", "cpu"), shape, num)
