@@ -72,6 +72,10 @@ PRIOR = dict(fit=6.588e-11, fit_pixel=5.147e-07, step=1.765e-15)
 # by the fit, not from a work count): prior.fit of C = 3 / 10 / 30 on 17,000 windows of K = 5,
 # L = 24 took 21.9 / 22.3 / 37.7 CPU s, the model says 18.6 / 24.2 / 40.2.
 MIXTURE = dict(step=5.5e-11, fit_factor=0.5, fit_component=0.8)
+# A mixture's velocity may cost at most this share of the network's part of a step
+# (`within_mixture_share`): thirty components cost 18-31% at L = 24 and K = 4-7 and are kept;
+# at `cpu` MuJoCo keeps 17, energy 9, fMRI 6, ETTh at L = 64 / 128 / 256 14 / 7 / 6.
+MIXTURE_SHARE = 0.35
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
               "--sweep 2026-12-03")
 
@@ -192,8 +196,22 @@ def step_seconds(shape, batch):
                                + per_work * prior_step_work(shape, batch))
 
 
+def within_mixture_share(shape, batch, per_class):
+    """`shape` with the most Gaussians (a multiple of per_class, the classes of a prior per class,
+    else 1; at most shape's, at least one a class) whose velocity costs at most MIXTURE_SHARE of
+    the network's part of a training step of `batch`."""
+    network = sweep_step_seconds(shape, batch)
+    for c in range(shape.prior_components // per_class, 1, -1):
+        mixture = dataclasses.replace(shape, prior_components=c * per_class)
+        if MIXTURE["step"] * prior_step_work(mixture, batch) <= MIXTURE_SHARE * network:
+            return mixture
+    return dataclasses.replace(shape, prior_components=per_class)
+
+
 def prior_fit_seconds(shape, prior_windows):
     """The prior's fit on `prior_windows` windows (reference machine; 0 without a prior)."""
+    if not shape.prior_rank:
+        return 0.0
     single = shape.prior_components == 1
     factor = 1.0 if single else MIXTURE["fit_factor"]
     per_component = 0.0 if single else MIXTURE["fit_component"] * shape.prior_components
@@ -308,6 +326,7 @@ class Plan:
     seq_len: int
     prior_windows: int  # windows the Gaussian prior is fitted on (prior_windows_within)
     num_windows: int
+    components_asked: int  # the prior's Gaussians the config asked (shape's: within_mixture_share)
 
     def describe(self):
         """The first log line of a training: steps, batch, predicted CPU seconds, and why."""
@@ -321,6 +340,9 @@ class Plan:
         fit_s = prior_fit_seconds(s, self.prior_windows)
         what = ("the Gaussian prior" if s.prior_components == 1 else
                 f"the mixture of {s.prior_components} Gaussians")
+        if s.prior_components < self.components_asked:
+            what += (f" ({self.components_asked} asked: its velocity kept within "
+                     f"{MIXTURE_SHARE:.0%} of the network's step)")
         prior = (f"; {what} (rank {s.prior_rank}) is fitted on "
                  f"{self.prior_windows:,} of the {self.num_windows:,} windows, ~{fit_s:,.0f} CPU s"
                  if s.prior_rank else "")
@@ -413,7 +435,10 @@ def plan(config, series_shape, num_windows, num_classes=0):
     (0: unlabelled) (module docstring)."""
     tc, data = config.train, config.data
     check(tc)
-    shape = StepShape.of(config, series_shape, num_classes)
+    shape = asked = StepShape.of(config, series_shape, num_classes)
+    if shape.prior_components > 1:
+        per_class = shape.prior_components // prior_lib.components_of(config.model)
+        shape = within_mixture_share(shape, tc.batch_size or BATCH_LADDER[0], per_class)
     prior_windows = prior_windows_within(tc.budget_seconds, shape, num_windows)
     recipe = _measured_recipe(config) if not (tc.num_steps or tc.batch_size) else None
     if recipe is not None:
@@ -429,7 +454,7 @@ def plan(config, series_shape, num_windows, num_classes=0):
                             num_windows, data.val_fraction, prior_windows)
     return Plan(values["num_steps"], values["batch_size"], eval_every, checkpoint_every, predicted,
                 step_seconds(shape, values["batch_size"]), float(tc.budget_seconds), source,
-                shape, int(data.seq_len), prior_windows, num_windows)
+                shape, int(data.seq_len), prior_windows, num_windows, asked.prior_components)
 
 
 def _budget_values(tc, shape, num_windows, val_fraction, prior_windows):
@@ -469,4 +494,6 @@ def resolve(config, series_shape, num_windows, num_classes=0):
     p = plan(config, series_shape, num_windows, num_classes)
     config = config.copy_and_resolve_references()
     config.train.update({k: getattr(p, k) for k in SCHEDULE_KEYS})
+    config.model.prior_components = (prior_lib.components_of(config.model)
+                                     * p.shape.prior_components // p.components_asked)
     return config, p
