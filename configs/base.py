@@ -94,7 +94,7 @@ def base_config():
     # windows (prior.MixturePrior): it keeps separate groups and curved sets of windows. At most
     # one per 100 windows (prior.components_for). Thirty against one at `cpu`: ETTh Context-FID
     # 0.032 against 0.19-0.22, stocks 0.026 against 0.045, every generalisation-suite set under
-    # 0.25 / 0.10 (docs/ablations.md, "The number of mixture components").
+    # 0.25 / 0.10 (docs/ablations.md, "Thirty components, the default").
     c.model.prior_components = 30
     # Labelled data: prior_components Gaussians a class, each fitted to its class's windows; a
     # class's samples start from its own prior, unconditional ones from all in their shares.
