@@ -108,6 +108,9 @@ class HostState:
     # "protocol" sample counts); None for an unlabelled run (stdiff_jax/labels.py).
     class_names: tuple | None = None
     class_counts: tuple | None = None
+    # model.prior_components of the trained network, which training may lower from the count
+    # asked (`with_trained_components`); None in checkpoints older than it: the config's holds.
+    prior_components: int | None = None
 
     @property
     def num_classes(self):
@@ -142,7 +145,8 @@ class HostState:
                    column_names=None if names is None else tuple(names),
                    train_cpu_s=d.get("train_cpu_s", 0.0),
                    class_names=None if classes is None else tuple(classes),
-                   class_counts=None if counts is None else tuple(counts))
+                   class_counts=None if counts is None else tuple(counts),
+                   prior_components=d.get("prior_components"))
 
 
 def read_host(manager, step):
@@ -221,6 +225,17 @@ def load_config(workdir):
     return config
 
 
+def with_trained_components(config, host):
+    """config with the model.prior_components of the network a checkpoint holds: training lowers
+    the count asked to what the data and the cost share allow (`train.with_prior_components`,
+    `budget.resolve`), and the config a run was started with must still load that network."""
+    if host.prior_components in (None, prior_lib.components_of(config.model)):
+        return config
+    config = config.copy_and_resolve_references()
+    config.model.prior_components = host.prior_components
+    return config
+
+
 def load(config, workdir, mesh=None, step=None):
     """The `TrainedModel` of a checkpoint of workdir, its parameters replicated over `mesh`.
 
@@ -237,14 +252,15 @@ def load(config, workdir, mesh=None, step=None):
 
     def restore(step):
         host = read_host(manager, step)
-        model, video_shape = build_model(config, host.series_shape, host.stats,
+        trained = with_trained_components(config, host)
+        model, video_shape = build_model(trained, host.series_shape, host.stats,
                                          host.num_classes)
         params = checkpoint.restore_subtree(manager, step, which,
                                             abstract_params(model, video_shape, mesh))
-        return host, model, video_shape, params
+        return trained, host, model, video_shape, params
 
     try:
-        step, (host, model, video_shape, params) = checkpoint.restore_first_intact(
+        step, (config, host, model, video_shape, params) = checkpoint.restore_first_intact(
             manager, checkpoint.steps_to_try(manager, step, prefer_best=True), restore)
     finally:
         manager.close()

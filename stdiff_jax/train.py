@@ -442,6 +442,7 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
                          num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
                          scaler=dataset.scaler, normalizer=normalizer, stats=stats,
                          column_names=tuple(dataset.column_names),
+                         prior_components=prior_lib.components_of(config.model),
                          **labels_lib.host_fields(classes))
     else:
         state, host, _, resume_step = restore_train_state(config, workdir, mesh, prefer_best=False)

@@ -2,6 +2,8 @@
 velocity, and a model that starts as the exact denoiser of Gaussian videos and keeps its prior
 through training."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +11,10 @@ import scipy.cluster.vq
 import pytest
 from ml_collections import ConfigDict
 
+from configs import sines
 from stdiff_jax import prior as prior_lib
-from stdiff_jax import sampling, train
+from stdiff_jax import sampling, saved_model, train
+from stdiff_jax.data import load_dataset
 from stdiff_jax.models import create_model
 from stdiff_jax.schedule import Schedule
 
@@ -310,3 +314,20 @@ def test_compiled_transform_pads_and_trims_to_the_eager_result():
     for n in (1, 3, 5):  # padded to 1, 4 and 8 rows
         np.testing.assert_allclose(run(x[:n]), to_video(x[:n]), rtol=1e-6)
     assert prior_lib.compiled(run) is run
+
+
+def test_a_run_with_fewer_components_than_asked_loads_with_the_config_asked(tmp_path):
+    """Training lowers model.prior_components to what the data allows (250 windows: 2 of the 5
+    asked); the checkpoint records the count, so sampling and the benchmarks, which rebuild the
+    network from the config the run was started with, load the network it trained."""
+    config = sines.get_config("smoke")
+    config.model.prior_components = 5
+    config.train.update(batch_size=16, num_steps=2, warmup_steps=1, eval_every=2,
+                        checkpoint_every=2)
+    dataset = load_dataset("sines", 24)
+    dataset = dataclasses.replace(dataset, windows=dataset.windows[:250])
+    train.train_and_evaluate(config, tmp_path, dataset=dataset)
+    assert saved_model.load_config(tmp_path).model.prior_components == 2
+    tm = saved_model.load(config, tmp_path)
+    assert tm.config.model.prior_components == 2 and tm.params["prior_basis"].shape[0] == 2
+    assert config.model.prior_components == 5  # the caller's config is left as it was
