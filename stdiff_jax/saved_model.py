@@ -239,7 +239,8 @@ def with_trained_components(config, host):
 def load(config, workdir, mesh=None, step=None):
     """The `TrainedModel` of a checkpoint of workdir, its parameters replicated over `mesh`.
 
-    config: the run's config (`load_config(workdir)`, or the config it was trained with).
+    config: the run's config (`load_config(workdir)`, or the config it was started with: the
+    network is built with the checkpoint's own model.prior_components, `with_trained_components`).
 
     step: a step number, or None for the best by validation loss (else the latest), falling back
     to the newest intact step when that one is damaged (`checkpoint.restore_first_intact`). Only

@@ -34,7 +34,7 @@ from stdiff_jax.mesh import DATA_AXIS, check_divisible, make_mesh, shard_batch
 from stdiff_jax.progress import Meter
 from stdiff_jax.saved_model import (CONFIG, METRIC_LOG, HostState, apply_fn_of, build_model,
                                     checkpoint_dir, checkpoint_steps, open_checkpoints, read_host,
-                                    video_transform)
+                                    video_transform, with_trained_components)
 from stdiff_jax.schedule import Schedule
 
 VAL_SUBSET_FRACTION = 0.05  # Size of the fixed training subset scored when val_fraction is 0.
@@ -301,7 +301,8 @@ def restore_train_state(config, workdir, mesh, step=None, prefer_best=True):
 
     def restore(step):
         host = read_host(manager, step)
-        model, video_shape = build_model(config, host.series_shape, host.stats, host.num_classes)
+        model, video_shape = build_model(with_trained_components(config, host),
+                                         host.series_shape, host.stats, host.num_classes)
         abstract, _ = state_shardings(mesh, model, tx, video_shape, config.train.seed)
         return checkpoint.restore_state(manager, step, abstract), host, model
 
