@@ -10,8 +10,9 @@ share of samples whose every channel's frequency lies in the requested class's b
 mixture by the nearest band (`labelled.nearest_band`) against the data's proportions; on every
 labelled set the class-conditional scores of `stdiff_jax.metrics.classes` (CAS against TRTR,
 class fidelity, the mean over classes of per-class Context-FID), tested on the data set's test
-windows where it has them. --out writes every figure as JSON. Process CPU seconds of each row
-are printed beside it.
+windows where it has them, and the memorisation check against those test windows, as a whole
+and class by class (`classes.memorisation_by_class`). --out writes every figure as JSON. Process
+CPU seconds of each row are printed beside it.
 """
 
 import json
@@ -26,7 +27,7 @@ from ml_collections import config_flags
 
 from stdiff_jax import checkpoint, fingerprint, generate, saved_model
 from stdiff_jax.data import labelled
-from stdiff_jax.metrics import classes
+from stdiff_jax.metrics import classes, memorisation
 
 # `configs.base`, so the repository root goes on the path of this script.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -79,6 +80,7 @@ def main(argv):
                                class_metrics=tuple(FLAGS.metrics))
             row["scores"] = classes.evaluate_labelled(dataset, fake, fake_labels,
                                                       ml_collections.ConfigDict(eval_config))
+        row["memorisation"] = classes.memorisation_by_class(dataset, fake, fake_labels, FLAGS.seed)
         row["cpu_s"] = time.process_time() - cpu
         rows.append(row)
         logging.info("w = %g: %s", w, row)
@@ -98,6 +100,7 @@ def main(argv):
         if fids:
             figures.append(f"mean per-class Context-FID {np.mean(fids):.3f}")
         print(" | ".join(figures + [f"{row['cpu_s']:.0f} CPU s"]))
+        print("    " + memorisation.describe(row["memorisation"]).replace("\n", "\n    "))
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:
             json.dump(rows, f, indent=2)

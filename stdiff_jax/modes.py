@@ -150,8 +150,10 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
                               held_out_source=held_out_source)
     if getattr(dataset, "labels", None) is not None and (workdir / SAMPLES_LABELS).exists():
         from stdiff_jax.metrics import classes
-        scores.update(classes.evaluate_labelled(
-            dataset, fake, workdir_lib.load_npy(workdir / SAMPLES_LABELS), config.eval))
+        fake_labels = workdir_lib.load_npy(workdir / SAMPLES_LABELS)
+        scores.update(classes.evaluate_labelled(dataset, fake, fake_labels, config.eval))
+        scores[metrics.MEMORISATION] = classes.memorisation_by_class(dataset, fake, fake_labels,
+                                                                     seed=config.eval.seed)
     if jax.process_index() == 0:
         workdir_lib.write_json(workdir / METRICS, checkpoint.to_json(scores))
         if config.eval.plots:

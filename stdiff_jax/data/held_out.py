@@ -1,9 +1,11 @@
 """Real windows a model never trained on: the reference of the memorisation check.
 
 `held_out_windows(dataset)` takes, in this order:
-1. the data set's held-out block (`config.data.test_fraction` > 0), less its first and last L
-   windows: a stride-1 block's edge windows start or end within L rows of a training row, and a
-   slowly moving series makes such neighbours closer than new data would be;
+1. the data set's held-out windows (`Dataset.test_windows`: the block of
+   `config.data.test_fraction`, or a UCR test set): a window set's all (each a series of its
+   own), a series' block less its first and last L windows (a stride-1 block's edge windows
+   start or end within L rows of a training row, and a slowly moving series makes such
+   neighbours closer than new data would be);
 2. for a generated data set (sines, MuJoCo, the stand-ins, the suite), fresh draws: the generator
    run with another seed (sines and MuJoCo 124 where the data set is 123; the others 1 where it
    is 0), scaled by the training scaler;
@@ -34,19 +36,28 @@ def _fresh_windows(dataset):
     return None
 
 
+def kept_test_windows(dataset):
+    """The slice of `dataset.test_windows` that `held_out_windows` keeps (the module docstring)."""
+    if dataset.window_starts is None:
+        return slice(None)
+    return slice(dataset.seq_len, max(dataset.seq_len, len(dataset.test_windows) - dataset.seq_len))
+
+
 def held_out_windows(dataset):
     """(windows, source): (H, L, K) float32 [0, 1] windows the model never trained on and what
-    they are, or (None, why there are none and what to do); the module docstring has the rules."""
+    they are, or (None, why there are none and what to do); the module docstring has the rules.
+    Labelled data sets' classes of these windows: `dataset.test_labels[kept_test_windows(...)]`."""
     length = dataset.seq_len
     if dataset.test_windows is not None:
-        inner = dataset.test_windows[length:-length]
+        inner = dataset.test_windows[kept_test_windows(dataset)]
         if not len(inner):
             return None, (f"the held-out block of {dataset.name} has {len(dataset.test_windows)} "
                           f"windows, none once the {length} at each end (within a window of the "
                           f"training rows) are left out; raise config.data.test_fraction.")
         windows = (inner + 1) / 2
         source = (f"{len(inner)} windows of the held-out block, at least {length} rows from any "
-                  f"training row")
+                  f"training row" if dataset.window_starts is not None else
+                  f"the {len(inner)} held-out windows, each a series of its own")
     else:
         windows = _fresh_windows(dataset)
         if windows is None:

@@ -8,6 +8,7 @@
   assigns to the class they were asked for.
 - Per-class Context-FID and discriminative score: the benchmark's metrics
   (`stdiff_jax.metrics`) between the real and the generated windows of each class.
+- The memorisation check as a whole and class by class (`memorisation_by_class`).
 
 The classifier is the post-hoc GRU of the discriminative score (`gru.PostHocGRU`, TF1 GRUCell
 semantics) with a softmax head, CLASSIFIER_HIDDEN units and Adam at gru.LEARNING_RATE for
@@ -21,7 +22,8 @@ import jax
 import numpy as np
 import optax
 
-from stdiff_jax.metrics import gru
+from stdiff_jax.data.held_out import held_out_windows, kept_test_windows
+from stdiff_jax.metrics import gru, memorisation
 from stdiff_jax.metrics.discriminative import discriminative_scores
 from stdiff_jax.metrics.evaluate import summarize
 from stdiff_jax.metrics.fid import context_fids
@@ -124,6 +126,22 @@ def evaluate_labelled(dataset, fake, fake_labels, eval_config):
                             real_test_labels=dataset.test_labels, repeats=eval_config.repeats,
                             seed=eval_config.seed,
                             metrics=tuple(eval_config.get("class_metrics", ())))
+
+
+def memorisation_by_class(dataset, fake, fake_labels, seed=0):
+    """The memorisation check of generated windows (N, L, K) in [0, 1] against the held-out
+    windows of a `labelled.LabelledDataset` (`held_out_windows`: its test windows), with
+    `per_class` (`memorisation.per_class_memorisation`), or not_available's with why."""
+    held_out, source = held_out_windows(dataset)
+    if held_out is None:
+        return memorisation.not_available(source)
+    check = memorisation.memorisation_check(dataset.unit_windows, fake, held_out, seed=seed)
+    if check["available"]:
+        check["held_out"] = source
+        check["per_class"] = memorisation.per_class_memorisation(
+            dataset.unit_windows, fake, fake_labels, held_out,
+            dataset.test_labels[kept_test_windows(dataset)], dataset.class_names, seed=seed)
+    return check
 
 
 def evaluate_classes(real, real_labels, fake, fake_labels, class_names, *, real_test=None,
