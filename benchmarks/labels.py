@@ -11,7 +11,7 @@ mixture by the nearest band (`labelled.nearest_band`) against the data's proport
 labelled set the class-conditional scores of `stdiff_jax.metrics.classes` (CAS against TRTR,
 class fidelity, the mean over classes of per-class Context-FID), tested on the data set's test
 windows where it has them, and the memorisation check against those test windows, as a whole
-and class by class (`classes.memorisation_by_class`). --out writes every figure as JSON. Process
+and class by class (`classes.with_per_class`). --out writes every figure as JSON. Process
 CPU seconds of each row are printed beside it.
 """
 
@@ -27,6 +27,7 @@ from ml_collections import config_flags
 
 from stdiff_jax import checkpoint, fingerprint, generate, saved_model
 from stdiff_jax.data import labelled
+from stdiff_jax.data.held_out import held_out_windows
 from stdiff_jax.metrics import classes, memorisation
 
 # `configs.base`, so the repository root goes on the path of this script.
@@ -67,6 +68,7 @@ def main(argv):
     tm = saved_model.load(config, workdir)
     names = tm.host.class_names
     proportions = np.asarray(tm.host.class_counts) / np.sum(tm.host.class_counts)
+    held_out, held_out_source = held_out_windows(dataset)
     rows = []
     for w in map(float, FLAGS.guidance):
         cpu = time.process_time()
@@ -80,7 +82,10 @@ def main(argv):
                                class_metrics=tuple(FLAGS.metrics))
             row["scores"] = classes.evaluate_labelled(dataset, fake, fake_labels,
                                                       ml_collections.ConfigDict(eval_config))
-        row["memorisation"] = classes.memorisation_by_class(dataset, fake, fake_labels, FLAGS.seed)
+        check = memorisation.reference_check(dataset.unit_windows, fake, held_out,
+                                             held_out_source, seed=FLAGS.seed)
+        row["memorisation"] = classes.with_per_class(check, dataset, fake, fake_labels, held_out,
+                                                     seed=FLAGS.seed)
         row["cpu_s"] = time.process_time() - cpu
         rows.append(row)
         logging.info("w = %g: %s", w, row)

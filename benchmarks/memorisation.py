@@ -16,7 +16,7 @@ from absl import app, flags
 from stdiff_jax import modes, saved_model
 from stdiff_jax.data import dataset_of
 from stdiff_jax.data.held_out import held_out_windows
-from stdiff_jax.metrics.memorisation import describe, memorisation_check, not_available
+from stdiff_jax.metrics.memorisation import describe, reference_check
 
 flags.DEFINE_list("workdirs", None, "Workdirs with samples_unit.npy.")
 flags.DEFINE_integer("seed", 0, "Picks the scored subsets (the evaluation's eval.seed: 0).")
@@ -31,10 +31,7 @@ def check(workdir, seed):
     dataset = dataset_of(config.data)
     fake = np.clip(np.load(workdir / modes.SAMPLES_UNIT), 0.0, 1.0)
     held_out, source = held_out_windows(dataset)
-    if held_out is None:
-        return not_available(source)
-    return {**memorisation_check(dataset.unit_windows, fake, held_out, seed=seed),
-            "held_out": source}
+    return reference_check(dataset.unit_windows, fake, held_out, source, seed=seed)
 
 
 def main(argv):

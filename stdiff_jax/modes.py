@@ -152,8 +152,8 @@ def evaluate_workdir(config, workdir, real_unit=None, allow_workdir_mismatch=Fal
         from stdiff_jax.metrics import classes
         fake_labels = workdir_lib.load_npy(workdir / SAMPLES_LABELS)
         scores.update(classes.evaluate_labelled(dataset, fake, fake_labels, config.eval))
-        scores[metrics.MEMORISATION] = classes.memorisation_by_class(dataset, fake, fake_labels,
-                                                                     seed=config.eval.seed)
+        classes.with_per_class(scores[metrics.MEMORISATION], dataset, fake, fake_labels,
+                               held_out, seed=config.eval.seed)
     if jax.process_index() == 0:
         workdir_lib.write_json(workdir / METRICS, checkpoint.to_json(scores))
         if config.eval.plots:

@@ -145,15 +145,18 @@ def test_a_window_sets_held_out_windows_are_kept_whole(tmp_path):
     assert len(kept) == len(held_out)
 
 
-def test_memorisation_by_class_on_class_sines():
+def test_per_class_check_on_class_sines():
     """Fresh class-0 draws and copies of class-2 training windows against class_sines' test set."""
     from stdiff_jax.data import labelled
     from stdiff_jax.metrics import classes
     dataset = load_dataset("class_sines", 24)
     fresh, _ = labelled.class_sine_windows(counts=(300, 0, 0), seed=9)
     copies = dataset.unit_windows[dataset.labels == 2][:100]
-    check = classes.memorisation_by_class(dataset, np.concatenate([fresh, copies]),
-                                          np.repeat([0, 2], [300, 100]))
+    fake = np.concatenate([fresh, copies])
+    held_out, source = held_out_windows(dataset)
+    check = classes.with_per_class(
+        memorisation.reference_check(dataset.unit_windows, fake, held_out, source), dataset,
+        fake, np.repeat([0, 2], [300, 100]), held_out)
     assert "series of its own" in check["held_out"] and list(check["per_class"]) == ["0", "2"]
     assert check["per_class"]["0"]["median_ratio"] == pytest.approx(1, abs=0.1)
     assert check["per_class"]["2"]["median_ratio"] == 0

@@ -8,7 +8,7 @@
   assigns to the class they were asked for.
 - Per-class Context-FID and discriminative score: the benchmark's metrics
   (`stdiff_jax.metrics`) between the real and the generated windows of each class.
-- The memorisation check as a whole and class by class (`memorisation_by_class`).
+- The memorisation check class by class (`with_per_class`).
 
 The classifier is the post-hoc GRU of the discriminative score (`gru.PostHocGRU`, TF1 GRUCell
 semantics) with a softmax head, CLASSIFIER_HIDDEN units and Adam at gru.LEARNING_RATE for
@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import optax
 
-from stdiff_jax.data.held_out import held_out_windows, kept_test_windows
+from stdiff_jax.data.held_out import kept_test_windows
 from stdiff_jax.metrics import gru, memorisation
 from stdiff_jax.metrics.discriminative import discriminative_scores
 from stdiff_jax.metrics.evaluate import summarize
@@ -128,16 +128,11 @@ def evaluate_labelled(dataset, fake, fake_labels, eval_config):
                             metrics=tuple(eval_config.get("class_metrics", ())))
 
 
-def memorisation_by_class(dataset, fake, fake_labels, seed=0):
-    """The memorisation check of generated windows (N, L, K) in [0, 1] against the held-out
-    windows of a `labelled.LabelledDataset` (`held_out_windows`: its test windows), with
-    `per_class` (`memorisation.per_class_memorisation`), or not_available's with why."""
-    held_out, source = held_out_windows(dataset)
-    if held_out is None:
-        return memorisation.not_available(source)
-    check = memorisation.memorisation_check(dataset.unit_windows, fake, held_out, seed=seed)
+def with_per_class(check, dataset, fake, fake_labels, held_out, seed=0):
+    """`check`, the memorisation check of generated windows (N, L, K) in [0, 1] against
+    `held_out`, the `held_out_windows` of a `labelled.LabelledDataset` (its test windows), with
+    `per_class` added where it is available (`memorisation.per_class_memorisation`)."""
     if check["available"]:
-        check["held_out"] = source
         check["per_class"] = memorisation.per_class_memorisation(
             dataset.unit_windows, fake, fake_labels, held_out,
             dataset.test_labels[kept_test_windows(dataset)], dataset.class_names, seed=seed)

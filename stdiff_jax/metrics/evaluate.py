@@ -11,7 +11,7 @@ from stdiff_jax.metrics.correlational import correlational_score, correlational_
 from stdiff_jax.metrics.discriminative import discriminative_score, discriminative_scores
 from stdiff_jax.metrics.fid import context_fid, context_fids
 from stdiff_jax.metrics.inputs import check_windows
-from stdiff_jax.metrics.memorisation import memorisation_check, not_available
+from stdiff_jax.metrics.memorisation import reference_check
 from stdiff_jax.metrics.predictive import predictive_score, predictive_scores
 
 # Each metric as `f(real, fake, seed) -> float`, and as `f(real, fake, seeds) -> [float]` with
@@ -75,12 +75,8 @@ def evaluate(real, fake, repeats=5, seed=0, metrics=tuple(METRICS), options=None
         raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}.")
     # The check takes seconds, so a bad held-out set fails before the metrics' minutes.
     check = None
-    if held_out is None and held_out_source is not None:
-        check = not_available(held_out_source)
-    elif held_out is not None:
-        check = memorisation_check(real, fake, held_out, seed=seed)
-        if check["available"]:
-            check["held_out"] = held_out_source or "held-out windows"
+    if held_out is not None or held_out_source is not None:
+        check = reference_check(real, fake, held_out, held_out_source, seed=seed)
     if check is not None:
         logging.info("memorisation: %s", check)
     options = options or {}

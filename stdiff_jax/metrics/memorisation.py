@@ -116,6 +116,17 @@ def memorisation_check(train, fake, held_out, seed=0, max_queries=MAX_QUERIES):
     }
 
 
+def reference_check(train, fake, held_out, source, seed=0):
+    """`memorisation_check` against `held_out` with `held_out`: source (what those windows are)
+    when available; with no held_out, `not_available(source)` (source then says why)."""
+    if held_out is None:
+        return not_available(source)
+    check = memorisation_check(train, fake, held_out, seed=seed)
+    if check["available"]:
+        check["held_out"] = source or "held-out windows"
+    return check
+
+
 def per_class_memorisation(train, fake, fake_labels, held_out, held_out_labels, class_names,
                            seed=0):
     """{class name: `memorisation_check` of the windows asked for that class against the held-out
