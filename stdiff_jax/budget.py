@@ -67,11 +67,9 @@ PRIOR = dict(fit=6.588e-11, fit_pixel=5.147e-07, step=1.765e-15)
 # einsums with (B, C, D) intermediates), from `python benchmarks/prior_cost.py --cells=5x24
 # --components=30 --windows=17000 --steps=15` (2026-12-03, shared machine: the step 0.123 ->
 # 0.151 CPU s at batch 64, D = 720, r = 120; suite_regimes' trainings agree: 0.148 / 0.155 /
-# 0.172 CPU s a step at C = 1 / 10 / 30). Its fit: the Gaussian fit's work model times
-# fit_factor, plus fit_component CPU s a component (a fixed cost of each component's fit, found
-# by the fit, not from a work count): prior.fit of C = 3 / 10 / 30 on 17,000 windows of K = 5,
-# L = 24 took 21.9 / 22.3 / 37.7 CPU s, the model says 18.6 / 24.2 / 40.2.
-MIXTURE = dict(step=5.5e-11, fit_factor=0.5, fit_component=0.8)
+# 0.172 CPU s a step at C = 1 / 10 / 30). Its fit is the Gaussian's and a few more products
+# (`prior_fit_work`), at PRIOR's rates.
+MIXTURE = dict(step=5.5e-11)
 # A mixture's velocity may cost at most this share of the network's part of a step
 # (`within_mixture_share`): thirty components cost 18-31% at L = 24 and K = 4-7 and are kept;
 # at `cpu` MuJoCo keeps 17, energy 9, fMRI 6, ETTh at L = 64 / 128 / 256 14 / 7 / 6.
@@ -168,25 +166,23 @@ def prior_fit_work(shape, num_windows):
     """Multiply-adds of the prior's fit on `num_windows` windows (0 without a prior): a
     Gaussian's 2 + 2 POWER_ITERATIONS products of the centred videos (N x D) with N x w or D x w
     matrices (w = r + OVERSAMPLING) and 1 + 2 POWER_ITERATIONS QR factorisations of N x w or
-    D x w; a mixture's clustering (a fit of CLUSTER_DIRECTIONS directions and the coordinates on
-    them) and a fit per component, each on about N / C windows."""
+    D x w; a mixture's the same Gaussian's, the windows' coordinates on its basis (N x D x r),
+    the clusters' scatter matrices (N x r x r) and a component's eigendecomposition (r x r) and
+    rotated basis (D x r x r) each (prior.fit_mixture)."""
     if not shape.prior_rank:
         return 0.0
     n, d, r, c = num_windows, shape.video_numbers, shape.prior_rank, shape.prior_components
-    if c == 1:
-        return _gaussian_fit_work(n, d, r)
-    q = min(prior_lib.CLUSTER_DIRECTIONS, r)
-    return _gaussian_fit_work(n, d, q) + n * d * q + c * _gaussian_fit_work(n / c, d, r)
+    gaussian = _gaussian_fit_work(n, d, r)
+    return gaussian if c == 1 else gaussian + n * d * r + n * r * r + c * (d + r) * r * r
 
 
 def prior_passes(shape):
     """Passes of the prior's fit over the windows, each making their videos anew: a Gaussian's
-    mean and products; a mixture's clustering fit, coordinates and its components' fits, which
-    together pass over the windows once each (0 without a prior)."""
+    mean and products; a mixture's, and one for the coordinates (0 without a prior)."""
     if not shape.prior_rank:
         return 0
     passes = 3 + 2 * prior_lib.POWER_ITERATIONS
-    return passes if shape.prior_components == 1 else 2 * passes + 1
+    return passes if shape.prior_components == 1 else passes + 1
 
 
 def step_seconds(shape, batch):
@@ -212,12 +208,9 @@ def prior_fit_seconds(shape, prior_windows):
     """The prior's fit on `prior_windows` windows (reference machine; 0 without a prior)."""
     if not shape.prior_rank:
         return 0.0
-    single = shape.prior_components == 1
-    factor = 1.0 if single else MIXTURE["fit_factor"]
-    per_component = 0.0 if single else MIXTURE["fit_component"] * shape.prior_components
-    return REFERENCE_FACTOR * (per_component + factor * (
+    return REFERENCE_FACTOR * (
         PRIOR["fit"] * prior_fit_work(shape, prior_windows)
-        + PRIOR["fit_pixel"] * prior_passes(shape) * prior_windows * shape.pixels))  # videos
+        + PRIOR["fit_pixel"] * prior_passes(shape) * prior_windows * shape.pixels)  # videos
 
 
 def fixed_seconds(shape, num_windows, prior_windows):

@@ -21,7 +21,9 @@ at L = 256 have ~10^4-10^5 numbers.
 
 With `model.prior_components` = C > 1 the prior is a mixture of C such Gaussians (`MixturePrior`),
 one per k-means cluster of the windows' coordinates on the top CLUSTER_DIRECTIONS principal
-directions, each fitted to its cluster's windows and weighted by its share. A Gaussian cannot
+directions, each fitted to its cluster's windows inside the r directions of the Gaussian of them
+all (its covariance shrunk towards the clusters' pooled one, so that a cluster of fewer windows
+than directions misses none) and weighted by its share. A Gaussian cannot
 hold windows that lie on a curve (a daily season's phase puts the windows of one level on a
 ring) or in separate groups (regimes); a mixture can, and its posterior mean is as exact: the
 components' posterior velocities weighted by their posterior probabilities given z
@@ -234,6 +236,9 @@ KMEANS_ITERATIONS = 30
 # windows; the other suite sets' and ETTh's 55 or more): such a cluster gives its windows to their
 # nearest other cluster and takes half of the largest instead (`clusters`).
 MIN_CLUSTER = 20
+# A mixture's Gaussian is its cluster's sample covariance shrunk towards the clusters' pooled one
+# by this many pseudo-windows a direction (`within_basis`).
+SHRINKAGE = 0.1
 
 
 def compiled(to_video):
@@ -254,19 +259,63 @@ def compiled(to_video):
     return run
 
 
-def fit_mixture(windows, to_video, rank, components, seed=0):
-    """The `MixturePrior` of the videos of `windows` (N, L, K): k-means (k-means++ starts, seeded)
-    on their coordinates on the top CLUSTER_DIRECTIONS principal directions, then each cluster's
-    `fit_prior` with `rank` directions, weighted by its share of the windows. to_video: as
-    `fit_prior`'s, traceable by jax (it is compiled)."""
+def fit_mixture(windows, to_video, rank, components, seed=0, shrinkage=SHRINKAGE):
+    """The `MixturePrior` of the videos of `windows` (N, L, K): the Gaussian prior of them all
+    (`fit_prior`, `rank` directions), k-means (k-means++ starts, seeded) on the windows'
+    coordinates on its top CLUSTER_DIRECTIONS directions, then a Gaussian per cluster inside the
+    prior's basis (`within_basis`, `shrinkage` as there), weighted by its share of the windows.
+    to_video: as `fit_prior`'s, traceable by jax (it is compiled)."""
     windows = np.asarray(windows, np.float32)
     to_video = compiled(to_video)
-    coords = principal_coordinates(windows, to_video, min(CLUSTER_DIRECTIONS, rank), seed)
-    labels = clusters(coords, components, seed)
+    whole = fit_prior(windows, to_video, rank, seed)
+    coords, off_basis = basis_coordinates(windows, to_video, whole)
+    labels = clusters(coords[:, :CLUSTER_DIRECTIONS], components, seed)
+    return within_basis(whole, coords, off_basis, labels, components, shrinkage)
+
+
+def basis_coordinates(windows, to_video, prior):
+    """(N, r) coordinates of the videos of `windows` on `prior`'s basis, centred at its mean, and
+    (N,) the squared norm of each centred video off the basis."""
+    chunk_size = max(1, CHUNK_NUMBERS // prior.mean.size)
+    coords, off_basis = np.empty((len(windows), prior.basis.shape[1])), np.empty(len(windows))
+    for rows, x in _chunks(windows, to_video, chunk_size):
+        centred = x - prior.mean
+        coords[rows] = centred @ prior.basis
+        off_basis[rows] = (centred ** 2).sum(1) - (coords[rows] ** 2).sum(1)
+    return coords, np.maximum(off_basis, 0.0)
+
+
+def within_basis(whole, coords, off_basis, labels, components, shrinkage=SHRINKAGE):
+    """The `MixturePrior` of clusters `labels` (N,) in [0, components) of windows with
+    `coords` and `off_basis` (`basis_coordinates` on the Gaussian `whole` of them all).
+
+    Component c: the mean of its windows' coordinates; inside whole's basis U, the covariance
+    S_c = (scatter_c + k W) / (n_c - 1 + k), W the clusters' pooled within-cluster covariance and
+    k = shrinkage x rank pseudo-windows (regularised discriminant analysis, Friedman 1989), with
+    basis U V_c and variances from S_c = V_c diag(s_c) V_c^T; off the basis, the variance of its
+    windows there (`residual`). A cluster of fewer windows than directions (a subsample or a small
+    set) thus keeps every direction the data vary in, where its sample covariance alone would give
+    the directions it lacks variance 0: a window outside the fit would then get a posterior
+    velocity up to alpha / sigma times its part there (docs/results.md, the fMRI stand-in).
+    """
+    dim, rank = whole.basis.shape
     counts = np.bincount(labels, minlength=components)
-    parts = [as_mixture(fit_prior(windows[labels == c], to_video, rank, seed))
-             for c in range(components)]
-    return joined(parts, counts / len(windows))
+    means = [coords[labels == c].mean(0) for c in range(components)]
+    scatters = [(coords[labels == c] - means[c]).T @ (coords[labels == c] - means[c])
+                for c in range(components)]
+    pooled = sum(scatters) / max(len(labels) - components, 1)
+    k = shrinkage * rank
+    parts = []
+    for c in range(components):
+        variances, rotation = np.linalg.eigh((scatters[c] + k * pooled) / (counts[c] - 1 + k))
+        order = np.argsort(variances)[::-1]
+        residual = off_basis[labels == c].mean() / (dim - rank) if dim > rank else 0.0
+        parts.append(as_mixture(GaussianPrior(
+            mean=(whole.mean + whole.basis @ means[c]).astype(np.float32),
+            basis=(whole.basis @ rotation[:, order]).astype(np.float32),
+            variances=np.maximum(variances[order], 0.0).astype(np.float32),
+            residual=float(residual))))
+    return joined(parts, counts / len(labels))
 
 
 def as_mixture(prior):
@@ -319,17 +368,6 @@ def clusters(coords, components, seed=0):
     raise UserError(f"model.prior_components={components} left clusters of fewer than "
                     f"{MIN_CLUSTER} of the {len(coords)} windows the prior is fitted on: set "
                     f"fewer components.")
-
-
-def principal_coordinates(windows, to_video, rank, seed=0):
-    """(N, rank) coordinates of the videos of `windows` on their top `rank` principal
-    directions (`fit_prior`'s), centred."""
-    g = fit_prior(windows, to_video, rank, seed)
-    chunk_size = max(1, CHUNK_NUMBERS // g.mean.size)
-    out = np.empty((len(windows), rank))
-    for rows, x in _chunks(windows, to_video, chunk_size):
-        out[rows] = (x - g.mean) @ g.basis
-    return out
 
 
 def fit(windows, to_video, rank, components, seed=0, labels=None, num_classes=0):

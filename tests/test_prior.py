@@ -208,6 +208,54 @@ def test_an_outlier_does_not_keep_a_cluster_of_its_own():
     assert len(set(labels[:300])) == 2  # the larger blob halved
 
 
+def velocity_mse(fitted, x, logsnr, seed=0):
+    """The mean squared error of a `MixturePrior`'s posterior velocity against the velocity
+    target alpha eps - sigma x of flat windows x at one log-SNR."""
+    a, s = np.sqrt(1 / (1 + np.exp(-logsnr))), np.sqrt(1 / (1 + np.exp(logsnr)))
+    eps = np.random.default_rng(seed).standard_normal(x.shape)
+    leaves = {k.removeprefix("prior_"): jnp.asarray(v) for k, v in fitted.as_params().items()}
+    got = prior_lib.mixture_posterior_velocity(jnp.asarray(a * x + s * eps, jnp.float32),
+                                               jnp.full((len(x),), logsnr), **leaves)
+    return float(np.mean((np.asarray(got) - (a * eps - s * x)) ** 2))
+
+
+@pytest.mark.parametrize("logsnr", [8.0, 15.0])
+def test_mixture_of_fewer_windows_than_directions_denoises_windows_it_never_saw(logsnr):
+    """Two clusters of 56 and 24 windows in 36 directions (the residual's 0.01 in each): a cluster's
+    sample covariance alone gives the directions it lacks variance 0, and the velocity of a
+    window outside the fit alpha / sigma (1,800 at log-SNR 15) times its part there; shrunk
+    towards the pooled covariance, windows it never saw denoise as well as the exact Gaussian
+    denoiser's error allows, about as well as the ones it was fitted on."""
+    x, _ = two_clusters(600, seed=3)
+    fitted = prior_lib.fit_mixture(x[:80].reshape(80, -1, 1), identity_video, rank=DIM,
+                                   components=2)
+    seen, unseen = velocity_mse(fitted, x[:80], logsnr), velocity_mse(fitted, x[80:], logsnr)
+    assert seen < 1.0 and unseen < 1.5 * seen + 0.1
+    unshrunk = prior_lib.fit_mixture(x[:80].reshape(80, -1, 1), identity_video, rank=DIM,
+                                     components=2, shrinkage=0.0)
+    assert velocity_mse(unshrunk, x[80:], logsnr) > 2 * unseen  # the defect the shrinkage mends
+
+
+def test_mixture_components_are_their_clusters_sample_covariances_without_shrinkage():
+    """shrinkage 0: each component's covariance inside the basis of the whole set's Gaussian is
+    its cluster's sample covariance; its mean the cluster's mean; off the basis, its windows'
+    variance there."""
+    x, _ = two_clusters(3000)
+    flat = x.reshape(len(x), -1, 1)
+    whole = prior_lib.fit_prior(flat, identity_video, rank=8)
+    coords, off_basis = prior_lib.basis_coordinates(flat, identity_video, whole)
+    labels = (x[:, 0] > 3).astype(int)  # the clusters, means 6 apart
+    fitted = prior_lib.within_basis(whole, coords, off_basis, labels, 2, shrinkage=0.0)
+    for c in range(2):
+        members = x[labels == c]
+        np.testing.assert_allclose(fitted.means[c], members.mean(0), atol=0.05)
+        projector = whole.basis @ whole.basis.T
+        want = projector @ np.cov(members, rowvar=False) @ projector
+        got = fitted.bases[c] @ np.diag(fitted.variances[c]) @ fitted.bases[c].T
+        np.testing.assert_allclose(got, want, atol=2e-3)
+        assert fitted.residuals[c] == pytest.approx(0.01, rel=0.15)
+
+
 @pytest.mark.parametrize("logsnr", [-12.0, -3.0, 0.0, 4.0, 14.0])
 def test_mixture_posterior_velocity_is_the_exact_one(logsnr):
     """Against the posterior of the full covariances: responsibilities from each component's
