@@ -285,3 +285,20 @@ def test_a_mixture_is_kept_to_its_share_of_a_step():
     config.model.prior_components = 30
     per_class = budget.plan(config, (24, 50), 17_000, num_classes=4).shape.prior_components
     assert per_class % 4 == 0 and 4 <= per_class < 120  # the same count a class
+
+
+@pytest.mark.parametrize("variant", ["cpu", "cpu_long"])
+def test_a_few_dozen_windows_get_at_most_max_passes_over_them(variant):
+    """ItalyPowerDemand's shape: 67 windows of batch 32 would get ~20,000 passes from `cpu`'s
+    budget (copies, by the memorisation check); the plan stops at MAX_PASSES and says why. A
+    set of thousands of windows is not capped."""
+    tiny = budget.plan(csv_config(variant, batch_size=32), (24, 1), 67)
+    assert tiny.num_steps == budget.passes_cap(67, 32)
+    assert tiny.num_steps * 32 / 67 == pytest.approx(budget.MAX_PASSES, rel=0.01)
+    assert tiny.predicted_s < 0.5 * tiny.budget_s
+    assert f"capped at {budget.MAX_PASSES:,} passes over the 67 windows" in tiny.describe()
+    large = budget.plan(csv_config(variant), (24, 5), 10_000)
+    assert large.num_steps < budget.passes_cap(10_000, large.batch_size)
+    assert "capped" not in large.describe()
+    given = budget.plan(csv_config(variant, batch_size=32, num_steps=40_000), (24, 1), 67)
+    assert given.num_steps == 40_000  # steps set in the config win
