@@ -470,12 +470,12 @@ def _budget_values(tc, shape, num_windows, val_fraction, prior_windows):
     if not values["batch_size"]:
         values["batch_size"] = next((b for b in BATCH_LADDER if steps_at(b) >= MIN_STEPS),
                                     BATCH_LADDER[-1])
-    capped = False
+    bought = 0  # the steps the budget buys, where MAX_PASSES stops them short
     if not values["num_steps"]:
         values["num_steps"] = steps_at(values["batch_size"])
         most = passes_cap(num_windows, values["batch_size"])
-        capped = values["num_steps"] > most
-        values["num_steps"] = min(values["num_steps"], most)
+        if values["num_steps"] > most:
+            bought, values["num_steps"] = values["num_steps"], most
         if values["num_steps"] <= tc.warmup_steps:
             raise UserError(
                 f"The CPU budget of {tc.budget_seconds:,.0f} s buys only {values['num_steps']} "
@@ -489,9 +489,9 @@ def _budget_values(tc, shape, num_windows, val_fraction, prior_windows):
     given = [k for k in ("num_steps", "batch_size") if tc[k]]
     source = (COST_MODEL if not given else
               f"{' and '.join(given)} as configured, the rest from the cost model")
-    if capped:
-        source += (f", capped at {MAX_PASSES:,} passes over the {num_windows:,} windows "
-                   f"(more would copy them; the budget would buy more)")
+    if bought:
+        source += (f", capped at {MAX_PASSES:,} passes over the {num_windows:,} windows: the "
+                   f"budget buys {bought:,}, which would copy them")
     return values, source
 
 
