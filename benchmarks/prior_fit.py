@@ -78,12 +78,11 @@ def main(argv):
     compiled = prior_lib.compiled(to_video)
     rank = prior_lib.rank_for(config.model, train_windows.shape[1:])
     components = prior_lib.components_of(config.model)
-    fitted_on = prior_lib.evenly_spaced(train_windows, plan.prior_windows)
-    in_fit = np.isin(np.arange(len(train_windows)),
-                     np.linspace(0, len(train_windows) - 1, len(fitted_on)).round())
+    in_fit = prior_lib.evenly_spaced(np.arange(len(train_windows)), plan.prior_windows)
+    fitted_on = train_windows[in_fit]
     sets = {"validation": val_windows, "fitted": fitted_on,
-            "not fitted": train_windows[~in_fit] if plan.prior_windows < len(train_windows)
-            else None}
+            "not fitted": np.delete(train_windows, in_fit, axis=0)
+            if len(in_fit) < len(train_windows) else None}
     print(f"{config.data.name}: {len(train_windows)} training windows (prior fitted on "
           f"{len(fitted_on)}), {len(val_windows)} validation; rank {rank}, "
           f"{components} components; D = {compiled(fitted_on[:1]).size}")

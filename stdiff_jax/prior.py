@@ -299,23 +299,22 @@ def within_basis(whole, coords, off_basis, labels, components, shrinkage=SHRINKA
     velocity up to alpha / sigma times its part there (docs/results.md, the fMRI stand-in).
     """
     dim, rank = whole.basis.shape
-    counts = np.bincount(labels, minlength=components)
-    means = [coords[labels == c].mean(0) for c in range(components)]
-    scatters = [(coords[labels == c] - means[c]).T @ (coords[labels == c] - means[c])
-                for c in range(components)]
+    members = [labels == c for c in range(components)]
+    means = [coords[m].mean(0) for m in members]
+    scatters = [(coords[m] - mean).T @ (coords[m] - mean) for m, mean in zip(members, means)]
     pooled = sum(scatters) / max(len(labels) - components, 1)
     k = shrinkage * rank
     parts = []
-    for c in range(components):
-        variances, rotation = np.linalg.eigh((scatters[c] + k * pooled) / (counts[c] - 1 + k))
+    for c, m in enumerate(members):
+        variances, rotation = np.linalg.eigh((scatters[c] + k * pooled) / (m.sum() - 1 + k))
         order = np.argsort(variances)[::-1]
-        residual = off_basis[labels == c].mean() / (dim - rank) if dim > rank else 0.0
+        residual = off_basis[m].mean() / (dim - rank) if dim > rank else 0.0
         parts.append(as_mixture(GaussianPrior(
             mean=(whole.mean + whole.basis @ means[c]).astype(np.float32),
             basis=(whole.basis @ rotation[:, order]).astype(np.float32),
             variances=np.maximum(variances[order], 0.0).astype(np.float32),
             residual=float(residual))))
-    return joined(parts, counts / len(labels))
+    return joined(parts, np.array([m.mean() for m in members]))
 
 
 def as_mixture(prior):
