@@ -30,7 +30,9 @@ components' posterior velocities weighted by their posterior probabilities given
 (`mixture_posterior_velocity`).
 
 With labels and `model.prior_per_class`, the prior is a mixture of each class's prior (C Gaussians
-a class, class-major, weighted by the classes' shares): the velocity of a window of class y is
+a class, class-major, weighted by their shares; each class's fitted as the mixture's clusters are,
+inside the basis of all the windows and shrunk towards the pooled within-class covariance, so
+that a class of fewer windows than directions misses none): the velocity of a window of class y is
 that of class y's components alone, and the "no class" token's that of them all
 (`class_components`), so the unconditional prior keeps the classes' proportions.
 """
@@ -259,18 +261,27 @@ def compiled(to_video):
     return run
 
 
-def fit_mixture(windows, to_video, rank, components, seed=0, shrinkage=SHRINKAGE):
+def fit_mixture(windows, to_video, rank, components, seed=0, shrinkage=SHRINKAGE, labels=None,
+                num_classes=1):
     """The `MixturePrior` of the videos of `windows` (N, L, K): the Gaussian prior of them all
     (`fit_prior`, `rank` directions), k-means (k-means++ starts, seeded) on the windows'
     coordinates on its top CLUSTER_DIRECTIONS directions, then a Gaussian per cluster inside the
     prior's basis (`within_basis`, `shrinkage` as there), weighted by its share of the windows.
-    to_video: as `fit_prior`'s, traceable by jax (it is compiled)."""
+    With labels (N,) in [0, num_classes) (a prior per class), `components` clusters of each
+    class's windows, class-major: the classes' Gaussians shrink towards their pooled
+    within-class covariance, the class-conditional Gaussians regularised discriminant analysis
+    was made for. to_video: as `fit_prior`'s, traceable by jax (it is compiled)."""
     windows = np.asarray(windows, np.float32)
     to_video = compiled(to_video)
     whole = fit_prior(windows, to_video, rank, seed)
     coords, off_basis = basis_coordinates(windows, to_video, whole)
-    labels = clusters(coords[:, :CLUSTER_DIRECTIONS], components, seed)
-    return within_basis(whole, coords, off_basis, labels, components, shrinkage)
+    labels = np.zeros(len(windows), int) if labels is None else np.asarray(labels)
+    groups = labels * components
+    if components > 1:
+        for c in range(num_classes):
+            members = labels == c
+            groups[members] += clusters(coords[members, :CLUSTER_DIRECTIONS], components, seed)
+    return within_basis(whole, coords, off_basis, groups, num_classes * components, shrinkage)
 
 
 def basis_coordinates(windows, to_video, prior):
@@ -372,13 +383,11 @@ def clusters(coords, components, seed=0):
 def fit(windows, to_video, rank, components, seed=0, labels=None, num_classes=0):
     """The prior a model of `components` (model.prior_components) fits: a `GaussianPrior` for
     1, a `MixturePrior` above; with labels (N,) in [0, num_classes) (model.prior_per_class), a
-    `MixturePrior` of each class's prior, class-major, weighted by the classes' shares (with
-    two classes or more: one class's prior is the prior)."""
+    `MixturePrior` of `components` Gaussians a class, class-major, weighted by their shares of the
+    windows (with two classes or more: one class's prior is the prior; `fit_mixture`)."""
     if labels is not None and num_classes > 1:
-        labels, to_video = np.asarray(labels), compiled(to_video)
-        parts = [as_mixture(fit(windows[labels == c], to_video, rank, components, seed))
-                 for c in range(num_classes)]
-        return joined(parts, np.bincount(labels, minlength=num_classes) / len(labels))
+        return fit_mixture(windows, to_video, rank, components, seed, labels=labels,
+                           num_classes=num_classes)
     if components == 1:
         return fit_prior(windows, to_video, rank, seed)
     return fit_mixture(windows, to_video, rank, components, seed)

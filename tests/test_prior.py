@@ -208,14 +208,16 @@ def test_an_outlier_does_not_keep_a_cluster_of_its_own():
     assert len(set(labels[:300])) == 2  # the larger blob halved
 
 
-def velocity_mse(fitted, x, logsnr, seed=0):
-    """The mean squared error of a `MixturePrior`'s posterior velocity against the velocity
-    target alpha eps - sigma x of flat windows x at one log-SNR."""
+def velocity_mse(fitted, x, logsnr, seed=0, allowed=None):
+    """The mean squared error of a `MixturePrior`'s posterior velocity (of the components
+    `allowed`, as mixture_posterior_velocity's) against the velocity target alpha eps - sigma x
+    of flat windows x at one log-SNR."""
     a, s = np.sqrt(1 / (1 + np.exp(-logsnr))), np.sqrt(1 / (1 + np.exp(logsnr)))
     eps = np.random.default_rng(seed).standard_normal(x.shape)
     leaves = {k.removeprefix("prior_"): jnp.asarray(v) for k, v in fitted.as_params().items()}
     got = prior_lib.mixture_posterior_velocity(jnp.asarray(a * x + s * eps, jnp.float32),
-                                               jnp.full((len(x),), logsnr), **leaves)
+                                               jnp.full((len(x),), logsnr), **leaves,
+                                               allowed=allowed)
     return float(np.mean((np.asarray(got) - (a * eps - s * x)) ** 2))
 
 
@@ -302,22 +304,54 @@ def test_model_with_a_mixture_prior_starts_as_its_denoiser():
 
 
 def test_per_class_prior_fits_each_class_and_weighs_by_share():
-    """Labels that are the clusters: each class's components fit its windows alone, weighted by
-    the class's share times their weight within it."""
+    """Labels that are the clusters: each class's components fit its windows, weighted by the
+    class's share times their weight within it; with one a class and no shrinkage, a class's
+    Gaussian has its windows' mean and, inside the basis of all the windows, their sample
+    covariance."""
     x, _ = two_clusters(1000)
     labels = (x[:, 0] > 3).astype(int)  # 0: the cluster at 0 (70%), 1: the one at 6
-    fitted = prior_lib.fit(x.reshape(len(x), -1, 1), identity_video, rank=6, components=2,
-                           labels=labels, num_classes=2)
+    flat = x.reshape(len(x), -1, 1)
+    fitted = prior_lib.fit(flat, identity_video, rank=6, components=2, labels=labels,
+                           num_classes=2)
     assert fitted.means.shape == (4, DIM)  # class-major: 2 components of class 0, then class 1
     np.testing.assert_allclose(fitted.means[:2, 0], 0.0, atol=0.5)
     np.testing.assert_allclose(fitted.means[2:, 0], 6.0, atol=0.5)
     shares = np.exp(fitted.log_weights)
     np.testing.assert_allclose([shares[:2].sum(), shares[2:].sum()], [0.7, 0.3], atol=0.01)
-    one = prior_lib.fit(x[labels == 1].reshape(-1, DIM, 1), identity_video, rank=6, components=1)
-    per_class = prior_lib.fit(x.reshape(len(x), -1, 1), identity_video, rank=6, components=1,
-                              labels=labels, num_classes=2)
-    np.testing.assert_array_equal(per_class.means[1], one.mean)
-    np.testing.assert_array_equal(per_class.variances[1], one.variances)
+    per_class = prior_lib.fit_mixture(flat, identity_video, rank=8, components=1,
+                                      shrinkage=0.0, labels=labels, num_classes=2)
+    projector = per_class.bases[0] @ per_class.bases[0].T  # every class shares the basis' span
+    for c in range(2):
+        members = x[labels == c]
+        np.testing.assert_allclose(per_class.means[c], members.mean(0), atol=0.05)
+        covariance = per_class.bases[c] @ np.diag(per_class.variances[c]) @ per_class.bases[c].T
+        np.testing.assert_allclose(covariance, projector @ np.cov(members, rowvar=False)
+                                   @ projector, atol=2e-3)
+
+
+@pytest.mark.parametrize("logsnr", [8.0, 15.0])
+def test_class_of_fewer_windows_than_directions_denoises_its_windows_it_never_saw(logsnr):
+    """A prior per class fitted on 80 windows, classes of ~56 and ~24 in 36 directions: each
+    class's Gaussian shrunk towards the pooled within-class covariance (the default) denoises
+    the class's windows it never saw about as well as the ones it was fitted on; each class's
+    sample covariance alone (shrinkage 0) gives them alpha / sigma times their part in the
+    directions the class lacks."""
+    x, _ = two_clusters(600, seed=3)
+    labels = (x[:, 0] > 3).astype(int)
+    fits = {shrinkage: prior_lib.fit_mixture(x[:80].reshape(80, -1, 1), identity_video,
+                                             rank=DIM, components=1, shrinkage=shrinkage,
+                                             labels=labels[:80], num_classes=2)
+            for shrinkage in (prior_lib.SHRINKAGE, 0.0)}
+
+    def mse(fitted, rows):  # each window denoised by its class's Gaussian
+        allowed = prior_lib.class_components(jnp.asarray(labels[rows]), 2, 2)
+        return velocity_mse(fitted, x[rows], logsnr, allowed=allowed)
+
+    seen, unseen = slice(0, 80), slice(80, None)
+    assert mse(fits[prior_lib.SHRINKAGE], seen) < 1.0
+    assert mse(fits[prior_lib.SHRINKAGE], unseen) < 2 * mse(fits[prior_lib.SHRINKAGE], seen)
+    if logsnr == 15.0:  # the defect the shrinkage mends
+        assert mse(fits[0.0], unseen) > 5 * mse(fits[prior_lib.SHRINKAGE], unseen)
 
 
 def test_per_class_prior_serves_the_label_and_the_mixture_for_no_class():
