@@ -221,22 +221,45 @@ def velocity_mse(fitted, x, logsnr, seed=0, allowed=None):
     return float(np.mean((np.asarray(got) - (a * eps - s * x)) ** 2))
 
 
+@pytest.mark.parametrize("per_class", [False, True])
 @pytest.mark.parametrize("logsnr", [8.0, 15.0])
-def test_mixture_of_fewer_windows_than_directions_denoises_windows_it_never_saw(logsnr):
-    """Two clusters of 56 and 24 windows in 36 directions (the residual's 0.01 in each): a
-    cluster's sample covariance alone gives the directions it lacks variance 0, and the velocity
-    of a window outside the fit alpha / sigma (1,800 at log-SNR 15) times its part there; shrunk
-    towards the pooled covariance (the default), windows it never saw denoise about as well as
-    the ones it was fitted on."""
+def test_groups_of_fewer_windows_than_directions_denoise_windows_they_never_saw(logsnr, per_class):
+    """80 windows in two groups of ~56 and ~24 in 36 directions (the residual's 0.01 in each):
+    k-means clusters of a mixture, or the classes of a prior per class (each window then denoised
+    by its class's Gaussian). A group's sample covariance alone (shrinkage 0) gives the
+    directions it lacks variance 0, and the velocity of a window outside the fit alpha / sigma
+    (1,800 at log-SNR 15) times its part there; shrunk towards the pooled covariance (the
+    default), windows it never saw denoise about as well as the ones it was fitted on."""
     x, _ = two_clusters(600, seed=3)
+    labels = (x[:, 0] > 3).astype(int)
+    groups = (dict(components=1, labels=labels[:80], num_classes=2) if per_class
+              else dict(components=2))
     fits = {shrinkage: prior_lib.fit_mixture(x[:80].reshape(80, -1, 1), identity_video,
-                                             rank=DIM, components=2, shrinkage=shrinkage)
+                                             rank=DIM, shrinkage=shrinkage, **groups)
             for shrinkage in (prior_lib.SHRINKAGE, 0.0)}
-    seen = velocity_mse(fits[prior_lib.SHRINKAGE], x[:80], logsnr)
-    unseen = velocity_mse(fits[prior_lib.SHRINKAGE], x[80:], logsnr)
+
+    def mse(fitted, rows):
+        allowed = (prior_lib.class_components(jnp.asarray(labels[rows]), 2, 2) if per_class
+                   else None)
+        return velocity_mse(fitted, x[rows], logsnr, allowed=allowed)
+
+    seen = mse(fits[prior_lib.SHRINKAGE], slice(0, 80))
+    unseen = mse(fits[prior_lib.SHRINKAGE], slice(80, None))
     assert seen < 1.0 and unseen < 2 * seen
     if logsnr == 15.0:  # the defect the shrinkage mends
-        assert velocity_mse(fits[0.0], x[80:], logsnr) > 5 * unseen
+        assert mse(fits[0.0], slice(80, None)) > 5 * unseen
+
+
+def assert_sample_covariances(fitted, x, labels, basis):
+    """Component c of `fitted` has the mean of the windows x (N, D) of labels == c and, inside
+    the span of `basis` (D, r), their sample covariance."""
+    projector = basis @ basis.T
+    for c in range(labels.max() + 1):
+        members = x[labels == c]
+        np.testing.assert_allclose(fitted.means[c], members.mean(0), atol=0.05)
+        want = projector @ np.cov(members, rowvar=False) @ projector
+        got = fitted.bases[c] @ np.diag(fitted.variances[c]) @ fitted.bases[c].T
+        np.testing.assert_allclose(got, want, atol=2e-3)
 
 
 def test_mixture_components_are_their_clusters_sample_covariances_without_shrinkage():
@@ -249,14 +272,8 @@ def test_mixture_components_are_their_clusters_sample_covariances_without_shrink
     coords, off_basis = prior_lib.basis_coordinates(flat, identity_video, whole)
     labels = (x[:, 0] > 3).astype(int)  # the clusters, means 6 apart
     fitted = prior_lib.within_basis(whole, coords, off_basis, labels, 2, shrinkage=0.0)
-    for c in range(2):
-        members = x[labels == c]
-        np.testing.assert_allclose(fitted.means[c], members.mean(0), atol=0.05)
-        projector = whole.basis @ whole.basis.T
-        want = projector @ np.cov(members, rowvar=False) @ projector
-        got = fitted.bases[c] @ np.diag(fitted.variances[c]) @ fitted.bases[c].T
-        np.testing.assert_allclose(got, want, atol=2e-3)
-        assert fitted.residuals[c] == pytest.approx(0.01, rel=0.15)
+    assert_sample_covariances(fitted, x, labels, whole.basis)
+    np.testing.assert_allclose(fitted.residuals, 0.01, rtol=0.15)
 
 
 @pytest.mark.parametrize("logsnr", [-12.0, -3.0, 0.0, 4.0, 14.0])
@@ -320,38 +337,8 @@ def test_per_class_prior_fits_each_class_and_weighs_by_share():
     np.testing.assert_allclose([shares[:2].sum(), shares[2:].sum()], [0.7, 0.3], atol=0.01)
     per_class = prior_lib.fit_mixture(flat, identity_video, rank=8, components=1,
                                       shrinkage=0.0, labels=labels, num_classes=2)
-    projector = per_class.bases[0] @ per_class.bases[0].T  # every class shares the basis' span
-    for c in range(2):
-        members = x[labels == c]
-        np.testing.assert_allclose(per_class.means[c], members.mean(0), atol=0.05)
-        covariance = per_class.bases[c] @ np.diag(per_class.variances[c]) @ per_class.bases[c].T
-        np.testing.assert_allclose(covariance, projector @ np.cov(members, rowvar=False)
-                                   @ projector, atol=2e-3)
-
-
-@pytest.mark.parametrize("logsnr", [8.0, 15.0])
-def test_class_of_fewer_windows_than_directions_denoises_its_windows_it_never_saw(logsnr):
-    """A prior per class fitted on 80 windows, classes of ~56 and ~24 in 36 directions: each
-    class's Gaussian shrunk towards the pooled within-class covariance (the default) denoises
-    the class's windows it never saw about as well as the ones it was fitted on; each class's
-    sample covariance alone (shrinkage 0) gives them alpha / sigma times their part in the
-    directions the class lacks."""
-    x, _ = two_clusters(600, seed=3)
-    labels = (x[:, 0] > 3).astype(int)
-    fits = {shrinkage: prior_lib.fit_mixture(x[:80].reshape(80, -1, 1), identity_video,
-                                             rank=DIM, components=1, shrinkage=shrinkage,
-                                             labels=labels[:80], num_classes=2)
-            for shrinkage in (prior_lib.SHRINKAGE, 0.0)}
-
-    def mse(fitted, rows):  # each window denoised by its class's Gaussian
-        allowed = prior_lib.class_components(jnp.asarray(labels[rows]), 2, 2)
-        return velocity_mse(fitted, x[rows], logsnr, allowed=allowed)
-
-    seen, unseen = slice(0, 80), slice(80, None)
-    assert mse(fits[prior_lib.SHRINKAGE], seen) < 1.0
-    assert mse(fits[prior_lib.SHRINKAGE], unseen) < 2 * mse(fits[prior_lib.SHRINKAGE], seen)
-    if logsnr == 15.0:  # the defect the shrinkage mends
-        assert mse(fits[0.0], unseen) > 5 * mse(fits[prior_lib.SHRINKAGE], unseen)
+    # every class's basis spans the whole set's: class 0's stands for it
+    assert_sample_covariances(per_class, x, labels, per_class.bases[0])
 
 
 def test_per_class_prior_serves_the_label_and_the_mixture_for_no_class():
