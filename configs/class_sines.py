@@ -11,10 +11,11 @@ def get_config(arg=None):
     with config.unlocked():
         config.video.normalizer = "frame"  # as sines (configs/sines.py)
         config.data.val_fraction = 0.05  # a random 5% of the windows: each its own series
-        # Labelled sets keep one Gaussian (a class's with model.prior_per_class): every labelled
-        # figure of docs/results.md was measured with it, the mixture not yet.
-        config.model.prior_components = 1
         if config.variant != "smoke":
+            # Six Gaussians a class (prior.components_for's most for its smallest class, 600
+            # windows): a class's windows lie on a ring (the phase), which one Gaussian a class
+            # fits badly (86-90% in band at w = 2 against 95%; docs/ablations.md).
+            config.model.prior_components = 6
             # Its answer is a frequency: ancestral sampling's fresh noise each step corrects the
             # drift of the deterministic solver's 20 steps, which put 90-92% of the samples in
             # their band at w = 2 against 95-97% (two seeds; docs/results.md).

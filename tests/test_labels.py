@@ -153,6 +153,7 @@ def test_prior_components_follow_the_smallest_class_with_a_prior_per_class():
     ds = labelled.labelled_dataset("three", unit, ["a", "b", "c"], y, 24)
     config = class_sines.get_config("smoke")
     config.model.prior_components = 30
+    config.model.prior_per_class = False
     assert train.with_prior_components(config, ds).model.prior_components == 16  # 1,650 windows
     config.model.prior_per_class = True
     assert train.with_prior_components(config, ds).model.prior_components == 2  # class c: 250
@@ -241,8 +242,13 @@ def test_labelled_configs():
         assert (config.data.name, config.train.batch_size, config.data.val_fraction) == (
             name, batch, 0.0)
         assert labelled.wants_labels(config.data)
+        # A Gaussian a class (classes of 10-34 windows), sampled as class_sines is.
+        assert (config.model.prior_per_class, config.model.prior_components) == (True, 1)
+        assert (config.sample.method, config.sample.num_steps) == ("ancestral", 100)
     config = class_sines.get_config("cpu")
     assert labelled.wants_labels(config.data) and config.sample.guidance == 2.0
+    assert (config.model.prior_per_class, config.model.prior_components) == (True, 6)
+    assert (config.sample.method, config.sample.num_steps) == ("ancestral", 100)
     assert not labelled.wants_labels(sines.get_config("cpu").data)
 
 
@@ -443,6 +449,7 @@ def test_labelled_smoke_run_trains_and_samples_the_asked_classes(tmp_path):
     # The Python API: names or indices, and a class-conditional imputation.
     config = class_sines.get_config("smoke")
     tm = saved_model.load(config, workdir)
+    assert tm.model.num_prior_components == 3  # a prior per class by default: one Gaussian each
     unit, y = generate.sample_series(tm, ["1", "1"], guidance=0.0, num_steps=2, progress=None)
     assert unit.shape == (2, 24, 2) and y.tolist() == [1, 1]
     from stdiff_jax import conditional
