@@ -14,7 +14,7 @@ def get_config(arg=None):
         if config.variant != "smoke":
             # Six Gaussians a class (prior.components_for's most for its smallest class, 600
             # windows): a class's windows lie on a ring (the phase), which one Gaussian a class
-            # fits badly (86-90% in band at w = 2 against 95%; docs/ablations.md).
+            # fits badly (90.2% in band at w = 2 against six's 95.0 / 95.7%; docs/ablations.md).
             config.model.prior_components = 6
             # Its answer is a frequency: ancestral sampling's fresh noise each step corrects the
             # drift of the deterministic solver's 20 steps, which put 90-92% of the samples in
