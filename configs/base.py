@@ -136,11 +136,12 @@ def base_config():
     c.train.seed = 0
 
     c.sample = ml_collections.ConfigDict()
-    # "ddim" (the paper's, with 200 steps), "ancestral" or "dpmpp_2m". DPM-Solver++(2M) at 20
+    # "ddim" (the paper's, with 200 steps), "ancestral", "dpmpp_2m", or "auto": ancestral for a
+    # model with classes, DPM-Solver++(2M) without (`sampling.resolve`). DPM-Solver++(2M) at 20
     # steps scored as well as or better than DDIM at 200 on sines and ETTh for a tenth of the
     # network calls (docs/ablations.md, samplers); every ablation of the v loss sampled with it.
-    c.sample.method = "dpmpp_2m"
-    c.sample.num_steps = 20
+    c.sample.method = "auto"
+    c.sample.num_steps = 0  # 0: the method's (sampling.DEFAULT_STEPS: 200 / 100 / 20)
     c.sample.eta = 0.0
     c.sample.grid = "logsnr"  # Time grid of the sampler: "logsnr" (uniform in log-SNR) or "time".
     c.sample.clip_x0 = 5.0  # Clip predicted clean videos to +-this many normaliser stds; 0: off.
@@ -248,13 +249,6 @@ def make_config(dataset, arg=None, default_seq_len=24):
     return c
 
 
-# The sampler of the labelled sets' configs (class_sines, the UCR sets) outside `smoke`: with
-# guidance, ancestral sampling's fresh noise each step corrects the drift the deterministic
-# solver's 20 steps carry (class_sines 95-96% in band at w = 2 against 90-92%; JapaneseVowels CAS
-# 0.886 / 0.876 against 0.856 / 0.862; docs/results.md, "Generation per class").
-LABELLED_SAMPLER = dict(method="ancestral", num_steps=100)
-
-
 def make_ucr_config(problem, arg, batch_size):
     """The config of the UCR/UEA set `ucr:PROBLEM` (stdiff_jax/data/labelled.py): their training
     sets are small, so no validation share is held out (a fixed training subset is scored), and
@@ -264,10 +258,8 @@ def make_ucr_config(problem, arg, batch_size):
         config.data.val_fraction = 0.0
         config.train.batch_size = batch_size
         # Classes of 10-34 windows: one Gaussian a class (prior.components_for allows one per
-        # 100 windows), and the labelled sets' sampler.
+        # 100 windows).
         config.model.prior_components = 1
-        if config.variant != "smoke":
-            config.sample.update(LABELLED_SAMPLER)
     return config
 
 

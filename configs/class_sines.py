@@ -16,7 +16,6 @@ def get_config(arg=None):
             # windows): a class's windows lie on a ring (the phase), which one Gaussian a class
             # fits badly (90.2% in band at w = 2 against six's 95.0 / 95.7%; docs/ablations.md).
             config.model.prior_components = 6
-            config.sample.update(base.LABELLED_SAMPLER)
         if config.variant == "cpu":
             # Two channels make a step cheap: 12,000 steps of batch 64 took 488 process CPU s.
             # At 3,000 steps the conditional model put 73% of its samples in the asked band

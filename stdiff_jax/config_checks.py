@@ -20,7 +20,7 @@ from stdiff_jax.models.stdiff import DTYPES
 from stdiff_jax.schedule import Schedule
 from stdiff_jax.stft import check_stft_settings
 
-CHOICES = {"sample.method": sampling.METHODS, "sample.grid": sampling.GRIDS,
+CHOICES = {"sample.method": (sampling.AUTO, *sampling.METHODS), "sample.grid": sampling.GRIDS,
            "diffusion.loss_weighting": diffusion.WEIGHTINGS,
            "video.normalizer": video.NORMALIZERS, "model.dtype": tuple(sorted(DTYPES))}
 
@@ -59,7 +59,7 @@ RANGES = {
     "train.checkpoint_every": AT_LEAST_1,
     "train.patience": NON_NEGATIVE,
     "train.keep_checkpoints": AT_LEAST_1,
-    "sample.num_steps": AT_LEAST_1,
+    "sample.num_steps": NON_NEGATIVE,
     "sample.eta": CLOSED_UNIT,
     "sample.clip_x0": NON_NEGATIVE,
     "sample.num_samples": NON_NEGATIVE,

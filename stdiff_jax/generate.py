@@ -87,13 +87,19 @@ def compile_chunk_sampler(sample_fn, mesh, chunk_size, *, apply_fn, num_classes,
     return jax.jit(fn, in_shardings=(replicated,) * 3 + split, out_shardings=data)
 
 
+def sampler_of(config, model):
+    """(method, num_steps) of config.sample for `model` (`sampling.resolve`: "auto" follows whether
+    the model has classes; num_steps 0 the method's default)."""
+    return sampling.resolve(config.sample.method, config.sample.num_steps, model.num_classes > 0)
+
+
 def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
     """The `compile_chunk_sampler` of generation: fn(params, key, first_index) -> the chunk's
     chunk_size series (L, K) in model space, decoded from the videos of config.sample's sampler;
     a model with classes also takes the chunk's labels (guided at config.sample.guidance)."""
     shape = (chunk_size, *saved_model.video_shape_of(config.video, series_shape))
     decode = saved_model.series_decoder(config.video, normalizer, series_shape[0])
-    settings = sampler_settings(config, config.sample.method, config.sample.num_steps)
+    settings = sampler_settings(config, *sampler_of(config, model))
 
     def sample_fn(denoise, key, first_index):
         return decode(sampling.sample(denoise, shape, key, first_index=first_index, **settings))
@@ -207,7 +213,7 @@ def sample_series(tm, labels=None, *, mesh=None, progress=sampling.log_progress,
                                                              num_samples)
     sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)
     logging.info("Generating %d series with %s, %d steps, in chunks of %d on %d devices%s.",
-                 num_samples, config.sample.method, config.sample.num_steps, chunk_size, mesh.size,
+                 num_samples, *sampler_of(config, model), chunk_size, mesh.size,
                  "" if labels is None else f", guidance {config.sample.guidance}")
     start = time.perf_counter()
     series = generate_series(sampler, params, num_samples, chunk_size,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import base, class_sines, sines
-from stdiff_jax import generate, labels, mesh as mesh_lib, modes, saved_model, train
+from stdiff_jax import generate, labels, mesh as mesh_lib, modes, sampling, saved_model, train
 from stdiff_jax.data import labelled, load_dataset, tables
 from stdiff_jax.data.download import ChecksumError
 from stdiff_jax.errors import UserError
@@ -244,11 +244,13 @@ def test_labelled_configs():
         assert labelled.wants_labels(config.data)
         # A Gaussian a class (classes of 10-34 windows), sampled as class_sines is.
         assert (config.model.prior_per_class, config.model.prior_components) == (True, 1)
-        assert (config.sample.method, config.sample.num_steps) == ("ancestral", 100)
+        assert sampling.resolve(config.sample.method, config.sample.num_steps, True) == (
+            "ancestral", 100)
     config = class_sines.get_config("cpu")
     assert labelled.wants_labels(config.data) and config.sample.guidance == 2.0
     assert (config.model.prior_per_class, config.model.prior_components) == (True, 6)
-    assert (config.sample.method, config.sample.num_steps) == ("ancestral", 100)
+    assert sampling.resolve(config.sample.method, config.sample.num_steps, True) == (
+        "ancestral", 100)
     assert not labelled.wants_labels(sines.get_config("cpu").data)
 
 
@@ -433,6 +435,7 @@ def test_labelled_smoke_run_trains_and_samples_the_asked_classes(tmp_path):
                       "--mode=sample", "--config.sample.classes=2:5,0:3",
                       "--config.sample.guidance=2", *overrides)
     assert result.returncode == 0, result.stderr
+    assert "Generating 8 series with ancestral, 2 steps" in result.stderr  # "auto" with classes
     assert np.load(workdir / modes.SAMPLES_LABELS).tolist() == [0] * 3 + [2] * 5
     per_row = labelled.read_label_column(workdir / modes.SAMPLES_CSV, "label")
     assert per_row.tolist() == ["0"] * 3 * 24 + ["2"] * 5 * 24

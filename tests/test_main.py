@@ -70,7 +70,7 @@ def test_indivisible_batch_is_a_user_error(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("--config.sample.method=dpm", "config.sample.method='dpm' is not one of ('ddim', "),
+    ("--config.sample.method=dpm", "config.sample.method='dpm' is not one of ('auto', 'ddim', "),
     ("--config.diffusion.loss_weighting=x0", "config.diffusion.loss_weighting='x0' is not one of"),
     ("--config.model.heads=3", "model.hidden (32) must split into model.heads (3) heads"),
     ("--config.video.hop=12", "STFT hop=12 exceeds n_fft=11"),

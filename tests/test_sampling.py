@@ -117,6 +117,18 @@ def test_bad_options_fail_clearly():
                           num_steps=2, **OPTIONS)
 
 
+def test_auto_follows_the_classes_and_zero_steps_the_method():
+    assert sampling.resolve("auto", 0, has_classes=True) == ("ancestral", 100)
+    assert sampling.resolve("auto", 0, has_classes=False) == ("dpmpp_2m", 20)
+    assert sampling.resolve("ddim", 0, has_classes=False) == ("ddim", 200)
+    # What a config sets wins.
+    assert sampling.resolve("dpmpp_2m", 7, has_classes=True) == ("dpmpp_2m", 7)
+    assert sampling.resolve("auto", 5, has_classes=True) == ("ancestral", 5)
+    with pytest.raises(ValueError, match=r"Unknown sampler 'euler' \(config.sample.method\); "
+                                         r"use one of \('auto', 'ddim'"):
+        sampling.resolve("euler", 0, has_classes=False)
+
+
 def test_clip_x0_bounds_the_samples():
     options = dict(OPTIONS, clip_x0=0.5)
     x = jax.jit(lambda key: sampling.sample(gaussian_denoiser, (16, *DIMS), key, method="ddim",
