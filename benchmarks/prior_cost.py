@@ -3,18 +3,23 @@ CPU, and the coefficients of `stdiff_jax/budget.py`'s PRIOR fitted to it:
 
     python benchmarks/prior_cost.py                            # the default cells
     python benchmarks/prior_cost.py --cells=7x24,7x256 --windows=17000 --steps=5
-    python benchmarks/prior_cost.py --cells=5x24 --components=10   # a mixture's cost
+    python benchmarks/prior_cost.py --cells=5x24,7x256 --components=30,7 --batch=64,16  # mixtures
 
-Per cell KxL, on random windows (the fit's cost depends on the shapes, not on the values):
-- the fit: process CPU of `prior.fit_prior` on --windows windows at full rank (min(1024, L K));
-- a training step: the median process CPU of --steps steps of the `cpu` network of batch --batch,
-  with the prior and without it (benchmarks/train_step.py's `measure_cell`, the same compiled
-  program otherwise); the difference is the prior's.
+Per cell KxL (with the cell's --components and --batch, or the one value given for all), on
+random windows (the fit's cost depends on the shapes, not on the values):
+- the fit: process CPU of `prior.fit` on --windows windows at full rank (min(1024, L K));
+- a training step: the median process CPU of --steps steps of the `cpu` network with the prior
+  and without it (benchmarks/train_step.py's `measure_cell`, the same compiled program
+  otherwise); the difference is the prior's (cells where it is under 5% of the step, inside
+  the noise of the medians, are left out of the step's fit).
 Prints a row per cell, with budget.py's current prediction beside each measurement, and the
 coefficients fitted to the cells (non-negative least squares on relative error): PRIOR["fit"]
 per multiply-add of `budget.prior_fit_work`, PRIOR["fit_pixel"] per video value a pass
-(`budget.prior_passes`), PRIOR["step"] per multiply-add of `budget.prior_step_work`. CPU
-seconds of the machine it runs on: run it where `train_step.py --sweep` ran (budget.py says which).
+(`budget.prior_passes`), and the step's: with one Gaussian PRIOR["step"] per multiply-add of
+`budget.prior_step_work`; with a mixture MIXTURE["step"] per multiply-add and MIXTURE["basis"]
+per number of its bases read (`budget.prior_step_seconds`); and PRIOR_EVAL_RATIO, a validation
+batch's prior part over a training step's (`budget.eval_batch_seconds`). CPU seconds of the machine it runs
+on: run it where `train_step.py --sweep` ran (budget.py says which).
 """
 
 import dataclasses
@@ -29,10 +34,15 @@ from stdiff_jax import prior as prior_lib
 
 flags.DEFINE_list("cells", ["7x24", "28x24", "7x128", "7x256"], "KxL cells.")
 flags.DEFINE_integer("windows", 8000, "Random windows the prior is fitted on.")
-flags.DEFINE_integer("batch", 64, "Training batch of the timed steps.")
-flags.DEFINE_integer("components", 1, "model.prior_components of the prior timed.")
+flags.DEFINE_list("batch", ["64"], "Training batch of each cell's timed steps (one: all).")
+flags.DEFINE_list("components", ["1"], "model.prior_components of each cell (one: all); either "
+                  "all 1 or all above 1.")
 FLAGS = flags.FLAGS
 RANK = 1024  # configs/base.py's model.prior_rank: min(RANK, L K) directions
+# Random windows of a mixture's timed steps: enough that k-means leaves no Gaussian with fewer than
+# prior.MIN_CLUSTER of them (30 Gaussians on 600 uniform windows did).
+MIXTURE_WINDOWS = 4000
+NOISE_SHARE = 0.05  # of a step: a prior's cost below it is not fitted (module docstring)
 
 
 def fit_seconds(config, shape, num_windows):
@@ -48,47 +58,77 @@ def fit_seconds(config, shape, num_windows):
     return time.process_time() - start
 
 
-def measure(k, length):
-    config = train_step.sweep_config("cpu", length, prior_rank=RANK,
-                                     prior_components=FLAGS.components)
+def measure(k, length, components, batch):
+    config = train_step.sweep_config("cpu", length, prior_rank=RANK, prior_components=components)
     shape = budget.StepShape.of(config, (length, k))
-    steps = {rank: train_step.measure_cell("cpu", k, length, FLAGS.steps, prior_rank=rank,
-                                           batch=FLAGS.batch, prior_components=FLAGS.components
-                                           )["step_s"] for rank in (0, RANK)}
-    return {"K": k, "L": length, "shape": shape, "fit_s": fit_seconds(config, (length, k),
-                                                                       FLAGS.windows),
-            "plain_step_s": steps[0], "prior_step_s": steps[RANK]}
+    windows = MIXTURE_WINDOWS if components > 1 else train_step.SWEEP_WINDOWS
+    cells = {rank: train_step.measure_cell("cpu", k, length, FLAGS.steps, prior_rank=rank,
+                                           batch=batch, prior_components=components,
+                                           num_windows=windows) for rank in (0, RANK)}
+    return {"K": k, "L": length, "batch": batch, "shape": shape,
+            "fit_s": fit_seconds(config, (length, k), FLAGS.windows),
+            "plain_step_s": cells[0]["step_s"], "prior_step_s": cells[RANK]["step_s"],
+            "plain_eval_s": cells[0]["eval_s"], "prior_eval_s": cells[RANK]["eval_s"]}
+
+
+def step_features(row):
+    """The prior's step features of a row: budget.prior_step_work, and a mixture's bases read."""
+    s = row["shape"]
+    work = [budget.prior_step_work(s, row["batch"])]
+    return work + [budget.mixture_basis_numbers(s)] if s.prior_components > 1 else work
 
 
 def fit(rows):
-    """PRIOR's coefficients fitted to the rows."""
+    """(PRIOR's fit coefficients, the step's: PRIOR's or MIXTURE's) fitted to the rows."""
     fit_features = [[budget.prior_fit_work(r["shape"], FLAGS.windows),
                      budget.prior_passes(r["shape"]) * FLAGS.windows * r["shape"].pixels]
                     for r in rows]
     fit_coef = train_step.nnls_relative(fit_features, [r["fit_s"] for r in rows])
-    extra = [max(r["prior_step_s"] - r["plain_step_s"], 1e-6) for r in rows]
-    step_coef = train_step.nnls_relative(
-        [[budget.prior_step_work(r["shape"], FLAGS.batch)] for r in rows], extra)
-    return dict(fit=float(fit_coef[0]), fit_pixel=float(fit_coef[1]), step=float(step_coef[0]))
+    # Cells where the prior adds less than NOISE_SHARE of a step are inside the medians' noise:
+    # their relative error would pull every coefficient to ~0.
+    timed = [r for r in rows
+             if r["prior_step_s"] - r["plain_step_s"] > NOISE_SHARE * r["plain_step_s"]]
+    extra = [r["prior_step_s"] - r["plain_step_s"] for r in timed]
+    step_coef = [float(c) for c in train_step.nnls_relative([step_features(r) for r in timed],
+                                                            extra)] if timed else [0.0, 0.0]
+    step = dict(zip(("step", "basis"), step_coef))
+    # A validation batch's prior part over a training step's (no update of its constants there).
+    eval_ratio = (float(np.median([(r["prior_eval_s"] - r["plain_eval_s"])
+                                   / (r["prior_step_s"] - r["plain_step_s"]) for r in timed]))
+                  if timed else 0.0)
+    return dict(fit=float(fit_coef[0]), fit_pixel=float(fit_coef[1])), step, eval_ratio
 
 
 def main(argv):
     del argv
-    rows = [measure(*map(int, cell.split("x"))) for cell in FLAGS.cells]
-    print(f"| K | L | D | r | fit CPU s ({FLAGS.windows} windows) | budget.py | step without | "
-          f"with the prior (batch {FLAGS.batch}) | prior's share | budget.py's step share |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    n = len(FLAGS.cells)
+    components, batches = ([int(v) for v in (values * n if len(values) == 1 else values)]
+                           for values in (FLAGS.components, FLAGS.batch))
+    if len(components) != n or len(batches) != n or len({c > 1 for c in components}) > 1:
+        raise app.UsageError("Give one --components and --batch for all cells or one per cell, "
+                             "and either all 1 (one Gaussian) or all above 1 (mixtures).")
+    rows = [measure(*map(int, cell.split("x")), c, b)
+            for cell, c, b in zip(FLAGS.cells, components, batches)]
+    print(f"| K | L | D | r | C | batch | fit CPU s ({FLAGS.windows} windows) | budget.py | "
+          f"step without | with the prior | prior's share | budget.py's step share | "
+          f"validation batch without | with |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        s = r["shape"]
+        s, b = r["shape"], r["batch"]
         predicted_fit = budget.prior_fit_seconds(s, FLAGS.windows) / budget.REFERENCE_FACTOR
         share = r["prior_step_s"] / r["plain_step_s"] - 1
-        predicted_share = (budget.step_seconds(s, FLAGS.batch) / budget.step_seconds(
-            dataclasses.replace(s, prior_rank=0), FLAGS.batch) - 1)
-        print(f"| {r['K']} | {r['L']} | {s.video_numbers} | {s.prior_rank} | {r['fit_s']:.1f} | "
-              f"{predicted_fit:.1f} | {r['plain_step_s']:.3f} | {r['prior_step_s']:.3f} | "
-              f"{share:+.1%} | {predicted_share:+.1%} |")
-    print(f"PRIOR = {fit(rows)}  # benchmarks/prior_cost.py --cells={','.join(FLAGS.cells)} "
-          f"--windows={FLAGS.windows} --batch={FLAGS.batch} --steps={FLAGS.steps}")
+        predicted_share = (budget.step_seconds(s, b) / budget.step_seconds(
+            dataclasses.replace(s, prior_rank=0), b) - 1)
+        print(f"| {r['K']} | {r['L']} | {s.video_numbers} | {s.prior_rank} | "
+              f"{s.prior_components} | {b} | {r['fit_s']:.1f} | {predicted_fit:.1f} | "
+              f"{r['plain_step_s']:.3f} | {r['prior_step_s']:.3f} | {share:+.1%} | "
+              f"{predicted_share:+.1%} | {r['plain_eval_s']:.3f} | {r['prior_eval_s']:.3f} |")
+    fitted, step, eval_ratio = fit(rows)
+    name = "MIXTURE" if components[0] > 1 else "PRIOR"
+    print(f"PRIOR fit = {fitted}, {name} step = {step}, PRIOR_EVAL_RATIO = {eval_ratio:.3f}"
+          f"  # benchmarks/prior_cost.py "
+          f"--cells={','.join(FLAGS.cells)} --components={','.join(map(str, components))} "
+          f"--batch={','.join(map(str, batches))} --windows={FLAGS.windows} --steps={FLAGS.steps}")
 
 
 if __name__ == "__main__":

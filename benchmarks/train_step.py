@@ -21,7 +21,8 @@ measures process CPU per training step, per validation batch, of compilation and
 statistics on random windows of every K in --sweep_k x L in --sweep_l, for the `cpu` network and
 the Table-4 sizes (--sweep_sizes), with each model.patch_cov of --sweep_patch_cov. Each cell takes
 the largest batch (`cpu`: 64, 32 or 16; Table-4 sizes: 16 down to 1) that the current cost model
-says costs at most --cell_seconds a step, and reports the median of --sweep_steps timed steps (fewer for Table-4 sizes): other
+says costs at most --cell_seconds a step, or --sweep_batch (rows kept beside the others: a
+small batch costs more a sample), and reports the median of --sweep_steps timed steps (fewer for Table-4 sizes): other
 processes may share the machine, and a median resists their bursts. It prints the cost table
 (markdown: CPU per step and per training sample, the token count), the fitted growth in K and L,
 and the coefficients for `stdiff_jax/budget.py`. Cells already in --sweep_out are not measured
@@ -57,6 +58,7 @@ from stdiff_jax import budget, checkpoint, saved_model, train, video  # noqa: E4
 from stdiff_jax import prior as prior_lib  # noqa: E402
 from stdiff_jax import mesh as mesh_lib  # noqa: E402
 from stdiff_jax.data import BatchIterator, dataset_of  # noqa: E402
+from stdiff_jax.errors import UserError  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sines.py:cpu.")
 flags.DEFINE_integer("steps", 20, "Steps per timed block.")
@@ -69,16 +71,15 @@ flags.DEFINE_list("sweep_l", ["24", "64", "128", "256"], "Sequence lengths of th
 flags.DEFINE_list("sweep_sizes", ["cpu", "table4"], "Networks of the sweep: cpu, table4.")
 flags.DEFINE_list("sweep_patch_cov", ["1"], "Covariates a token (model.patch_cov) of the sweep.")
 flags.DEFINE_integer("sweep_steps", 5, "Timed steps per cpu cell (Table-4 cells: 3).")
+flags.DEFINE_integer("sweep_batch", 0, "Batch of every cell (0: the largest the cost model puts "
+                     "at <= --cell_seconds a step); such rows are kept beside the others.")
 flags.DEFINE_float("cell_seconds", 3.0, "Largest predicted process CPU s of one timed step.")
 flags.DEFINE_string("sweep_out", "", "JSON file of the sweep's rows (read back to resume).")
+flags.DEFINE_bool("plan_table", False, "Print budget.plan's steps x batch for a CSV of 17,000 "
+                  "windows at every K and L of the sweep (docs/costs.md), and exit.")
 FLAGS = flags.FLAGS
 STATS_WINDOWS = 4096  # Windows the normaliser is fitted on: enough for its shape and scale.
 SWEEP_WINDOWS = 512  # Random windows of a sweep cell.
-# Process CPU per step of the `cpu` network at L = 24 on the idle reference machine, the one the
-# MEASURED recipes were set on (docs/ablations.md; benchmarks/train_step.py, 2026-12-01 and -02):
-# (K, batch, seconds). The fitted model is scaled to them (budget.REFERENCE_FACTOR).
-REFERENCE_STEPS = [(5, 128, 0.372), (6, 128, 0.440), (6, 64, 0.213), (6, 32, 0.117),
-                   (7, 128, 0.507), (7, 64, 0.266)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -226,15 +227,16 @@ def cell_batch(size, shape):
 
 
 def measure_cell(size, num_covariates, seq_len, steps, patch_cov=1, prior_rank=0, batch=None,
-                 prior_components=1):
+                 prior_components=1, num_windows=SWEEP_WINDOWS):
     """One row of the cost table: medians of `steps` timed training steps and validation batches
-    (batch: cell_batch's unless given)."""
+    (batch: cell_batch's unless given) on `num_windows` random windows (a mixture prior needs
+    prior.MIN_CLUSTER a Gaussian)."""
     config = sweep_config(size, seq_len, patch_cov, prior_rank, prior_components)
     shape = budget.StepShape.of(config, (seq_len, num_covariates))
     batch = batch or cell_batch(size, shape)
     config.train.update(batch_size=batch, num_steps=1000, warmup_steps=10)
     rng = np.random.default_rng(0)
-    windows = rng.uniform(-1, 1, (max(SWEEP_WINDOWS, 2 * batch), seq_len, num_covariates))
+    windows = rng.uniform(-1, 1, (max(num_windows, 2 * batch), seq_len, num_covariates))
     compiled, compiled_eval, state, _, batch_of, costs = setup_training(
         config, mesh_lib.make_mesh(), windows.astype(np.float32))
     state, metrics = compiled(state, batch_of())  # warm-up: the first call's one-off costs
@@ -273,7 +275,7 @@ def fit(rows):
                           [r["stats_s"] for r in rows])
     anchor = budget.StepShape.of(sweep_config("cpu", 24), (24, 5))
     reference = [seconds / float(np.dot(step, budget.step_features(
-        dataclasses.replace(anchor, covariates=k), b))) for k, b, seconds in REFERENCE_STEPS]
+        dataclasses.replace(anchor, covariates=k), b))) for k, b, seconds in budget.REFERENCE_STEPS]
     return {"COST": cost, "EVAL_RATIO": float(np.median([r["eval_s"] / r["step_s"] for r in rows])),
             "COMPILE": dict(base=compile_[0], per_block=compile_[1]),
             "STATS": dict(base=stats[0], per_pixel=stats[1]),
@@ -282,8 +284,8 @@ def fit(rows):
 
 def growth(rows, key, other):
     """{(size, other value): log-log slope of CPU per sample against `key`} over the rows of
-    patch_cov 1."""
-    rows = [r for r in rows if patch_cov_of(r) == 1]
+    patch_cov 1 at the batch cell_batch chose."""
+    rows = [r for r in rows if patch_cov_of(r) == 1 and not r.get("batch_set")]
     slopes = {}
     for size in sorted({r["size"] for r in rows}):
         for value in sorted({r[other] for r in rows if r["size"] == size}):
@@ -302,7 +304,7 @@ def print_sweep(rows, fitted):
           "validation batch | compile | model / measured |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in sorted((r for r in rows if patch_cov_of(r) == 1),
-                    key=lambda r: (r["size"], r["L"], r["K"])):
+                    key=lambda r: (r["size"], r["L"], r["K"], -r["batch"])):
         s = budget.StepShape(**r["shape"])
         model = float(np.dot(cost, budget.step_features(s, r["batch"])))
         print(f"| {r['size']} | {r['L']} | {r['K']} | {s.tokens} ({s.frames} x {s.freq_patches} x "
@@ -356,15 +358,19 @@ def print_patch_cov(rows):
 def sweep():
     path = pathlib.Path(FLAGS.sweep_out) if FLAGS.sweep_out else None
     rows = json.loads(path.read_text()) if path and path.exists() else []
-    done = {(r["size"], r["K"], r["L"], patch_cov_of(r)) for r in rows}
+    done = {(r["size"], r["K"], r["L"], patch_cov_of(r), r.get("batch_set", False))
+            for r in rows}
     for size in FLAGS.sweep_sizes:
         steps = FLAGS.sweep_steps if size == "cpu" else min(FLAGS.sweep_steps, 3)
         for seq_len in map(int, FLAGS.sweep_l):
             for k in map(int, FLAGS.sweep_k):
                 for patch_cov in map(int, FLAGS.sweep_patch_cov):
-                    if (size, k, seq_len, patch_cov) in done or steps == 0:
+                    key = (size, k, seq_len, patch_cov, bool(FLAGS.sweep_batch))
+                    if key in done or steps == 0:
                         continue
-                    rows.append(measure_cell(size, k, seq_len, steps, patch_cov))
+                    rows.append(dict(measure_cell(size, k, seq_len, steps, patch_cov,
+                                                  batch=FLAGS.sweep_batch or None),
+                                     batch_set=bool(FLAGS.sweep_batch)))
                     r = rows[-1]
                     print(f"{size} L={seq_len} K={k} patch_cov={patch_cov} batch {r['batch']}: "
                           f"{r['step_s']:.3f} s a step, compile {r['compile_s']:.1f} s",
@@ -374,9 +380,32 @@ def sweep():
     print_sweep(rows, fit(rows))
 
 
+def plan_table(num_windows=17_000):
+    """What `cpu` and `cpu_long` buy on a user's CSV of num_windows windows: budget.plan's steps x
+    batch (predicted CPU s; windows the prior is fitted on) at every --sweep_l x --sweep_k."""
+    ks = [int(k) for k in FLAGS.sweep_k]
+    print("| variant, L \\ K | " + " | ".join(map(str, ks)) + " |")
+    print("| --- |" + " --- |" * len(ks))
+    for variant in ("cpu", "cpu_long"):
+        for seq_len in map(int, FLAGS.sweep_l):
+            config = base.make_config("etth", f"seq_len={seq_len},{variant}")
+            config.data.name = "csv:my_data.csv"
+            cells = []
+            for k in ks:
+                try:
+                    p = budget.plan(config, (seq_len, k), num_windows)
+                    cells.append(f"{p.num_steps:,} x {p.batch_size} ({p.predicted_s:,.0f} s; "
+                                 f"prior {p.prior_windows:,})")
+                except UserError:
+                    cells.append("error: too few steps")
+            print(f"| {variant}, L={seq_len} | " + " | ".join(cells) + " |")
+
+
 def main(argv):
     del argv
-    if FLAGS.sweep:
+    if FLAGS.plan_table:
+        plan_table()
+    elif FLAGS.sweep:
         sweep()
     elif FLAGS.config is None:
         raise app.UsageError("Give --config=FILE[:VARIANTS] or --sweep.")

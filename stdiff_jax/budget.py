@@ -5,22 +5,25 @@ the features being work counts of the network and the loss for the step's shape 
 dense projections (tokens x depth x width^2; tokens = T x F' x K', F' and K' the frequency and
 covariate patches), factorized attention (tokens x depth x width x the three axes' lengths),
 element-wise work (tokens x depth x width), the video transform (pixels),
-the loss's correlation matrices (pixels x (K + F)), the optimizer (parameters) and a constant.
-A validation batch costs EVAL_RATIO of a training step, compilation COMPILE (by depth), the data
-statistics STATS (by windows x pixels), and start-up and checkpoints OVERHEAD_S. The coefficients
-are fitted by `python benchmarks/train_step.py --sweep` (non-negative least squares on relative
-error) on the machine named below, which other processes shared, so every measurement is a
-median of several steps; REFERENCE_FACTOR converts them to the reference machine, the idle 2-core
-VM on which the measured recipes (MEASURED) were set, so that one 'CPU second' means the same in
-both. Every prediction here is in the reference machine's process CPU seconds.
+the loss's correlation matrices (pixels x (K + F)), the optimizer (parameters) and a constant;
+the Gaussian prior adds its velocity (`prior_step_seconds`: a mixture's multiply-adds and the
+reading of its bases). A validation batch costs EVAL_RATIO of the network's step and
+PRIOR_EVAL_RATIO of the prior's, compilation COMPILE (by depth), the data statistics STATS (by
+windows x pixels), the prior's fit PRIOR, and start-up and checkpoints OVERHEAD_S. The
+coefficients are fitted by `python benchmarks/train_step.py --sweep` and `benchmarks/
+prior_cost.py` (non-negative least squares on relative error, medians of several steps) on the
+reference machine, the project's idle 2-core VM; REFERENCE_FACTOR scales them to its steps on
+real windows (REFERENCE_STEPS). Every prediction here is in the reference machine's process CPU
+seconds; docs/costs.md compares them with whole runs.
 
 The rule (`plan`). With `config.train.budget_seconds` > 0 (`cpu`: 900, `cpu_long`: 10,800), the
 steps and batch that are 0 in the config come from the budget, once the data's shape is known:
 a measured recipe where one exists for the data set, length, variant and network (MEASURED),
 else the cost model: the largest batch of BATCH_LADDER (64, 32, 16) that still buys MIN_STEPS
-steps (the last otherwise), and as many steps as the budget then holds with compilation, data
-statistics and up to EVALS_PER_RUN validations included. Steps or a batch set in the config win; the
-plan still predicts their cost.
+steps (the last otherwise), the mixture's Gaussians kept within MIXTURE_SHARE of a step of that
+batch, and as many steps as the budget then holds with compilation, data statistics, the
+prior's fit and up to EVALS_PER_RUN validations included. Steps or a batch set in the config
+win; the plan still predicts their cost.
 """
 
 import dataclasses
@@ -38,44 +41,58 @@ from stdiff_jax.models.stdiff import num_patches
 # ------------------------------------------------------------------------------------------------
 FEATURES = ("dense", "attention", "elementwise", "pixels", "pairs", "params", "step")
 
-# Fitted on 2026-12-03 by
+# Fitted on 2026-12-04 by
 # `python benchmarks/train_step.py --sweep --sweep_out=docs/costs_sweep.json` (40 cells: K in
-# {5, 7, 14, 28, 50} x L in {24, 64, 128, 256}, the `cpu` network and the Table-4 sizes;
-# docs/costs.md) on the project's 2-core "AMD EPYC" VM while ~5 other jobs shared it (load
-# average 4-15): medians of 5 timed steps (Table-4 sizes: 3). The step model's error per cell:
-# median 4%, at most 19%. COST: process CPU seconds per unit of each of FEATURES, on that machine.
-COST = dict(dense=5.363e-11, attention=1.303e-09, elementwise=3.035e-07, pixels=0.0,
-            pairs=4.331e-09, params=6.533e-09, step=0.0)
-EVAL_RATIO = 0.2496  # a validation batch / a training step of the same batch (median)
-COMPILE = dict(base=21.01, per_block=0.03547)  # train and eval step, model and state set-up
-STATS = dict(base=0.3087, per_pixel=2.091e-07)  # the data statistics, per window x T x F x K
+# {5, 7, 14, 28, 50} x L in {24, 64, 128, 256}, the `cpu` network and the Table-4 sizes) and
+# `... --sweep_sizes=cpu --sweep_batch=16` (the `cpu` cells again at batch 16, where a sample
+# costs up to 1.3x what it does at 64; docs/costs.md) on the project's 2-core "AMD EPYC" VM with
+# nothing else running: medians of 5 timed steps (Table-4 sizes: 3). The step model's error per
+# cell: median 3.5%, at most 29%. COST: process CPU seconds per unit of each of FEATURES.
+COST = dict(dense=5.831e-11, attention=2.214e-10, elementwise=2.376e-07, pixels=0.0,
+            pairs=1.594e-08, params=3.317e-09, step=0.0)
+EVAL_RATIO = 0.2447  # a validation batch / a training step of the same batch (median)
+COMPILE = dict(base=14.28, per_block=0.06507)  # train and eval step, model and state set-up
+STATS = dict(base=0.2272, per_pixel=1.522e-07)  # the data statistics, per window x T x F x K
 # Start-up and checkpoints: what a 200-step training on a K = 28 CSV took beyond the rest (~1 s).
 OVERHEAD_S = 2.0
-# The reference machine's step CPU over the model's at sines', stocks' and ETTh's shapes (median
-# of 6; benchmarks/train_step.py REFERENCE_STEPS): the shared sweep machine ran 1.5x faster.
-REFERENCE_FACTOR = 1.481
+# Process CPU per step of the `cpu` network (no prior) at L = 24 on the idle reference machine, on
+# sines', stocks' and ETTh's windows: (K, batch, seconds), medians of 3 blocks of 20 steps of
+# `python benchmarks/train_step.py --config=configs/NAME.py:cpu --config.model.prior_rank=0
+# --config.train.batch_size=B` (2026-12-04, nothing else running). The figures of 2026-12-01/02
+# (0.21 s at K = 6, batch 64) were 1.6-1.9x these: the code or the machine changed since, and
+# the factor they gave (1.48) made every plan of 2026-12-03 over-predict (docs/costs.md).
+REFERENCE_STEPS = ((5, 128, 0.194), (6, 128, 0.252), (6, 64, 0.120), (6, 32, 0.064),
+                   (7, 128, 0.278), (7, 64, 0.144))
+# REFERENCE_STEPS over the model's steps at their shapes (median of 6; the sweep's fit).
+REFERENCE_FACTOR = 0.9932
 # The Gaussian prior (model.prior_rank, stdiff_jax/prior.py), which the sweep's networks lack:
 # process CPU s per multiply-add of its fit (`prior_fit_work`), per video value of each of its
 # passes over the windows (`prior_passes`) and per multiply-add of its velocity in a training step
-# (`prior_step_work`). Fitted on 2026-12-03 by `python benchmarks/prior_cost.py
-# --cells=7x24,28x24,7x128,7x256 --windows=8000 --steps=7` on the sweep machine, shared with two
-# other jobs (docs/costs.md): the fit's model is within -23%..+29% of the four cells (11.8 to
-# 164.5 CPU s); the step's share was inside the noise of 7-step medians (-19% to +18%, 2 B D r
-# multiply-adds being 1-5% of the network's), so the fit gave it ~0.
-PRIOR = dict(fit=6.588e-11, fit_pixel=5.147e-07, step=1.765e-15)
+# (`prior_step_work`). Fitted on 2026-12-04 by `python benchmarks/prior_cost.py
+# --cells=7x24,28x24,7x128,7x256 --windows=8000 --steps=7` on the idle sweep machine
+# (docs/costs.md): the fit took 4.3 to 67.7 CPU s; the step's share was inside the noise of
+# 7-step medians (-2.7% to +3.5%, 2 B D r multiply-adds being 1-5% of the network's), so the fit
+# gave it ~0.
+PRIOR = dict(fit=4.855e-11, fit_pixel=2.027e-07, step=1.485e-15)
 # A mixture prior (model.prior_components > 1): per multiply-add of its velocity (three batched
-# einsums with (B, C, D) intermediates), from `python benchmarks/prior_cost.py --cells=5x24
-# --components=30 --windows=17000 --steps=15` (2026-12-03, shared machine: the step 0.123 ->
-# 0.151 CPU s at batch 64, D = 720, r = 120; suite_regimes' trainings agree: 0.148 / 0.155 /
-# 0.172 CPU s a step at C = 1 / 10 / 30). Its fit is the Gaussian's and a few more products
-# (`prior_fit_work`), at PRIOR's rates.
-MIXTURE = dict(step=5.5e-11)
+# einsums with (B, C, D) intermediates) and per number of its C bases (D x r each), which every
+# step reads whatever the batch, fitted to two runs of `python benchmarks/prior_cost.py
+# --cells=5x24,14x24,14x24,7x64,7x128,7x256,28x24,50x24 --components=30,30,20,17,8,7,10,7
+# --batch=64,64,64,32,16,16,16,16 --windows=4000 --steps=7` and one of its first two cells
+# (2026-12-04, idle; docs/costs.md): 16 measurements above the noise, which the model meets
+# within 0.40-1.77x (median error 34%: 7-step medians of the mixture's part vary up to 4x between
+# runs). At batch 16 the bases' reading is ~80% of it.
+MIXTURE = dict(step=1.497e-11, basis=2.101e-09)
+# A validation batch's prior part over a training step's (the same velocity, no gradient): the
+# median of the second run's seven cells above the noise (0.78-1.05).
+PRIOR_EVAL_RATIO = 0.934
 # A mixture's velocity may cost at most this share of the network's part of a step
-# (`within_mixture_share`): thirty components cost 18-31% at L = 24 and K = 4-7 and are kept;
-# at `cpu` MuJoCo keeps 17, energy 9, fMRI 6, ETTh at L = 64 / 128 / 256 14 / 7 / 6.
+# (`within_mixture_share`, at the batch the plan takes): thirty components cost ~20% at L = 24
+# and K = 5 and are kept; at `cpu` MuJoCo keeps 30, energy 6, fMRI 4, ETTh at L = 64 / 128 / 256
+# 17 / 5 / 5.
 MIXTURE_SHARE = 0.35
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
-              "--sweep 2026-12-03")
+              "--sweep 2026-12-04")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,11 +202,24 @@ def prior_passes(shape):
     return passes if shape.prior_components == 1 else passes + 1
 
 
+def mixture_basis_numbers(shape):
+    """C x D x r: the numbers of a mixture's bases, which its velocity reads in every step."""
+    return shape.prior_components * shape.video_numbers * shape.prior_rank
+
+
+def prior_step_seconds(shape, batch):
+    """The prior's velocity in a training step of `batch` (sweep machine): one Gaussian's
+    multiply-adds at PRIOR's rate; a mixture's at MIXTURE's, and its bases read once a step
+    whatever the batch (at large C D r the reading, not the products, sets the cost)."""
+    if shape.prior_components == 1:
+        return PRIOR["step"] * prior_step_work(shape, batch)
+    return (MIXTURE["step"] * prior_step_work(shape, batch)
+            + MIXTURE["basis"] * mixture_basis_numbers(shape))
+
+
 def step_seconds(shape, batch):
     """Process CPU seconds of one training step on the reference machine."""
-    per_work = PRIOR["step"] if shape.prior_components == 1 else MIXTURE["step"]
-    return REFERENCE_FACTOR * (sweep_step_seconds(shape, batch)
-                               + per_work * prior_step_work(shape, batch))
+    return REFERENCE_FACTOR * (sweep_step_seconds(shape, batch) + prior_step_seconds(shape, batch))
 
 
 def within_mixture_share(shape, batch, per_class):
@@ -199,7 +229,7 @@ def within_mixture_share(shape, batch, per_class):
     network = sweep_step_seconds(shape, batch)
     for c in range(shape.prior_components // per_class, 1, -1):
         mixture = dataclasses.replace(shape, prior_components=c * per_class)
-        if MIXTURE["step"] * prior_step_work(mixture, batch) <= MIXTURE_SHARE * network:
+        if prior_step_seconds(mixture, batch) <= MIXTURE_SHARE * network:
             return mixture
     return dataclasses.replace(shape, prior_components=per_class)
 
@@ -234,12 +264,20 @@ def num_evaluations(num_steps, eval_every):
     return num_steps // eval_every + (num_steps % eval_every != 0)
 
 
+def eval_batch_seconds(shape, batch):
+    """Process CPU seconds of one validation batch on the reference machine: EVAL_RATIO of the
+    network's training step and PRIOR_EVAL_RATIO of the prior's."""
+    return REFERENCE_FACTOR * (EVAL_RATIO * sweep_step_seconds(shape, batch)
+                               + PRIOR_EVAL_RATIO * prior_step_seconds(shape, batch))
+
+
 def run_seconds(shape, batch, num_steps, eval_every, num_windows, val_fraction, prior_windows):
     """Predicted process CPU seconds of a whole training run on the reference machine."""
     evals = num_evaluations(num_steps, eval_every)
-    eval_in_steps = validation_batches(num_windows, val_fraction, batch) * EVAL_RATIO
+    per_eval = validation_batches(num_windows, val_fraction, batch) * eval_batch_seconds(shape,
+                                                                                         batch)
     return (fixed_seconds(shape, num_windows, prior_windows)
-            + step_seconds(shape, batch) * (num_steps + evals * eval_in_steps))
+            + step_seconds(shape, batch) * num_steps + evals * per_eval)
 
 
 def prior_windows_within(budget_s, shape, num_windows):
@@ -268,7 +306,9 @@ def _largest_within(lo, hi, fits):
 # ------------------------------------------------------------------------------------------------
 # Recipes trained within their budgets on the reference machine, with the scores of
 # docs/ablations.md: they win over the cost model for their data set, length, variant, network and
-# budget, so that those scores keep their training exactly (steps, batch, evaluations).
+# budget, so that those scores keep their training exactly (steps, batch, evaluations). They were
+# set when a step cost 1.6-1.9x what it does now (REFERENCE_STEPS): the model prices sines'
+# `cpu` at ~440 CPU s and its `cpu_long` at ~4,900 (docs/costs.md).
 _CPU_RECIPE = dict(budget_seconds=900.0, batch_size=64, eval_every=250, checkpoint_every=500)
 _LONG_RECIPE = dict(budget_seconds=10_800.0, batch_size=128, eval_every=1000,
                     checkpoint_every=1000)
@@ -403,8 +443,8 @@ def _evaluations(budget_s, shape, batch, num_windows, val_fraction):
     """Evaluations of a run: EVALS_PER_RUN, fewer where they would exceed EVAL_SHARE of budget_s."""
     if not budget_s:
         return EVALS_PER_RUN
-    per_eval = (validation_batches(num_windows, val_fraction, batch) * EVAL_RATIO
-                * step_seconds(shape, batch))
+    per_eval = validation_batches(num_windows, val_fraction, batch) * eval_batch_seconds(shape,
+                                                                                         batch)
     return int(np.clip(EVAL_SHARE * budget_s // per_eval, 1, EVALS_PER_RUN))
 
 
@@ -434,18 +474,22 @@ def plan(config, series_shape, num_windows, num_classes=0):
     (0: unlabelled) (module docstring)."""
     tc, data = config.train, config.data
     check(tc)
-    shape = asked = StepShape.of(config, series_shape, num_classes)
-    if shape.prior_components > 1:
-        per_class = shape.prior_components // prior_lib.components_of(config.model)
-        shape = within_mixture_share(shape, tc.batch_size or BATCH_LADDER[0], per_class)
-    prior_windows = prior_windows_within(tc.budget_seconds, shape, num_windows)
+    asked = StepShape.of(config, series_shape, num_classes)
+    per_class = asked.prior_components // prior_lib.components_of(config.model)
+
+    def shape_at(batch):  # the Gaussians kept within their share of a step of this batch
+        if asked.prior_components == 1:
+            return asked
+        return within_mixture_share(asked, batch, per_class)
+
     recipe = _measured_recipe(config) if not (tc.num_steps or tc.batch_size) else None
     if recipe is not None:
         values = {k: tc[k] or recipe[k] for k in SCHEDULE_KEYS}
         source = f"the measured recipe for {data.name} at L={data.seq_len}"
     else:
-        values, source = _budget_values(tc, shape, num_windows, data.val_fraction,
-                                        prior_windows)
+        values, source = _budget_values(tc, shape_at, num_windows, data.val_fraction)
+    shape = shape_at(values["batch_size"])
+    prior_windows = prior_windows_within(tc.budget_seconds, shape, num_windows)
     eval_every = values["eval_every"] or _eval_interval(values["num_steps"], _evaluations(
         tc.budget_seconds, shape, values["batch_size"], num_windows, data.val_fraction))
     checkpoint_every = values["checkpoint_every"] or 2 * eval_every
@@ -456,16 +500,18 @@ def plan(config, series_shape, num_windows, num_classes=0):
                 shape, int(data.seq_len), prior_windows, num_windows, asked.prior_components)
 
 
-def _budget_values(tc, shape, num_windows, val_fraction, prior_windows):
-    """(steps, batch, eval_every, checkpoint_every as set or 0, why) from the cost model, the
-    prior fitted on prior_windows windows."""
+def _budget_values(tc, shape_at, num_windows, val_fraction):
+    """(steps, batch, eval_every, checkpoint_every as set or 0, why) from the cost model, a step
+    of batch b costing shape_at(b)'s (its prior fitted on `prior_windows_within` windows)."""
     values = {k: tc[k] for k in SCHEDULE_KEYS}
     if not tc.budget_seconds:
         return values, "as configured"
 
     def steps_at(batch):
+        shape = shape_at(batch)
         return _steps_within(tc.budget_seconds, shape, batch, num_windows, val_fraction,
-                             tc.eval_every, prior_windows)
+                             tc.eval_every,
+                             prior_windows_within(tc.budget_seconds, shape, num_windows))
 
     if not values["batch_size"]:
         values["batch_size"] = next((b for b in BATCH_LADDER if steps_at(b) >= MIN_STEPS),
@@ -477,6 +523,7 @@ def _budget_values(tc, shape, num_windows, val_fraction, prior_windows):
         if values["num_steps"] > most:
             bought, values["num_steps"] = values["num_steps"], most
         if values["num_steps"] <= tc.warmup_steps:
+            shape = shape_at(values["batch_size"])
             raise UserError(
                 f"The CPU budget of {tc.budget_seconds:,.0f} s buys only {values['num_steps']} "
                 f"steps of batch {values['batch_size']} for this shape ({shape.tokens} tokens: "
