@@ -71,7 +71,7 @@ def measure(k, length, components, batch):
             "plain_eval_s": cells[0]["eval_s"], "prior_eval_s": cells[RANK]["eval_s"]}
 
 
-def step_features(row):
+def prior_step_features(row):
     """The prior's step features of a row: budget.prior_step_work, and a mixture's bases read."""
     s = row["shape"]
     work = [budget.prior_step_work(s, row["batch"])]
@@ -89,8 +89,9 @@ def fit(rows):
     timed = [r for r in rows
              if r["prior_step_s"] - r["plain_step_s"] > NOISE_SHARE * r["plain_step_s"]]
     extra = [r["prior_step_s"] - r["plain_step_s"] for r in timed]
-    step_coef = [float(c) for c in train_step.nnls_relative([step_features(r) for r in timed],
-                                                            extra)] if timed else [0.0, 0.0]
+    features = [prior_step_features(r) for r in timed]
+    step_coef = ([float(c) for c in train_step.nnls_relative(features, extra)] if timed
+                 else [0.0, 0.0])
     step = dict(zip(("step", "basis"), step_coef))
     # A validation batch's prior part over a training step's (no update of its constants there).
     eval_ratio = (float(np.median([(r["prior_eval_s"] - r["plain_eval_s"])

@@ -79,9 +79,10 @@ PRIOR = dict(fit=4.855e-11, fit_pixel=2.027e-07, step=1.485e-15)
 # step reads whatever the batch, fitted to two runs of `python benchmarks/prior_cost.py
 # --cells=5x24,14x24,14x24,7x64,7x128,7x256,28x24,50x24 --components=30,30,20,17,8,7,10,7
 # --batch=64,64,64,32,16,16,16,16 --windows=4000 --steps=7` and one of its first two cells
-# (2026-12-04, idle; docs/costs.md): 16 measurements above the noise, which the model meets
-# within 0.40-1.77x (median error 34%: 7-step medians of the mixture's part vary up to 4x between
-# runs). At batch 16 the bases' reading is ~80% of it.
+# (2026-12-04, idle; docs/costs.md), their rows pooled (the benchmark fits one run at a time):
+# 16 measurements above the noise, which the model meets within 0.40-1.77x (median error 34%:
+# 7-step medians of the mixture's part vary up to 4x between runs). At batch 16 the bases'
+# reading is ~80% of it.
 MIXTURE = dict(step=1.497e-11, basis=2.101e-09)
 # A validation batch's prior part over a training step's (the same velocity, no gradient): the
 # median of the second run's seven cells above the noise (0.78-1.05).
