@@ -18,8 +18,8 @@ per multiply-add of `budget.prior_fit_work`, PRIOR["fit_pixel"] per video value 
 (`budget.prior_passes`), and the step's: with one Gaussian PRIOR["step"] per multiply-add of
 `budget.prior_step_work`; with a mixture MIXTURE["step"] per multiply-add and MIXTURE["basis"]
 per number of its bases read (`budget.prior_step_seconds`); and PRIOR_EVAL_RATIO, a validation
-batch's prior part over a training step's (`budget.eval_batch_seconds`). CPU seconds of the machine it runs
-on: run it where `train_step.py --sweep` ran (budget.py says which).
+batch's prior part over a training step's (`budget.eval_batch_seconds`). CPU seconds of the
+machine it runs on: run it where `train_step.py --sweep` ran (budget.py says which).
 """
 
 import dataclasses
@@ -91,7 +91,7 @@ def fit(rows):
     extra = [r["prior_step_s"] - r["plain_step_s"] for r in timed]
     features = [prior_step_features(r) for r in timed]
     step_coef = ([float(c) for c in train_step.nnls_relative(features, extra)] if timed
-                 else [0.0, 0.0])
+                 else [0.0] * len(prior_step_features(rows[0])))
     step = dict(zip(("step", "basis"), step_coef))
     # A validation batch's prior part over a training step's (no update of its constants there).
     eval_ratio = (float(np.median([(r["prior_eval_s"] - r["plain_eval_s"])

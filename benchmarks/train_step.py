@@ -22,10 +22,10 @@ statistics on random windows of every K in --sweep_k x L in --sweep_l, for the `
 the Table-4 sizes (--sweep_sizes), with each model.patch_cov of --sweep_patch_cov. Each cell takes
 the largest batch (`cpu`: 64, 32 or 16; Table-4 sizes: 16 down to 1) that the current cost model
 says costs at most --cell_seconds a step, or --sweep_batch (rows kept beside the others: a
-small batch costs more a sample), and reports the median of --sweep_steps timed steps (fewer for Table-4 sizes): other
-processes may share the machine, and a median resists their bursts. It prints the cost table
-(markdown: CPU per step and per training sample, the token count), the fitted growth in K and L,
-and the coefficients for `stdiff_jax/budget.py`. Cells already in --sweep_out are not measured
+small batch costs more a sample), and reports the median of --sweep_steps timed steps (fewer
+for Table-4 sizes): other processes may share the machine, and a median resists their bursts.
+It prints the cost table (markdown: CPU per step and per training sample, the token count), the
+fitted growth in K and L, and the coefficients for `stdiff_jax/budget.py`. Cells already in --sweep_out are not measured
 again (an interrupted sweep resumes); --sweep_steps=0 only refits and prints the rows there.
 Cells with model.patch_cov > 1 get their own table, beside the patch_cov 1 cell of the same
 network, K and L, with budget.py's current cost model against each (docs/costs.md):
