@@ -101,7 +101,9 @@ def test_guidance_zero_and_one_are_exactly_the_unconditional_and_conditional_out
     np.testing.assert_array_equal(guided(0.0), uncond)
     np.testing.assert_array_equal(guided(1.0), cond)
     # w > 1: the combination, the two calls batched; linear in w about the unconditional output.
-    np.testing.assert_allclose(guided(3.0), uncond + 3.0 * (cond - uncond), rtol=1e-5, atol=1e-5)
+    # float32: the batched call's sums may round differently by the CPU's instruction set (an
+    # Intel Xeon: 2.8e-5 off on one value of 720); a wrong combination is off by O(0.1).
+    np.testing.assert_allclose(guided(3.0), uncond + 3.0 * (cond - uncond), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(guided(2.0) - guided(1.5), 0.5 * (cond - uncond), atol=1e-4)
     with pytest.raises(UserError, match="guidance"):
         labels.guided_denoiser(network, y, -1.0, 3)
@@ -377,9 +379,16 @@ def test_class_metrics_see_right_and_wrong_labels():
 # ------------------------------------------------------------------------------------------------
 # Computed by main's code before labels existed, with `unlabelled_run` below on XLA:CPU: the
 # sha256 of the parameters after 4 steps and the logged losses of those steps (commit ebe980a),
-# and the sha256 of 12 series sampled from that checkpoint (commit 849e783).
-MAIN_PARAMS_SHA256 = "d3fcd8e55c2863d6e6847cf496326a3813f3a35f0f6207f4568088e32fb638fd"
-MAIN_SAMPLES_SHA256 = "99018e6ee9f04bf1abcd3e8c8a8e3eda6f4f2e87f17438200de27f0043c178d7"
+# and the sha256 of 12 series sampled from that checkpoint (commit 849e783), on the project's AMD
+# EPYC VM. XLA:CPU's code differs in the last bits between instruction sets: on an Intel Xeon
+# (2026-12-05, session 22) the same run logs MAIN_LOSSES to the last digit but its parameters and
+# samples hash to the second pair, which guards the run there from then on.
+MAIN_DIGESTS = (  # (parameters, samples)
+    ("d3fcd8e55c2863d6e6847cf496326a3813f3a35f0f6207f4568088e32fb638fd",
+     "99018e6ee9f04bf1abcd3e8c8a8e3eda6f4f2e87f17438200de27f0043c178d7"),
+    ("49bd67b8ff2260ffd83103ec795c8080c1baaec83d927787d557ddc68e0758c0",
+     "cd87a2857f316a4a73200a5f17514d26fee947223a6f47e6bc6affecd8167c98"),
+)
 MAIN_LOSSES = [0.932236909866333, 0.891853392124176, 0.9318042993545532, 1.019060730934143]
 MAIN_VAL_LOSSES = [1.0242810249328613, 1.0239667892456055]
 
@@ -415,8 +424,7 @@ def test_an_unlabelled_run_is_unchanged_to_the_last_digit(tmp_path):
     digest, rows, samples = unlabelled_run(tmp_path)
     assert [r["loss"] for r in rows if "loss" in r] == MAIN_LOSSES
     assert [r["val_loss"] for r in rows if "val_loss" in r] == MAIN_VAL_LOSSES
-    assert digest == MAIN_PARAMS_SHA256
-    assert samples == MAIN_SAMPLES_SHA256
+    assert (digest, samples) in MAIN_DIGESTS
     assert not (tmp_path / labels.LABELS_FILE).exists()
 
 
