@@ -18,11 +18,16 @@ per multiply-add of `budget.prior_fit_work`, PRIOR["fit_pixel"] per video value 
 (`budget.prior_passes`), and the step's: with one Gaussian PRIOR["step"] per multiply-add of
 `budget.prior_step_work`; with a mixture MIXTURE["step"] per multiply-add and MIXTURE["basis"]
 per number of its bases read (`budget.prior_step_seconds`); and PRIOR_EVAL_RATIO, a validation
-batch's prior part over a training step's (`budget.eval_batch_seconds`). CPU seconds of the
-machine it runs on: run it where `train_step.py --sweep` ran (budget.py says which).
+batch's prior part over a training step's (`budget.eval_batch_seconds`). The fit's seconds are
+the machine it runs on: run it where `train_step.py --sweep` ran (budget.py says which). The
+step's are the prior's measured share of the step times the cost model's network step
+(`reference_extra`): the sweep machine's seconds, wherever it runs.
 """
 
 import dataclasses
+import json
+import os
+import pathlib
 import time
 
 import numpy as np
@@ -35,6 +40,8 @@ from stdiff_jax import prior as prior_lib
 flags.DEFINE_list("cells", ["7x24", "28x24", "7x128", "7x256"], "KxL cells.")
 flags.DEFINE_integer("windows", 8000, "Random windows the prior is fitted on.")
 flags.DEFINE_list("batch", ["64"], "Training batch of each cell's timed steps (one: all).")
+flags.DEFINE_string("rows_out", "", "JSON file this run's rows are added to; the coefficients are "
+                    "then fitted to every run's rows there (all one Gaussian or all mixtures).")
 flags.DEFINE_list("components", ["1"], "model.prior_components of each cell (one: all); either "
                   "all 1 or all above 1.")
 FLAGS = flags.FLAGS
@@ -65,39 +72,65 @@ def measure(k, length, components, batch):
     cells = {rank: train_step.measure_cell("cpu", k, length, FLAGS.steps, prior_rank=rank,
                                            batch=batch, prior_components=components,
                                            num_windows=windows) for rank in (0, RANK)}
-    return {"K": k, "L": length, "batch": batch, "shape": shape,
+    return {"K": k, "L": length, "batch": batch, "shape": shape, "windows": FLAGS.windows,
             "fit_s": fit_seconds(config, (length, k), FLAGS.windows),
             "plain_step_s": cells[0]["step_s"], "prior_step_s": cells[RANK]["step_s"],
             "plain_eval_s": cells[0]["eval_s"], "prior_eval_s": cells[RANK]["eval_s"]}
 
 
 def prior_step_features(row):
-    """The prior's step features of a row: budget.prior_step_work, and a mixture's bases read."""
-    s = row["shape"]
-    work = [budget.prior_step_work(s, row["batch"])]
-    return work + [budget.mixture_basis_numbers(s)] if s.prior_components > 1 else work
+    """The prior's step features of a row: one Gaussian's budget.prior_step_work, a mixture's
+    budget.mixture_step_features."""
+    s, batch = row["shape"], row["batch"]
+    if s.prior_components > 1:
+        return list(budget.mixture_step_features(s, batch))
+    return [budget.prior_step_work(s, batch)]
+
+
+def reference_extra(row):
+    """The prior's part of a row's step in the sweep machine's seconds: its share of the step
+    measured here times the cost model's network step. Machines differ in speed (2-core VMs of
+    this project's ran the same network steps 15% apart on different days), and a share, the
+    two steps timed side by side, carries over between them where seconds do not."""
+    network = budget.sweep_step_seconds(dataclasses.replace(row["shape"], prior_rank=0),
+                                        row["batch"])
+    return (row["prior_step_s"] / row["plain_step_s"] - 1) * network
 
 
 def fit(rows):
     """(PRIOR's fit coefficients, the step's: PRIOR's or MIXTURE's) fitted to the rows."""
-    fit_features = [[budget.prior_fit_work(r["shape"], FLAGS.windows),
-                     budget.prior_passes(r["shape"]) * FLAGS.windows * r["shape"].pixels]
+    fit_features = [[budget.prior_fit_work(r["shape"], r["windows"]),
+                     budget.prior_passes(r["shape"]) * r["windows"] * r["shape"].pixels]
                     for r in rows]
     fit_coef = train_step.nnls_relative(fit_features, [r["fit_s"] for r in rows])
     # Cells where the prior adds less than NOISE_SHARE of a step are inside the medians' noise:
     # their relative error would pull every coefficient to ~0.
     timed = [r for r in rows
              if r["prior_step_s"] - r["plain_step_s"] > NOISE_SHARE * r["plain_step_s"]]
-    extra = [r["prior_step_s"] - r["plain_step_s"] for r in timed]
+    extra = [reference_extra(r) for r in timed]
     features = [prior_step_features(r) for r in timed]
     step_coef = ([float(c) for c in train_step.nnls_relative(features, extra)] if timed
                  else [0.0] * len(prior_step_features(rows[0])))
-    step = dict(zip(("step", "basis"), step_coef))
+    names = budget.MIXTURE_FEATURES if rows[0]["shape"].prior_components > 1 else ("step",)
+    step = dict(zip(names, step_coef))
     # A validation batch's prior part over a training step's (no update of its constants there).
     eval_ratio = (float(np.median([(r["prior_eval_s"] - r["plain_eval_s"])
                                    / (r["prior_step_s"] - r["plain_step_s"]) for r in timed]))
                   if timed else 0.0)
     return dict(fit=float(fit_coef[0]), fit_pixel=float(fit_coef[1])), step, eval_ratio
+
+
+def pooled(rows):
+    """rows and every earlier run's in --rows_out (written back with them, atomically)."""
+    if not FLAGS.rows_out:
+        return rows
+    path = pathlib.Path(FLAGS.rows_out)
+    saved = json.loads(path.read_text()) if path.exists() else []
+    saved += [dict(r, shape=dataclasses.asdict(r["shape"])) for r in rows]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(saved, indent=1))
+    os.replace(tmp, path)
+    return [dict(r, shape=budget.StepShape(**r["shape"])) for r in saved]
 
 
 def main(argv):
@@ -124,10 +157,11 @@ def main(argv):
               f"{s.prior_components} | {b} | {r['fit_s']:.1f} | {predicted_fit:.1f} | "
               f"{r['plain_step_s']:.3f} | {r['prior_step_s']:.3f} | {share:+.1%} | "
               f"{predicted_share:+.1%} | {r['plain_eval_s']:.3f} | {r['prior_eval_s']:.3f} |")
-    fitted, step, eval_ratio = fit(rows)
+    all_rows = pooled(rows)
+    fitted, step, eval_ratio = fit(all_rows)
     name = "MIXTURE" if components[0] > 1 else "PRIOR"
     print(f"PRIOR fit = {fitted}, {name} step = {step}, PRIOR_EVAL_RATIO = {eval_ratio:.3f}"
-          f"  # benchmarks/prior_cost.py "
+          f"  # {len(all_rows)} rows: {len(rows)} of benchmarks/prior_cost.py "
           f"--cells={','.join(FLAGS.cells)} --components={','.join(map(str, components))} "
           f"--batch={','.join(map(str, batches))} --windows={FLAGS.windows} --steps={FLAGS.steps}")
 

@@ -74,24 +74,29 @@ REFERENCE_FACTOR = 0.9932
 # 7-step medians (-2.7% to +3.5%, 2 B D r multiply-adds being 1-5% of the network's), so the fit
 # gave it ~0.
 PRIOR = dict(fit=4.855e-11, fit_pixel=2.027e-07, step=1.485e-15)
-# A mixture prior (model.prior_components > 1): per multiply-add of its velocity (three batched
-# einsums with (B, C, D) intermediates) and per number of its C bases (D x r each), which every
-# step reads whatever the batch, fitted to two runs of `python benchmarks/prior_cost.py
-# --cells=5x24,14x24,14x24,7x64,7x128,7x256,28x24,50x24 --components=30,30,20,17,8,7,10,7
-# --batch=64,64,64,32,16,16,16,16 --windows=4000 --steps=7` and one of its first two cells
-# (2026-12-04, idle; docs/costs.md), their rows pooled (the benchmark fits one run at a time):
-# 16 measurements above the noise, which the model meets within 0.40-1.77x (median error 34%:
-# 7-step medians of the mixture's part vary up to 4x between runs). At batch 16 the bases'
-# reading is ~80% of it.
-MIXTURE = dict(step=1.497e-11, basis=2.101e-09)
+# A mixture prior (model.prior_components > 1), in the sweep machine's seconds: per multiply-add
+# of its velocity (three batched einsums), per number of its C bases (D x r each), which every
+# step reads whatever the batch, and per number of its (B, C, D) intermediates (their memory
+# traffic: a quarter of the benchmark's CPU was system time, 24 million page faults). Fitted on
+# 2026-12-05 by `python benchmarks/prior_cost.py --cells=5x24,6x24,7x24,14x24,7x64,7x128,7x256,
+# 28x24,50x24 --components=30,30,30,30,17,5,5,6,4 --batch=64,64,64,64,32,16,16,16,16
+# --windows=4000 --steps=25 --rows_out=docs/costs_mixture.json` on an idle Intel Xeon VM: each
+# cell's mixture share of the step measured there (25-step medians; two earlier runs agreed within
+# a few points) times the model's network step (`prior_cost.reference_extra`), met within
+# 0.86-1.13x. Without the intermediates' term the best fit missed L = 24's cells by 0.64-1.27x. The
+# fit of 2026-12-04 (7-step medians, 2-4x apart between runs) priced thirty Gaussians at L = 24 at
+# 13-18% of the network's step; they cost 33-48%.
+MIXTURE_FEATURES = ("step", "basis", "velocity")
+MIXTURE = dict(step=2.354e-12, basis=2.789e-09, velocity=1.990e-08)
 # A validation batch's prior part over a training step's (the same velocity, no gradient): the
-# median of the second run's seven cells above the noise (0.78-1.05).
-PRIOR_EVAL_RATIO = 0.934
+# median of the same run's nine cells.
+PRIOR_EVAL_RATIO = 0.901
 # A mixture's velocity may cost at most this share of the network's part of a step
-# (`within_mixture_share`, at the batch the plan takes): thirty components cost ~20% at L = 24
-# and K = 5 and are kept; at `cpu` MuJoCo keeps 30, energy 6, fMRI 4, ETTh at L = 64 / 128 / 256
-# 17 / 5 / 5.
-MIXTURE_SHARE = 0.35
+# (`within_mixture_share`, at the batch the plan takes). Set so that every L = 24 row measured with
+# thirty Gaussians keeps them (stocks 37%, ETTh 38%, MuJoCo's `cpu_long` 49%); at `cpu` MuJoCo
+# (batch 32) keeps 21, the energy stand-in 8, the fMRI stand-in 6, ETTh at L = 64 / 128 / 256
+# 20 / 7 / 6.
+MIXTURE_SHARE = 0.5
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
               "--sweep 2026-12-04")
 
@@ -208,14 +213,28 @@ def mixture_basis_numbers(shape):
     return shape.prior_components * shape.video_numbers * shape.prior_rank
 
 
+def mixture_velocity_numbers(shape, batch):
+    """B x C x D: the numbers of each of a mixture velocity's (B, C, D) intermediates."""
+    return batch * shape.prior_components * shape.video_numbers
+
+
+def mixture_step_features(shape, batch):
+    """A mixture's velocity in a training step: its multiply-adds, the numbers of its bases (read
+    once a step whatever the batch) and of its (B, C, D) intermediates (MIXTURE's keys)."""
+    return np.array([prior_step_work(shape, batch), mixture_basis_numbers(shape),
+                     mixture_velocity_numbers(shape, batch)], dtype=np.float64)
+
+
 def prior_step_seconds(shape, batch):
     """The prior's velocity in a training step of `batch` (sweep machine): one Gaussian's
-    multiply-adds at PRIOR's rate; a mixture's at MIXTURE's, and its bases read once a step
-    whatever the batch (at large C D r the reading, not the products, sets the cost)."""
+    multiply-adds at PRIOR's rate; a mixture's `mixture_step_features` at MIXTURE's (0 without a
+    prior)."""
+    if not shape.prior_rank:
+        return 0.0
     if shape.prior_components == 1:
         return PRIOR["step"] * prior_step_work(shape, batch)
-    return (MIXTURE["step"] * prior_step_work(shape, batch)
-            + MIXTURE["basis"] * mixture_basis_numbers(shape))
+    return float(np.dot([MIXTURE[f] for f in MIXTURE_FEATURES],
+                        mixture_step_features(shape, batch)))
 
 
 def step_seconds(shape, batch):

@@ -84,8 +84,8 @@ def test_measured_recipes_are_kept(name, variant):
 
 def test_documented_recipes():
     """docs/results.md's `cpu` rows: sines' measured recipe (one Gaussian, configs/sines.py),
-    stocks' and ETTh's cost model for thirty (the cost model of 2026-12-04)."""
-    for name, recipe in {"sines": (4100, 64), "stocks": (6250, 64), "etth": (5100, 64)}.items():
+    stocks' and ETTh's cost model for thirty (the mixture's prices of 2026-12-05)."""
+    for name, recipe in {"sines": (4100, 64), "stocks": (5250, 64), "etth": (4300, 64)}.items():
         p = budget.plan(base.from_spec(f"{name}:cpu"), *MEASURED_DATA[name])
         assert (p.num_steps, p.batch_size) == recipe
 
@@ -260,9 +260,11 @@ def test_a_mixture_prior_costs_more_and_buys_fewer_steps_within_the_budget():
     mixture = budget.plan(config, (24, 5), 17_000)
     assert mixture.shape.prior_components == 10
     assert budget.step_seconds(mixture.shape, 64) > budget.step_seconds(single.shape, 64)
-    config.model.prior_components = 30  # measured idle: 0.97x and 1.20x a step without a prior
+    # Measured idle (docs/costs_mixture.json and two runs before it, 2026-12-05): 1.37-1.40x a step
+    # without a prior, where one Gaussian's is inside the noise.
+    config.model.prior_components = 30
     thirty = budget.plan(config, (24, 5), 17_000).shape
-    assert 1.03 < budget.step_seconds(thirty, 64) / budget.step_seconds(single.shape, 64) < 1.3
+    assert 1.25 < budget.step_seconds(thirty, 64) / budget.step_seconds(single.shape, 64) < 1.5
     assert budget.prior_fit_seconds(mixture.shape, 17_000) > budget.prior_fit_seconds(
         single.shape, 17_000)
     assert mixture.num_steps * mixture.batch_size < single.num_steps * single.batch_size
