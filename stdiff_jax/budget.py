@@ -98,7 +98,7 @@ PRIOR_EVAL_RATIO = 0.901
 # 20 / 7 / 6.
 MIXTURE_SHARE = 0.5
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
-              "--sweep 2026-12-04")
+              "--sweep 2026-12-04 and, for a mixture, benchmarks/prior_cost.py 2026-12-05")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -552,7 +552,8 @@ def _budget_values(tc, shape_at, num_windows, val_fraction):
                 f"{shape.depth}, width {shape.hidden}), too "
                 f"few to train after {tc.warmup_steps} warm-up steps. Raise "
                 f"config.train.budget_seconds (cpu_long: 10,800), shrink the network or the "
-                f"window (data.seq_len), or set config.train.num_steps yourself.")
+                f"window (data.seq_len){_fewer_gaussians_note(shape, values['batch_size'])}, or set "
+                f"config.train.num_steps yourself.")
     given = [k for k in ("num_steps", "batch_size") if tc[k]]
     source = (COST_MODEL if not given else
               f"{' and '.join(given)} as configured, the rest from the cost model")
@@ -560,6 +561,15 @@ def _budget_values(tc, shape_at, num_windows, val_fraction):
         source += (f", capped at {MAX_PASSES:,} passes over the {num_windows:,} windows: the "
                    f"budget buys {bought:,}, which would copy them")
     return values, source
+
+
+def _fewer_gaussians_note(shape, batch):
+    """The mixture as a lever in the too-few-steps error ('' for one Gaussian or none)."""
+    if shape.prior_components == 1 or not shape.prior_rank:
+        return ""
+    return (f", take fewer Gaussians (model.prior_components; {shape.prior_components} here "
+            f"cost {prior_step_seconds(shape, batch) / sweep_step_seconds(shape, batch):.0%} of "
+            f"the network's step)")
 
 
 def passes_cap(num_windows, batch):

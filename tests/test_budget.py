@@ -171,6 +171,12 @@ def test_resolve_fills_a_copy_and_keeps_it_locked():
 def test_a_budget_too_small_for_the_shape_is_a_clear_error():
     with pytest.raises(UserError, match="buys only .* steps of batch 16 .* Raise"):
         budget.plan(csv_config("seq_len=256,cpu", budget_seconds=60.0), (256, 50), 10_000)
+    # K = 50, L = 256 at `cpu`: the mixture kept within its share still leaves too few steps, and
+    # the message names it as a lever; one Gaussian buys them.
+    with pytest.raises(UserError, match=r"fewer Gaussians \(model.prior_components; \d+ here"):
+        budget.plan(csv_config("seq_len=256,cpu"), (256, 50), 17_000)
+    assert budget.plan(one_gaussian(csv_config("seq_len=256,cpu")), (256, 50), 17_000).num_steps > (
+        csv_config("seq_len=256,cpu").train.warmup_steps)
 
 
 @pytest.mark.parametrize("train,match", [
