@@ -6,10 +6,11 @@ dense projections (tokens x depth x width^2; tokens = T x F' x K', F' and K' the
 covariate patches), factorized attention (tokens x depth x width x the three axes' lengths),
 element-wise work (tokens x depth x width), the video transform (pixels),
 the loss's correlation matrices (pixels x (K + F)), the optimizer (parameters) and a constant;
-the Gaussian prior adds its velocity (`prior_step_seconds`: a mixture's multiply-adds and the
-reading of its bases). A validation batch costs EVAL_RATIO of the network's step and
-PRIOR_EVAL_RATIO of the prior's, compilation COMPILE (by depth), the data statistics STATS (by
-windows x pixels), the prior's fit PRIOR, and start-up and checkpoints OVERHEAD_S. The
+the Gaussian prior adds its velocity (`prior_step_seconds`: a mixture's multiply-adds, the
+reading of its bases and its (B, C, D) intermediates). A validation batch costs EVAL_RATIO of
+the network's step and PRIOR_EVAL_RATIO of the prior's, compilation COMPILE (by depth), the data
+statistics STATS (by windows x pixels), the prior's fit PRIOR, and start-up and checkpoints
+OVERHEAD_S. The
 coefficients are fitted by `python benchmarks/train_step.py --sweep` and `benchmarks/
 prior_cost.py` (non-negative least squares on relative error, medians of several steps) on the
 reference machine, the project's idle 2-core VM; REFERENCE_FACTOR scales them to its steps on
@@ -82,7 +83,7 @@ PRIOR = dict(fit=4.855e-11, fit_pixel=2.027e-07, step=1.485e-15)
 # 28x24,50x24 --components=30,30,30,30,17,5,5,6,4 --batch=64,64,64,64,32,16,16,16,16
 # --windows=4000 --steps=25 --rows_out=docs/costs_mixture.json` on an idle Intel Xeon VM: each
 # cell's mixture share of the step measured there (25-step medians; two earlier runs agreed within
-# a few points) times the model's network step (`prior_cost.reference_extra`), met within
+# 0-11 points) times the model's network step (`prior_cost.reference_extra`), met within
 # 0.86-1.13x. Without the intermediates' term the best fit missed L = 24's cells by 0.64-1.27x. The
 # fit of 2026-12-04 (7-step medians, 2-4x apart between runs) priced thirty Gaussians at L = 24 at
 # 13-18% of the network's step; they cost 33-48%.
@@ -552,8 +553,8 @@ def _budget_values(tc, shape_at, num_windows, val_fraction):
                 f"{shape.depth}, width {shape.hidden}), too "
                 f"few to train after {tc.warmup_steps} warm-up steps. Raise "
                 f"config.train.budget_seconds (cpu_long: 10,800), shrink the network or the "
-                f"window (data.seq_len){_fewer_gaussians_note(shape, values['batch_size'])}, or set "
-                f"config.train.num_steps yourself.")
+                f"window (data.seq_len){_fewer_gaussians_note(shape, values['batch_size'])}, "
+                f"or set config.train.num_steps yourself.")
     given = [k for k in ("num_steps", "batch_size") if tc[k]]
     source = (COST_MODEL if not given else
               f"{' and '.join(given)} as configured, the rest from the cost model")
