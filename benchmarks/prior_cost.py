@@ -27,7 +27,6 @@ step's are the prior's measured share of the step times the cost model's network
 
 import dataclasses
 import json
-import os
 import pathlib
 import time
 
@@ -36,6 +35,7 @@ from absl import app, flags
 
 import train_step  # benchmarks/train_step.py: the sweep's cells and fit
 from stdiff_jax import budget, saved_model, video
+from stdiff_jax import workdir as workdir_lib
 from stdiff_jax import prior as prior_lib
 
 flags.DEFINE_list("cells", ["7x24", "28x24", "7x128", "7x256"], "KxL cells.")
@@ -93,8 +93,7 @@ def reference_extra(row):
     measured here times the cost model's network step. Machines differ in speed (2-core VMs of
     this project's ran the same network steps 15% apart on different days), and a share, the
     two steps timed side by side, carries over between them where seconds do not."""
-    network = budget.sweep_step_seconds(dataclasses.replace(row["shape"], prior_rank=0),
-                                        row["batch"])
+    network = budget.sweep_step_seconds(row["shape"], row["batch"])  # without the prior's part
     return (row["prior_step_s"] / row["plain_step_s"] - 1) * network
 
 
@@ -128,9 +127,7 @@ def pooled(rows):
     path = pathlib.Path(FLAGS.rows_out)
     saved = json.loads(path.read_text()) if path.exists() else []
     saved += [dict(r, shape=dataclasses.asdict(r["shape"])) for r in rows]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(saved, indent=1))
-    os.replace(tmp, path)
+    workdir_lib.write_json(path, saved)
     return [dict(r, shape=budget.StepShape(**r["shape"])) for r in saved]
 
 
@@ -152,8 +149,7 @@ def main(argv):
         s, b = r["shape"], r["batch"]
         predicted_fit = budget.prior_fit_seconds(s, FLAGS.windows) / budget.REFERENCE_FACTOR
         share = r["prior_step_s"] / r["plain_step_s"] - 1
-        predicted_share = (budget.step_seconds(s, b) / budget.step_seconds(
-            dataclasses.replace(s, prior_rank=0), b) - 1)
+        predicted_share = budget.mixture_share(s, b)
         print(f"| {r['K']} | {r['L']} | {s.video_numbers} | {s.prior_rank} | "
               f"{s.prior_components} | {b} | {r['fit_s']:.1f} | {predicted_fit:.1f} | "
               f"{r['plain_step_s']:.3f} | {r['prior_step_s']:.3f} | {share:+.1%} | "

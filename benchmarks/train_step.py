@@ -55,6 +55,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from configs import base  # noqa: E402
 from stdiff_jax import budget, checkpoint, saved_model, train, video  # noqa: E402
+from stdiff_jax import workdir as workdir_lib  # noqa: E402
 from stdiff_jax import prior as prior_lib  # noqa: E402
 from stdiff_jax import mesh as mesh_lib  # noqa: E402
 from stdiff_jax.data import BatchIterator, dataset_of  # noqa: E402
@@ -376,7 +377,7 @@ def sweep():
                           f"{r['step_s']:.3f} s a step, compile {r['compile_s']:.1f} s",
                           flush=True)
                     if path:
-                        path.write_text(json.dumps(rows, indent=1))
+                        workdir_lib.write_json(path, rows)
     print_sweep(rows, fit(rows))
 
 

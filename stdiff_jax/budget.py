@@ -243,14 +243,18 @@ def step_seconds(shape, batch):
     return REFERENCE_FACTOR * (sweep_step_seconds(shape, batch) + prior_step_seconds(shape, batch))
 
 
+def mixture_share(shape, batch):
+    """The prior's velocity over the network's part of a training step of `batch`."""
+    return prior_step_seconds(shape, batch) / sweep_step_seconds(shape, batch)
+
+
 def within_mixture_share(shape, batch, per_class):
     """`shape` with the most Gaussians (a multiple of per_class, the classes of a prior per class,
     else 1; at most shape's, at least one a class) whose velocity costs at most MIXTURE_SHARE of
     the network's part of a training step of `batch`."""
-    network = sweep_step_seconds(shape, batch)
     for c in range(shape.prior_components // per_class, 1, -1):
         mixture = dataclasses.replace(shape, prior_components=c * per_class)
-        if prior_step_seconds(mixture, batch) <= MIXTURE_SHARE * network:
+        if mixture_share(mixture, batch) <= MIXTURE_SHARE:
             return mixture
     return dataclasses.replace(shape, prior_components=per_class)
 
@@ -569,8 +573,7 @@ def _fewer_gaussians_note(shape, batch):
     if shape.prior_components == 1 or not shape.prior_rank:
         return ""
     return (f", take fewer Gaussians (model.prior_components; {shape.prior_components} here "
-            f"cost {prior_step_seconds(shape, batch) / sweep_step_seconds(shape, batch):.0%} of "
-            f"the network's step)")
+            f"cost {mixture_share(shape, batch):.0%} of the network's step)")
 
 
 def passes_cap(num_windows, batch):
