@@ -307,7 +307,8 @@ def within_basis(whole, coords, off_basis, labels, components, shrinkage=SHRINKA
     windows there (`residual`). A cluster of fewer windows than directions (a subsample or a small
     set) thus keeps every direction the data vary in, where its sample covariance alone would give
     the directions it lacks variance 0: a window outside the fit would then get a posterior
-    velocity up to alpha / sigma times its part there (docs/results.md, the fMRI stand-in).
+    velocity up to alpha / sigma times its part there (docs/ablations.md, "A mixture's Gaussians
+    inside the whole set's basis, shrunk").
     """
     dim, rank = whole.basis.shape
     members = [labels == c for c in range(components)]
