@@ -112,12 +112,12 @@ def gaussian_windows(fit_windows, num, seed, components=1):
     draws = np.empty((num, dim))
     for c in range(components):
         rows = which == c
-        n, basis = int(rows.sum()), g.bases[c]
-        draws[rows] = g.means[c] + (rng.standard_normal((n, rank)) * np.sqrt(g.variances[c])
-                                    ) @ basis.T
-        if g.residuals[c]:  # the directions outside the basis
+        n, part = int(rows.sum()), g.component(c)
+        draws[rows] = part.mean + (rng.standard_normal((n, rank)) * np.sqrt(part.variances)
+                                   ) @ part.basis.T
+        if part.residual:  # the directions outside the basis
             noise = rng.standard_normal((n, dim))
-            draws[rows] += np.sqrt(g.residuals[c]) * (noise - (noise @ basis) @ basis.T)
+            draws[rows] += np.sqrt(part.residual) * (noise - (noise @ part.basis) @ part.basis.T)
     series = video.video_to_series(draws.reshape(num, *shape).astype(np.float32), n_fft, hop,
                                    length)
     return np.clip((np.asarray(series) + 1) / 2, 0, 1)

@@ -7,7 +7,7 @@ covariate patches), factorized attention (tokens x depth x width x the three axe
 element-wise work (tokens x depth x width), the video transform (pixels),
 the loss's correlation matrices (pixels x (K + F)), the optimizer (parameters) and a constant;
 the Gaussian prior adds its velocity (`prior_step_seconds`: a mixture's multiply-adds, the
-reading of its bases and its (B, C, D) intermediates). A validation batch costs EVAL_RATIO of
+reading of its basis and rotations and its intermediates). A validation batch costs EVAL_RATIO of
 the network's step and PRIOR_EVAL_RATIO of the prior's, compilation COMPILE (by depth), the data
 statistics STATS (by windows x pixels), the prior's fit PRIOR, and start-up and checkpoints
 OVERHEAD_S. The
@@ -76,27 +76,27 @@ REFERENCE_FACTOR = 0.9932
 # gave it ~0.
 PRIOR = dict(fit=4.855e-11, fit_pixel=2.027e-07, step=1.485e-15)
 # A mixture prior (model.prior_components > 1), in the sweep machine's seconds: per multiply-add
-# of its velocity (three batched einsums), per number of its C bases (D x r each), which every
-# step reads whatever the batch, and per number of its (B, C, D) intermediates (their memory
-# traffic: a quarter of the benchmark's CPU was system time, 24 million page faults). Fitted on
-# 2026-12-05 by `python benchmarks/prior_cost.py --cells=5x24,6x24,7x24,14x24,7x64,7x128,7x256,
-# 28x24,50x24 --components=30,30,30,30,17,5,5,6,4 --batch=64,64,64,64,32,16,16,16,16
-# --windows=4000 --steps=25 --rows_out=docs/costs_mixture.json` on an idle Intel Xeon VM: each
-# cell's mixture share of the step measured there (25-step medians; two earlier runs agreed within
-# 0-11 points) times the model's network step (`prior_cost.reference_extra`), met within
-# 0.86-1.13x. Without the intermediates' term the best fit missed L = 24's cells by 0.64-1.27x. The
-# fit of 2026-12-04 (7-step medians, 2-4x apart between runs) priced thirty Gaussians at L = 24 at
-# 13-18% of the network's step; they cost 33-48%.
+# of its velocity, per number of its basis (D x r) and C rotations (r x r), which every step reads
+# whatever the batch, and per number of its intermediates (B x (D + C r): their memory traffic).
+# Fitted on 2026-12-05 (session 24) by `python benchmarks/prior_cost.py --cells=5x24,7x24,14x24,
+# 7x64,7x128,7x256,7x256,28x24,50x24 --components=30,30,30,30,30,30,10,30,30
+# --batch=64,64,64,32,16,16,16,16,16 --windows=4000 --steps=25 --rows_out=docs/costs_mixture.json`
+# on an idle Intel Xeon VM: each cell's mixture share of the step measured there (25-step
+# medians) times the model's network step (`prior_cost.reference_extra`), met within 0.88-1.17x
+# on the eight cells above the noise (5 x 24's +1.4% is inside it; predicted +8%). The
+# multiply-adds came out free (their rate 0): the reading is the cost. Since the Gaussians share
+# one basis (prior.MixturePrior), thirty cost +1% to +12% of the step at L = 24 (K = 5 to 14),
+# +58% at L = 256; with a basis each, the first fit of 2026-12-05 had measured +37% to +48% at
+# L = 24 for thirty and +46% at L = 256 for five.
 MIXTURE_FEATURES = ("step", "basis", "velocity")
-MIXTURE = dict(step=2.354e-12, basis=2.789e-09, velocity=1.990e-08)
+MIXTURE = dict(step=0.0, basis=5.266e-09, velocity=2.041e-08)
 # A validation batch's prior part over a training step's (the same velocity, no gradient): the
-# median of the same run's nine cells.
-PRIOR_EVAL_RATIO = 0.901
+# median of the same run's cells.
+PRIOR_EVAL_RATIO = 0.980
 # A mixture's velocity may cost at most this share of the network's part of a step
-# (`within_mixture_share`, at the batch the plan takes). Set so that every L = 24 row measured with
-# thirty Gaussians keeps them (stocks 37%, ETTh 38%, MuJoCo's `cpu_long` 49%); at `cpu` MuJoCo
-# (batch 32) keeps 21, the energy stand-in 8, the fMRI stand-in 6, ETTh at L = 64 / 128 / 256
-# 20 / 7 / 6.
+# (`within_mixture_share`, at the batch the plan takes). Set (with the first layout's prices) so
+# that every L = 24 row measured with thirty Gaussians kept them; with the shared basis they cost
+# at most 13% there, and the share binds at long windows and many covariates only (docs/costs.md).
 MIXTURE_SHARE = 0.5
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
               "--sweep 2026-12-04 and, for a mixture, benchmarks/prior_cost.py 2026-12-05")
@@ -173,10 +173,13 @@ def sweep_step_seconds(shape, batch):
 
 def prior_step_work(shape, batch):
     """Multiply-adds of the prior's velocity in a training step: two products of the batch's
-    videos (B x D) with the D x r basis (prior.posterior_velocity; no gradient flows there), three
-    with each of a mixture's C bases (prior.mixture_posterior_velocity)."""
-    products = 2.0 if shape.prior_components == 1 else 3.0 * shape.prior_components
-    return products * batch * shape.video_numbers * shape.prior_rank
+    videos (B x D) with the D x r basis (prior.posterior_velocity; no gradient flows there); a
+    mixture's three, and two of the batch's coordinates (B x r) with each of its C rotations
+    (r x r; prior.mixture_posterior_velocity)."""
+    d, r, c = shape.video_numbers, shape.prior_rank, shape.prior_components
+    if c == 1:
+        return 2.0 * batch * d * r
+    return batch * (3.0 * d * r + 2.0 * c * r * r)
 
 
 def _gaussian_fit_work(n, d, rank):
@@ -191,13 +194,13 @@ def prior_fit_work(shape, num_windows):
     Gaussian's 2 + 2 POWER_ITERATIONS products of the centred videos (N x D) with N x w or D x w
     matrices (w = r + OVERSAMPLING) and 1 + 2 POWER_ITERATIONS QR factorisations of N x w or
     D x w; a mixture's the same Gaussian's, the windows' coordinates on its basis (N x D x r),
-    the clusters' scatter matrices (N x r x r) and a component's eigendecomposition (r x r) and
-    rotated basis (D x r x r) each (prior.fit_mixture)."""
+    the clusters' scatter matrices (N x r x r) and a component's eigendecomposition (r x r)
+    each (prior.fit_mixture)."""
     if not shape.prior_rank:
         return 0.0
     n, d, r, c = num_windows, shape.video_numbers, shape.prior_rank, shape.prior_components
     gaussian = _gaussian_fit_work(n, d, r)
-    return gaussian if c == 1 else gaussian + n * d * r + n * r * r + c * (d + r) * r * r
+    return gaussian if c == 1 else gaussian + n * d * r + n * r * r + c * r * r * r
 
 
 def prior_passes(shape):
@@ -210,18 +213,21 @@ def prior_passes(shape):
 
 
 def mixture_basis_numbers(shape):
-    """C x D x r: the numbers of a mixture's bases, which its velocity reads in every step."""
-    return shape.prior_components * shape.video_numbers * shape.prior_rank
+    """D x r + C x r x r: the numbers of a mixture's basis and rotations, which its velocity
+    reads in every step."""
+    r = shape.prior_rank
+    return shape.video_numbers * r + shape.prior_components * r * r
 
 
 def mixture_velocity_numbers(shape, batch):
-    """B x C x D: the numbers of each of a mixture velocity's (B, C, D) intermediates."""
-    return batch * shape.prior_components * shape.video_numbers
+    """B x (D + C x r): the numbers of a mixture velocity's intermediates, of the videos' shape
+    and of the components' coordinates."""
+    return batch * (shape.video_numbers + shape.prior_components * shape.prior_rank)
 
 
 def mixture_step_features(shape, batch):
-    """A mixture's velocity in a training step: its multiply-adds, the numbers of its bases (read
-    once a step whatever the batch) and of its (B, C, D) intermediates (MIXTURE's keys)."""
+    """A mixture's velocity in a training step: its multiply-adds, the numbers of its basis and
+    rotations (read once a step whatever the batch) and of its intermediates (MIXTURE's keys)."""
     return np.array([prior_step_work(shape, batch), mixture_basis_numbers(shape),
                      mixture_velocity_numbers(shape, batch)], dtype=np.float64)
 

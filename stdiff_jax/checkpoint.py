@@ -54,6 +54,9 @@ REASON_CHARS = 300  # Orbax's errors embed TensorStore specs; the cause's first 
 # (Orbax's names).
 STEP_METADATA, METRICS_FILE, ARRAY_METADATA = "_CHECKPOINT_METADATA", "metrics/metrics", "_METADATA"
 COMMIT_FILE = "commit_success.txt"  # Orbax's mark of a finished save in a bucket
+# The last commit whose mixture priors hold a basis per Gaussian; since the next one its Gaussians
+# share one basis (prior.MixturePrior), and its checkpoints do not restore into later versions.
+LAST_BASIS_PER_GAUSSIAN = "e81f95c"
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +190,14 @@ def check_stored_shapes(manager, step, item, partial=False):
     wanted = _shapes(item)
     names = wanted.keys() if partial else wanted.keys() | stored.keys()
     differ = sorted(name for name in names if stored.get(name) != wanted.get(name))
+    if any(name.endswith("prior_basis") and len(stored.get(name, ())) == 3 for name in differ):
+        raise CheckpointMismatch(
+            f"Checkpoint step {step} in {manager.directory} holds a mixture prior with a basis per "
+            f"Gaussian, the layout of stdiff_jax up to commit {LAST_BASIS_PER_GAUSSIAN}; this "
+            f"version keeps one basis and a rotation a Gaussian (the same prior, read more "
+            f"cheaply). Resume or sample it with that version (git checkout "
+            f"{LAST_BASIS_PER_GAUSSIAN}, then pip install -e .), or train anew with another "
+            f"--workdir; the checkpoint is left as it is.")
     if differ:
         name = differ[0]
         raise CheckpointMismatch(

@@ -85,27 +85,48 @@ class GaussianPrior:
 
 @dataclasses.dataclass(frozen=True)
 class MixturePrior:
-    """sum_c weight_c N(mean_c, S_c) over flat videos, S_c as `GaussianPrior`'s.
+    """sum_c weight_c N(mean_c, S_c) over flat videos, every component inside one basis U:
+    mean_c = mean + U offsets_c, S_c = U R_c diag(variances_c) R_c^T U^T + residuals_c (I - U U^T).
 
-    means: (C, D); bases: (C, D, r); variances: (C, r); residuals: (C,); log_weights: (C,),
-    the log of each component's share of the windows.
+    mean: (D,); basis: U (D, r), orthonormal columns (a fit's `GaussianPrior` of all the windows);
+    offsets: (C, r); rotations: R_c (C, r, r), orthogonal; variances: (C, r), descending;
+    residuals: (C,); log_weights: (C,), the log of each component's share of the windows. The
+    components share U, so a velocity reads it once whatever C (`mixture_posterior_velocity`).
     """
 
-    means: np.ndarray
-    bases: np.ndarray
+    mean: np.ndarray
+    basis: np.ndarray
+    offsets: np.ndarray
+    rotations: np.ndarray
     variances: np.ndarray
     residuals: np.ndarray
     log_weights: np.ndarray
 
+    @property
+    def means(self):
+        """(C, D): the components' means."""
+        return self.mean + self.offsets @ self.basis.T
+
+    @property
+    def bases(self):
+        """(C, D, r): the components' own bases U R_c (C times U's numbers)."""
+        return np.einsum("dr,crs->cds", self.basis, self.rotations)
+
+    def component(self, c):
+        """Component c as a `GaussianPrior` (its own basis U R_c)."""
+        return GaussianPrior(mean=self.means[c], basis=self.bases[c], variances=self.variances[c],
+                             residual=float(self.residuals[c]))
+
     def explained(self):
         """The share of each component's variance its basis holds, averaged with the weights."""
-        rest = self.residuals * (self.bases.shape[1] - self.bases.shape[2])
+        rest = self.residuals * (self.basis.shape[0] - self.basis.shape[1])
         total = self.variances.sum(1)
         return float(np.exp(self.log_weights) @ (total / (total + rest)))
 
     def as_params(self):
         """The model's parameter leaves of the prior (stdiff.STDiff, `prior_*`)."""
-        return {"prior_mean": self.means, "prior_basis": self.bases,
+        return {"prior_mean": self.mean, "prior_basis": self.basis,
+                "prior_offsets": self.offsets, "prior_rotations": self.rotations,
                 "prior_variances": self.variances, "prior_residual": self.residuals,
                 "prior_log_weights": self.log_weights}
 
@@ -303,7 +324,7 @@ def within_basis(whole, coords, off_basis, labels, components, shrinkage=SHRINKA
     Component c: the mean of its windows' coordinates; inside whole's basis U, the covariance
     S_c = (scatter_c + k W) / (n_c - 1 + k), W the clusters' pooled within-cluster covariance and
     k = shrinkage x rank pseudo-windows (regularised discriminant analysis, Friedman 1989), with
-    basis U V_c and variances from S_c = V_c diag(s_c) V_c^T; off the basis, the variance of its
+    rotation V_c and variances from S_c = V_c diag(s_c) V_c^T; off the basis, the variance of its
     windows there (`residual`). A cluster of fewer windows than directions (a subsample or a small
     set) thus keeps every direction the data vary in, where its sample covariance alone would give
     the directions it lacks variance 0: a window outside the fit would then get a posterior
@@ -316,38 +337,31 @@ def within_basis(whole, coords, off_basis, labels, components, shrinkage=SHRINKA
     scatters = [(coords[m] - mean).T @ (coords[m] - mean) for m, mean in zip(members, means)]
     pooled = sum(scatters) / max(len(labels) - components, 1)
     k = shrinkage * rank
-    parts = []
+    rotations, variances, residuals = [], [], []
     for c, m in enumerate(members):
-        variances, rotation = np.linalg.eigh((scatters[c] + k * pooled) / (m.sum() - 1 + k))
-        order = np.argsort(variances)[::-1]
-        residual = off_basis[m].mean() / (dim - rank) if dim > rank else 0.0
-        parts.append(as_mixture(GaussianPrior(
-            mean=(whole.mean + whole.basis @ means[c]).astype(np.float32),
-            basis=(whole.basis @ rotation[:, order]).astype(np.float32),
-            variances=np.maximum(variances[order], 0.0).astype(np.float32),
-            residual=float(residual))))
-    return joined(parts, np.array([m.mean() for m in members]))
+        values, rotation = np.linalg.eigh((scatters[c] + k * pooled) / (m.sum() - 1 + k))
+        order = np.argsort(values)[::-1]
+        rotations.append(rotation[:, order])
+        variances.append(np.maximum(values[order], 0.0))
+        residuals.append(off_basis[m].mean() / (dim - rank) if dim > rank else 0.0)
+    f32 = functools.partial(np.asarray, dtype=np.float32)
+    return MixturePrior(mean=f32(whole.mean), basis=f32(whole.basis), offsets=f32(means),
+                        rotations=f32(rotations), variances=f32(variances),
+                        residuals=f32(residuals),
+                        log_weights=f32(np.log([m.mean() for m in members])))
 
 
 def as_mixture(prior):
     """A `GaussianPrior` as a `MixturePrior` of one component; a `MixturePrior` as it is."""
     if isinstance(prior, MixturePrior):
         return prior
-    return MixturePrior(means=prior.mean[None], bases=prior.basis[None],
+    rank = prior.basis.shape[1]
+    return MixturePrior(mean=prior.mean, basis=prior.basis,
+                        offsets=np.zeros((1, rank), np.float32),
+                        rotations=np.eye(rank, dtype=np.float32)[None],
                         variances=prior.variances[None],
                         residuals=np.array([prior.residual], np.float32),
                         log_weights=np.zeros(1, np.float32))
-
-
-def joined(parts, shares):
-    """One `MixturePrior` of the `MixturePrior`s `parts`, in order, part i weighted by
-    shares[i] (its components keeping their weights within it)."""
-    log_weights = [np.log(share) + p.log_weights for p, share in zip(parts, shares)]
-    return MixturePrior(means=np.concatenate([p.means for p in parts]),
-                        bases=np.concatenate([p.bases for p in parts]),
-                        variances=np.concatenate([p.variances for p in parts]),
-                        residuals=np.concatenate([p.residuals for p in parts]),
-                        log_weights=np.concatenate(log_weights).astype(np.float32))
 
 
 def clusters(coords, components, seed=0):
@@ -426,33 +440,43 @@ def posterior_velocity(z, logsnr, mean, basis, variances, residual):
     return (v - sigma * mean).reshape(z.shape)
 
 
-def mixture_posterior_velocity(z, logsnr, mean, basis, variances, residual, log_weights,
-                               allowed=None):
-    """E[v | z] under a `MixturePrior` (leaves with a leading component axis C): each component's
-    posterior velocity (`posterior_velocity`'s) weighted by its posterior probability given z,
-    softmax over c of log_weight_c + log N(z; alpha mean_c, alpha^2 S_c + sigma^2 I).
-    allowed: (B, C) bool, the components each sample's mixture keeps (`class_components`);
-    None: all."""
+def mixture_posterior_velocity(z, logsnr, mean, basis, offsets, rotations, variances, residual,
+                               log_weights, allowed=None):
+    """E[v | z] under a `MixturePrior` (its leaves; those with a component axis C lead with it):
+    each component's posterior velocity (`posterior_velocity`'s) weighted by its posterior
+    probability given z, softmax over c of log_weight_c + log N(z; alpha mean_c,
+    alpha^2 S_c + sigma^2 I). allowed: (B, C) bool, the components each sample's mixture keeps
+    (`class_components`); None: all.
+
+    The components share the basis U: with y = z - alpha mean and a = U^T y, component c's
+    coordinates are (a - alpha offsets_c) R_c and its part of y off its basis is y - U a, the same
+    for all; the weighted sum of their velocities is U (sum_c w_c (R_c g_c - sigma offsets_c)) +
+    (sum_c w_c gain_c) (y - U a) - sigma mean. So U (D x r) is read three times a step whatever
+    C, and each component adds r x r products, not D x r ones."""
     alpha, sigma = (scale[:, None] for scale in alpha_sigma(logsnr))  # (B, 1)
     alpha2, sigma2 = alpha ** 2, sigma ** 2
+    matmul = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
     einsum = functools.partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)
-    dim, rank = basis.shape[1:]
-    y = z.reshape(z.shape[0], 1, -1) - alpha[:, :, None] * mean  # (B, C, D)
-    coords = einsum("bcd,cdr->bcr", y, basis)
-    outside = y - einsum("bcr,cdr->bcd", coords, basis)  # y off each basis, without cancellation
+    dim, rank = basis.shape
+    y = z.reshape(z.shape[0], -1) - alpha * mean  # (B, D)
+    shared = matmul(y, basis)  # (B, r)
+    outside = y - matmul(shared, basis.T)  # (B, D): y off the basis, without cancellation
+    centred = shared[:, None] - alpha[:, :, None] * offsets  # (B, C, r)
+    coords = einsum("bcr,crs->bcs", centred, rotations)  # on each component's directions
     var_in = alpha2[:, :, None] * variances + sigma2[:, :, None]  # (B, C, r): of z's coordinates
     var_out = alpha2 * residual + sigma2  # (B, C)
-    quad = (jnp.sum(coords ** 2 / var_in, -1) + jnp.sum(outside ** 2, -1) / var_out)
+    quad = jnp.sum(coords ** 2 / var_in, -1) + jnp.sum(outside ** 2, -1, keepdims=True) / var_out
     logdet = jnp.sum(jnp.log(var_in), -1) + (dim - rank) * jnp.log(var_out)
     logits = log_weights - 0.5 * (quad + logdet)  # (B, C)
     if allowed is not None:
         logits = jnp.where(allowed, logits, -jnp.inf)
     weights = jax.nn.softmax(logits, axis=-1)
 
-    def gain(s, var):  # gain(s) of posterior_velocity, with alpha^2 s + sigma^2 = var
-        return alpha[:, :, None] * sigma[:, :, None] * (1.0 - s) / var
-
-    v = (einsum("bcr,cdr->bcd", coords * gain(variances, var_in), basis)
-         + gain(residual[:, None], var_out[..., None]) * outside
-         - sigma[:, :, None] * mean)  # (B, C, D): each component's posterior velocity
-    return einsum("bc,bcd->bd", weights, v).reshape(z.shape)
+    # gain(s) of posterior_velocity, with alpha^2 s + sigma^2 = var: inside and off the basis
+    gain_in = alpha[:, :, None] * sigma[:, :, None] * (1.0 - variances) / var_in  # (B, C, r)
+    gain_out = alpha * sigma * (1.0 - residual) / var_out  # (B, C)
+    inside = (einsum("bcs,crs->br", weights[..., None] * coords * gain_in, rotations)
+              - sigma * matmul(weights, offsets))  # (B, r)
+    v = (matmul(inside, basis.T) + jnp.sum(weights * gain_out, -1, keepdims=True) * outside
+         - sigma * mean)
+    return v.reshape(z.shape)

@@ -13,7 +13,7 @@ from ml_collections import ConfigDict
 
 from configs import sines
 from stdiff_jax import prior as prior_lib
-from stdiff_jax import sampling, saved_model, train
+from stdiff_jax import checkpoint, sampling, saved_model, train
 from stdiff_jax.data import load_dataset
 from stdiff_jax.models import create_model
 from stdiff_jax.schedule import Schedule
@@ -355,7 +355,8 @@ def test_per_class_prior_serves_the_label_and_the_mixture_for_no_class():
     z, logsnr = jnp.asarray(x[:3].reshape(3, *SHAPE)), jnp.array([-4.0, 0.0, 4.0])
     leaves = {k.removeprefix("prior_"): jnp.asarray(v) for k, v in fitted.as_params().items()}
     for c in range(2):  # the network is zero at init: the model is its prior
-        own = {k: v[c] for k, v in leaves.items() if k != "log_weights"}
+        own = {k.removeprefix("prior_"): jnp.asarray(v)
+               for k, v in fitted.component(c).as_params().items()}
         got = model.apply({"params": params}, z, logsnr, jnp.full((3,), c, jnp.int32))
         np.testing.assert_allclose(got, prior_lib.posterior_velocity(z, logsnr, **own),
                                    atol=1e-5)
@@ -399,5 +400,24 @@ def test_a_run_with_fewer_components_than_asked_loads_with_the_config_asked(tmp_
     train.train_and_evaluate(config, tmp_path, dataset=dataset)
     assert saved_model.load_config(tmp_path).model.prior_components == 2
     tm = saved_model.load(config, tmp_path)
-    assert tm.config.model.prior_components == 2 and tm.params["prior_basis"].shape[0] == 2
+    assert tm.config.model.prior_components == 2 and tm.params["prior_rotations"].shape[0] == 2
     assert config.model.prior_components == 5  # the caller's config is left as it was
+
+
+def test_a_checkpoint_with_a_basis_per_gaussian_is_refused_with_the_version_to_use(tmp_path):
+    """Checkpoints of the mixture's first layout (a D x r basis per Gaussian) do not restore into
+    the shared basis: one clear error naming the last version that reads them, and the checkpoint
+    kept."""
+    dim, rank, components = 12, 4, 3
+    state = {"params": {"prior_basis": jnp.zeros((components, dim, rank)),
+                        "prior_mean": jnp.zeros((components, dim))}}
+    with checkpoint.saving(tmp_path / "ckpt", keep=2) as manager:
+        checkpoint.save(manager, 5, state, {"step": 5})
+    shapes = {"prior_basis": (dim, rank), "prior_mean": (dim,),
+              "prior_offsets": (components, rank), "prior_rotations": (components, rank, rank)}
+    wanted = {"params": {k: jax.ShapeDtypeStruct(v, jnp.float32) for k, v in shapes.items()}}
+    manager = checkpoint.create_manager(tmp_path / "ckpt", keep=2, async_saves=False)
+    with pytest.raises(checkpoint.CheckpointMismatch,
+                       match=f"a basis per Gaussian.*{checkpoint.LAST_BASIS_PER_GAUSSIAN}"):
+        checkpoint.restore_state(manager, 5, wanted)
+    assert manager.all_steps() == [5]

@@ -397,12 +397,13 @@ class STDiff(nn.Module):
         """The Gaussian prior's leaves: parameters, so that checkpoints, EMA and sharding carry
         them, but constants: no gradient flows into them (AdamW, given zero gradients and no
         weight decay off kernels, leaves them as fitted)."""
-        dim = self.num_frames * self.num_freqs * self.num_covariates * 3
+        dim, rank = self.num_frames * self.num_freqs * self.num_covariates * 3, self.prior_rank
         c = () if self.num_prior_components == 1 else (self.num_prior_components,)
-        shapes = {"prior_mean": (*c, dim), "prior_basis": (*c, dim, self.prior_rank),
-                  "prior_variances": (*c, self.prior_rank), "prior_residual": c}
-        if c:
-            shapes["prior_log_weights"] = c
+        shapes = {"prior_mean": (dim,), "prior_basis": (dim, rank),
+                  "prior_variances": (*c, rank), "prior_residual": c}
+        if c:  # prior.MixturePrior: its components inside the one basis
+            shapes.update(prior_offsets=(*c, rank), prior_rotations=(*c, rank, rank),
+                          prior_log_weights=c)
         leaves = {name: jax.lax.stop_gradient(self.param(name, self.prior_init[name], shape))
                   for name, shape in shapes.items()}
         return {name.removeprefix("prior_"): value for name, value in leaves.items()}
@@ -459,7 +460,7 @@ def constant_init(value):
 
 
 PRIOR_LEAVES = ("prior_mean", "prior_basis", "prior_variances", "prior_residual")
-MIXTURE_LEAVES = (*PRIOR_LEAVES, "prior_log_weights")
+MIXTURE_LEAVES = (*PRIOR_LEAVES, "prior_offsets", "prior_rotations", "prior_log_weights")
 
 
 def nan_init(key, shape, dtype=jnp.float32):
