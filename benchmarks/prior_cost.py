@@ -17,7 +17,7 @@ coefficients fitted to the cells (non-negative least squares on relative error):
 per multiply-add of `budget.prior_fit_work`, PRIOR["fit_pixel"] per video value a pass
 (`budget.prior_passes`), and the step's: with one Gaussian PRIOR["step"] per multiply-add of
 `budget.prior_step_work`; with a mixture MIXTURE["step"] per multiply-add, MIXTURE["basis"] per
-number of its bases read and MIXTURE["velocity"] per number of its (B, C, D) intermediates
+number of its basis and rotations read and MIXTURE["velocity"] per number of its intermediates
 (`budget.mixture_step_features`); and PRIOR_EVAL_RATIO, a validation
 batch's prior part over a training step's (`budget.eval_batch_seconds`). The fit's seconds are
 the machine it runs on: run it where `train_step.py --sweep` ran (budget.py says which). The

@@ -77,26 +77,25 @@ REFERENCE_FACTOR = 0.9932
 PRIOR = dict(fit=4.855e-11, fit_pixel=2.027e-07, step=1.485e-15)
 # A mixture prior (model.prior_components > 1), in the sweep machine's seconds: per multiply-add
 # of its velocity, per number of its basis (D x r) and C rotations (r x r), which every step reads
-# whatever the batch, and per number of its intermediates (B x (D + C r): their memory traffic).
-# Fitted on 2026-12-05 (session 24) by `python benchmarks/prior_cost.py --cells=5x24,7x24,14x24,
-# 7x64,7x128,7x256,7x256,28x24,50x24 --components=30,30,30,30,30,30,10,30,30
-# --batch=64,64,64,32,16,16,16,16,16 --windows=4000 --steps=25 --rows_out=docs/costs_mixture.json`
-# on an idle Intel Xeon VM: each cell's mixture share of the step measured there (25-step
-# medians) times the model's network step (`prior_cost.reference_extra`), met within 0.88-1.17x
-# on the eight cells above the noise (5 x 24's +1.4% is inside it; predicted +8%). The
-# multiply-adds came out free (their rate 0): the reading is the cost. Since the Gaussians share
-# one basis (prior.MixturePrior), thirty cost +1% to +12% of the step at L = 24 (K = 5 to 14),
-# +58% at L = 256; with a basis each, the first fit of 2026-12-05 had measured +37% to +48% at
-# L = 24 for thirty and +46% at L = 256 for five.
+# whatever the batch, and per number of its intermediates (B x (D + C r)). Fitted on 2026-12-05
+# (session 24) by `python benchmarks/prior_cost.py --cells=5x24,7x24,14x24,7x64,7x128,7x256,
+# 7x256,28x24,50x24 --components=30,30,30,30,30,30,10,30,30 --batch=64,64,64,32,16,16,16,16,16
+# --windows=4000 --steps=25 --rows_out=docs/costs_mixture.json` on an idle Intel Xeon VM: each
+# cell's mixture share of the step measured there (25-step medians) times the model's network
+# step (`prior_cost.reference_extra`), met within 0.81-1.17x on the seven cells above the noise
+# (5 x 24's -0.6% and 7 x 24's +3.3% are inside it). The intermediates came out free. Since the
+# Gaussians share one basis (prior.MixturePrior), thirty cost -1% to +6% of the step at L = 24
+# (K = 5 to 14) and +38% at L = 256; with a basis each, the first fit of 2026-12-05 had measured
+# +37% to +48% at L = 24 for thirty and +46% at L = 256 for five.
 MIXTURE_FEATURES = ("step", "basis", "velocity")
-MIXTURE = dict(step=0.0, basis=5.266e-09, velocity=2.041e-08)
+MIXTURE = dict(step=1.525e-11, basis=2.640e-09, velocity=0.0)
 # A validation batch's prior part over a training step's (the same velocity, no gradient): the
 # median of the same run's cells.
-PRIOR_EVAL_RATIO = 0.980
+PRIOR_EVAL_RATIO = 0.832
 # A mixture's velocity may cost at most this share of the network's part of a step
 # (`within_mixture_share`, at the batch the plan takes). Set (with the first layout's prices) so
 # that every L = 24 row measured with thirty Gaussians kept them; with the shared basis they cost
-# at most 13% there, and the share binds at long windows and many covariates only (docs/costs.md).
+# at most 7% there, and the share binds at many covariates and long windows only (docs/costs.md).
 MIXTURE_SHARE = 0.5
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
               "--sweep 2026-12-04 and, for a mixture, benchmarks/prior_cost.py 2026-12-05")

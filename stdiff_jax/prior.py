@@ -475,8 +475,10 @@ def mixture_posterior_velocity(z, logsnr, mean, basis, offsets, rotations, varia
     # gain(s) of posterior_velocity, with alpha^2 s + sigma^2 = var: inside and off the basis
     gain_in = alpha[:, :, None] * sigma[:, :, None] * (1.0 - variances) / var_in  # (B, C, r)
     gain_out = alpha * sigma * (1.0 - residual) / var_out  # (B, C)
-    inside = (einsum("bcs,crs->br", weights[..., None] * coords * gain_in, rotations)
-              - sigma * matmul(weights, offsets))  # (B, r)
+    # Rotated back one component at a time, then summed: contracting c and s at once would
+    # transpose every rotation (C r^2 numbers) into a temporary each step.
+    rotated_back = einsum("bcs,crs->bcr", weights[..., None] * coords * gain_in, rotations)
+    inside = rotated_back.sum(1) - sigma * matmul(weights, offsets)  # (B, r)
     v = (matmul(inside, basis.T) + jnp.sum(weights * gain_out, -1, keepdims=True) * outside
          - sigma * mean)
     return v.reshape(z.shape)
