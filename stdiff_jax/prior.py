@@ -91,7 +91,8 @@ class MixturePrior:
     mean: (D,); basis: U (D, r), orthonormal columns (a fit's `GaussianPrior` of all the windows);
     offsets: (C, r); rotations: R_c (C, r, r), orthogonal; variances: (C, r), descending;
     residuals: (C,); log_weights: (C,), the log of each component's share of the windows. The
-    components share U, so a velocity reads it once whatever C (`mixture_posterior_velocity`).
+    components share U, so a velocity reads it three times whatever C
+    (`mixture_posterior_velocity`).
     """
 
     mean: np.ndarray
@@ -114,7 +115,8 @@ class MixturePrior:
 
     def component(self, c):
         """Component c as a `GaussianPrior` (its own basis U R_c)."""
-        return GaussianPrior(mean=self.means[c], basis=self.bases[c], variances=self.variances[c],
+        return GaussianPrior(mean=self.mean + self.basis @ self.offsets[c],
+                             basis=self.basis @ self.rotations[c], variances=self.variances[c],
                              residual=float(self.residuals[c]))
 
     def explained(self):
