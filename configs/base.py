@@ -160,10 +160,6 @@ def base_config():
     # (ItalyPowerDemand 0.916 / 0.903 against 0.910 / 0.907 and 0.901 / 0.913; benchmarks/
     # labels.py, docs/results.md "Generation per class").
     c.sample.guidance = 2.0
-    # Hold generated series (and imputed or forecast values) to the exact linear relations among
-    # the training data's columns, e.g. a duplicated column (`data/relations.py`; the training
-    # log names them). Off: the network's output as it is.
-    c.sample.exact_relations = True
 
     c.eval = ml_collections.ConfigDict()
     c.eval.repeats = 5

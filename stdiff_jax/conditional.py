@@ -196,13 +196,10 @@ def _windows_of(tm, series, mask, what):
 
 
 def _sample_raw(tm, raw, mask, settings, mesh, progress):
-    """(N, S, L, K) samples in original units with the given values put back where observed and
-    the missing ones held to the data's exact relations (`generate.held_to_relations`)."""
+    """(N, S, L, K) samples in original units with the given values put back where observed."""
     scaler = tm.host.scaler
     observed = np.where(mask, 2.0 * scaler.transform(np.where(mask, raw, 0.0)) - 1.0, 0.0)
     series = sample_windows(tm, observed.astype(np.float32), mask, settings, mesh, progress)
-    known = np.broadcast_to(mask[:, None], series.shape)
-    series = generate.held_to_relations(tm, np.where(known, observed[:, None], series), known)
     samples = scaler.inverse((series.astype(np.float64) + 1.0) / 2.0)  # (N, S, L, K)
     return np.where(mask[:, None], raw[:, None], samples)
 

@@ -221,17 +221,6 @@ def sample_series(tm, labels=None, *, mesh=None, progress=sampling.log_progress,
     elapsed = time.perf_counter() - start
     logging.info("Generated %d series in %.1f s (%.1f series/s).", num_samples, elapsed,
                  num_samples / elapsed)
-    series = held_to_relations(tm, series)
     return ((series + 1.0) / 2.0).astype(np.float32), labels
-
-
-def held_to_relations(tm, series, observed=None):
-    """Series (..., L, K) in [-1, 1] moved onto the exact relations among the training data's
-    columns (`ExactRelations.project`; only where not `observed`, a mask like them) unless
-    config.sample.exact_relations is off; as they are where the data has none."""
-    relations = tm.host.relations
-    if not relations or not tm.config.sample.get("exact_relations", True):
-        return series
-    return relations.project(series, observed).astype(np.float32)
 
 

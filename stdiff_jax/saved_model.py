@@ -24,7 +24,6 @@ from stdiff_jax import checkpoint, video
 from stdiff_jax import prior as prior_lib
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import MinMaxScaler
-from stdiff_jax.data.relations import ExactRelations
 from stdiff_jax.errors import MissingFileError, UserError
 from stdiff_jax.mesh import make_mesh
 from stdiff_jax.models import create_model
@@ -112,9 +111,6 @@ class HostState:
     # model.prior_components of the trained network, which training may lower from the count
     # asked (`with_trained_components`); None in checkpoints older than it: the config's holds.
     prior_components: int | None = None
-    # The exact linear relations among the training windows' columns (`data.relations`), which
-    # generated series are held to; None in checkpoints older than them: none.
-    relations: ExactRelations | None = None
 
     @property
     def num_classes(self):
@@ -133,8 +129,7 @@ class HostState:
     def to_json(self):
         d = dataclasses.asdict(self) | {"scaler": self.scaler.to_dict(),
                                         "normalizer": self.normalizer.to_dict(),
-                                        "stats": self.stats.to_dict(),
-                                        "relations": self.relations and self.relations.to_dict()}
+                                        "stats": self.stats.to_dict()}
         return checkpoint.to_json(d)
 
     @classmethod
@@ -151,8 +146,7 @@ class HostState:
                    train_cpu_s=d.get("train_cpu_s", 0.0),
                    class_names=None if classes is None else tuple(classes),
                    class_counts=None if counts is None else tuple(counts),
-                   prior_components=d.get("prior_components"),
-                   relations=d.get("relations") and ExactRelations.from_dict(d["relations"]))
+                   prior_components=d.get("prior_components"))
 
 
 def read_host(manager, step):

@@ -29,7 +29,6 @@ from stdiff_jax import labels as labels_lib
 from stdiff_jax import prior as prior_lib
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import BatchIterator, dataset_of
-from stdiff_jax.data.relations import ExactRelations
 from stdiff_jax.errors import UserError
 from stdiff_jax.mesh import DATA_AXIS, check_divisible, make_mesh, shard_batch
 from stdiff_jax.progress import Meter
@@ -437,21 +436,15 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     newest = max(checkpoint_steps(workdir), default=None)
     resume_step = None
     if newest is None:
-        windows = labels_lib.split_batch(train_windows)[0]
         normalizer, stats = video.fit_video_statistics(
-            windows, config.video.n_fft, config.video.hop, config.video.ema_alpha,
-            config.video.window, normalizer=config.video.normalizer)
-        relations = ExactRelations.fit(windows)
-        if len(relations):
-            logging.info("Exact relations among the columns, in every training row: %s. Generated "
-                         "series are held to them (config.sample.exact_relations).",
-                         "; ".join(relations.describe(dataset.column_names, dataset.scaler)))
+            labels_lib.split_batch(train_windows)[0], config.video.n_fft, config.video.hop,
+            config.video.ema_alpha, config.video.window, normalizer=config.video.normalizer)
         host = HostState(iterator=iterator.state(), best_val_loss=None, evals_since_best=0,
                          num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
                          scaler=dataset.scaler, normalizer=normalizer, stats=stats,
                          column_names=tuple(dataset.column_names),
                          prior_components=prior_lib.components_of(config.model),
-                         relations=relations, **labels_lib.host_fields(classes))
+                         **labels_lib.host_fields(classes))
     else:
         state, host, _, resume_step = restore_train_state(config, workdir, mesh, prefer_best=False)
         iterator.restore(host.iterator)

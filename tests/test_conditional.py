@@ -15,7 +15,6 @@ ones is closed form: S_uo S_oo^{-1} and the Schur complement.
 """
 
 import csv
-import dataclasses
 import functools
 import os
 import pathlib
@@ -28,8 +27,7 @@ import numpy as np
 import pytest
 
 from configs import sines
-from stdiff_jax import (conditional, generate, modes, observation, sampling, saved_model, train,
-                        video)
+from stdiff_jax import conditional, modes, observation, sampling, saved_model, train, video
 from stdiff_jax.schedule import Schedule, alpha_sigma
 
 L, K, N_FFT, HOP, TAU = 24, 1, 11, 3, 0.1
@@ -247,7 +245,7 @@ def test_series_covariance_adds_its_ridge_to_the_sample_covariance():
 # A tiny trained model: the Python API and the command line.
 # ------------------------------------------------------------------------------------------------
 REPO = pathlib.Path(__file__).resolve().parents[1]
-COLUMNS = ("load", "temp", "load_kw")
+COLUMNS = ("load", "temp")
 TRAIN_ROWS, GAP_ROWS = 320, 50
 
 
@@ -261,13 +259,11 @@ def write_csv(path, values, start=0):
 
 
 def series(rows, seed=0):
-    """(rows, 3) daily-periodic load, a slower temperature and the load again in other units (an
-    exact relation, `data/relations.py`), in original units."""
+    """(rows, 2) daily-periodic load and a slower temperature, in original units."""
     t = np.arange(rows)
     noise = np.random.default_rng(seed).normal(size=(rows, 2))
-    load = 50 + 20 * np.sin(2 * np.pi * t / 24) + 2 * noise[:, 0]
-    return np.stack([load, 10 + 5 * np.sin(2 * np.pi * t / 150) + 0.5 * noise[:, 1],
-                     load / 1000], axis=1)
+    return np.stack([50 + 20 * np.sin(2 * np.pi * t / 24) + 2 * noise[:, 0],
+                     10 + 5 * np.sin(2 * np.pi * t / 150) + 0.5 * noise[:, 1]], axis=1)
 
 
 def tiny_config(data_csv):
@@ -310,9 +306,7 @@ def test_impute_keeps_observations_and_does_not_depend_on_chunking(trained_run):
     np.testing.assert_array_equal(samples.transpose(1, 0, 2, 3)[:, observed],
                                   np.broadcast_to(gaps[observed], (6, observed.sum())))
     np.testing.assert_array_equal(samples[1], np.broadcast_to(values[1], samples[1].shape))
-    # Samples differ, but where the observed load or load_kw fixes the other (the exact relation).
-    fixed = ~observed & observed[..., [2, 1, 0]] & np.array([True, False, True])
-    assert fixed[0].any() and np.std(samples[0][:, ~observed[0] & ~fixed[0]], axis=0).min() > 0
+    assert np.std(samples[0][:, ~observed[0]], axis=0).min() > 0  # samples differ
     rechunked = conditional.impute(tm, gaps, progress=None, chunk_size=4)
     np.testing.assert_allclose(rechunked, samples, rtol=1e-5, atol=1e-5)
     again = conditional.impute(tm, gaps, progress=None)
@@ -353,41 +347,12 @@ def test_forecast_continues_the_history(trained_run):
     assert short.shape == (1, 6, 6, len(COLUMNS)) and np.all(np.isfinite(short))
 
 
-def kw_error(raw):
-    """|load_kw - load / 1000| of (..., 3) values, in kW."""
-    return np.abs(raw[..., 2] - raw[..., 0] / 1000)
-
-
-def test_generated_and_imputed_values_keep_the_data_s_exact_relation(trained_run):
-    """load_kw = load / 1000 in every training row: the run finds it, samples keep it to float32
-    rounding, imputed values follow the observed ones, and with exact_relations off the 6-step
-    network's samples keep it only as closely as its prior does."""
-    _, _, tm = trained_run
-    assert tm.host.relations.describe(COLUMNS, tm.host.scaler) == ["load_kw = 0.001 load"]
-    scale = tm.host.scaler.max[2] - tm.host.scaler.min[2]
-    unit, _ = generate.sample_series(tm, num_samples=8, num_steps=4, progress=None)
-    held = kw_error(tm.host.scaler.inverse(unit)).max()
-    assert held < 1e-6 * scale
-    values, gaps = gappy_windows(tm)
-    imputed = conditional.impute(tm, gaps, progress=None)
-    load_seen = np.isfinite(gaps[..., 0]) & np.isnan(gaps[..., 2])
-    assert load_seen.any() and kw_error(imputed).max() < 1e-6 * scale
-    np.testing.assert_allclose(imputed[..., 2].transpose(1, 0, 2)[:, load_seen],
-                               np.broadcast_to(values[load_seen][:, 0] / 1000,
-                                               (6, load_seen.sum())), rtol=1e-6)
-    tm_off = dataclasses.replace(tm, config=tm.config.copy_and_resolve_references())
-    with tm_off.config.unlocked():
-        tm_off.config.sample.exact_relations = False
-    free, _ = generate.sample_series(tm_off, num_samples=8, num_steps=4, progress=None)
-    assert kw_error(tm.host.scaler.inverse(free)).max() > max(10 * held, 1e-5 * scale)
-
-
 def test_nothing_to_generate_and_bad_inputs_fail_clearly(trained_run):
     _, _, tm = trained_run
     values, gaps = gappy_windows(tm)
     with pytest.raises(ValueError, match="Nothing to impute"):
         conditional.impute(tm, values)
-    with pytest.raises(ValueError, match=r"shape \(N, 24, 3\)"):
+    with pytest.raises(ValueError, match=r"shape \(N, 24, 2\)"):
         conditional.impute(tm, gaps[:, :20])
     with pytest.raises(ValueError, match="NaN or inf values where the mask"):
         conditional.impute(tm, gaps, np.ones(gaps.shape, bool))
@@ -455,9 +420,9 @@ def test_command_line_imputes_and_forecasts_a_csv_on_one_and_three_devices(train
     on_three = np.array([[float(c) for c in row[1:]] for row in results[3][1]])
     np.testing.assert_allclose(on_three, filled, rtol=1e-4, atol=1e-4)
     header, rows = read_table(out / "on_1" / modes.IMPUTED_QUANTILES)
-    assert header == ["date"] + [f"{c}_q{q}" for q in (5, 50, 95) for c in COLUMNS]
-    q = np.array([[float(c) for c in row[1:]] for row in rows]).reshape(len(rows), 3, -1)
-    assert np.all(q[:, 0] <= q[:, 1]) and np.all(q[:, 1] <= q[:, 2])
+    assert header == ["date", "load_q5", "temp_q5", "load_q50", "temp_q50", "load_q95", "temp_q95"]
+    q = np.array([[float(c) for c in row[1:]] for row in rows])
+    assert np.all(q[:, :2] <= q[:, 2:4]) and np.all(q[:, 2:4] <= q[:, 4:])
 
     proc = run_main(*common, "--mode=forecast", "--config.condition.horizon=6",
                     f"--config.condition.output_dir={out / 'forecast'}")
@@ -476,8 +441,8 @@ def test_command_line_errors_name_the_problem(trained_run, tmp_path):
     (tmp_path / "other.csv").write_text("date,load,humidity\n2020-01-01,1.0,\n2020-01-02,,3.0\n")
     proc = run_main(*common, "--mode=impute", f"--config.condition.input={tmp_path / 'other.csv'}")
     assert proc.returncode != 0
-    assert ("columns ['load', 'humidity'], but the model was trained on ['load', 'temp', "
-            "'load_kw']" in proc.stderr)
+    assert ("columns ['load', 'humidity'], but the model was trained on ['load', 'temp']"
+            in proc.stderr)
     proc = run_main(*common, "--mode=forecast", "--config.condition.horizon=24")
     assert proc.returncode != 0 and "1 <= config.condition.horizon < seq_len = 24" in proc.stderr
 
