@@ -180,8 +180,7 @@ def sample_with(config, workdir, overrides, num_samples, seed):
     mesh = mesh_lib.make_mesh()
     tm = saved_model.load(config, workdir, mesh)
     chunk = min(num_samples, 500)
-    sampler = generate.compile_sampler(config, mesh, tm.model, tm.host.normalizer,
-                                       tm.series_shape, chunk)
+    sampler = generate.compile_sampler(config, mesh, tm.model, tm.host, chunk)
     series = generate.generate_series(sampler, tm.params, num_samples, chunk,
                                       jax.random.PRNGKey(seed), progress=None)
     return np.clip((series + 1) / 2, 0, 1)

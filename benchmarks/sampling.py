@@ -39,8 +39,7 @@ def time_setting(config, method, steps, mesh, model, params, host, num_samples, 
     """(series in [0, 1], compile seconds, generation seconds) of one sampler setting."""
     with config.unlocked():
         config.sample.method, config.sample.num_steps = method, steps
-    sampler = generate.compile_sampler(config, mesh, model, host.normalizer, host.series_shape,
-                                       chunk_size)
+    sampler = generate.compile_sampler(config, mesh, model, host, chunk_size)
     key = jax.random.PRNGKey(FLAGS.seed)
     start = time.perf_counter()
     compiled = sampler.lower(params, key, 0).compile()

@@ -70,6 +70,12 @@ def base_config():
     c.video.ema_alpha = 0.2  # Not given by the paper.
     c.video.window = "hann"
     c.video.normalizer = "pooled"  # "frame": statistics per frame (sines); "pooled": over frames.
+    # Columns the videos cannot show (stdiff_jax/column_values.py): a column whose values'
+    # lag-1 autocorrelation inside windows is under white_below in magnitude is modelled as
+    # normal scores (0: none); one with at most max_levels distinct training values has its
+    # samples snapped to them (0: none). Neither kind occurs in sines, stocks, ETTh or MuJoCo.
+    c.video.white_below = 0.1
+    c.video.max_levels = 20
 
     c.model = ml_collections.ConfigDict()
     c.model.patch_freq = 2

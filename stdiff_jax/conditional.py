@@ -2,8 +2,8 @@
 
 `impute` (windows with NaN gaps), `forecast` (the steps after a history) and `impute_table` (a
 long table covered by overlapping windows) take arrays in the data's original units and return
-S samples each, the observed values exactly as given; `sample_windows` is the same in model
-space ([-1, 1]) for callers that hold scaled windows. The settings are config.condition's
+S samples each, the observed values exactly as given; `sample_windows` is the same on the data's
+[-1, 1] scale for callers that hold scaled windows. The settings are config.condition's
 (`condition_settings`: those of the run's own config, with per-call overrides). The sampling is
 `observation.conditional_sample` with the trained network, chunked and sharded over the `data`
 mesh like unconditional generation (`generate.py`): sample s of window n is the sampler's sample
@@ -16,12 +16,14 @@ and --mode=forecast.
 """
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import generate, labels as labels_lib, observation, sampling, saved_model
+from stdiff_jax import column_values, generate, labels as labels_lib, observation, sampling
+from stdiff_jax import saved_model
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import dataset_of, tables
 from stdiff_jax.errors import MissingFileError, UserError
@@ -129,8 +131,9 @@ def compile_conditional_sampler(tm, settings, mesh, chunk_size, windows=None):
 
 def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.log_progress,
                    sampler=None):
-    """(N, S, L, K) conditional samples in model space of windows `observed` (N, L, K), float32
-    in [-1, 1] where `mask` (N, L, K) is True; S = settings.num_samples.
+    """(N, S, L, K) conditional samples in [-1, 1] of windows `observed` (N, L, K), float32 in
+    [-1, 1] where `mask` (N, L, K) is True, and exactly those values there; S =
+    settings.num_samples.
 
     The N * S rows run in chunks of settings.chunk_size (0: from free memory) over every device;
     the last chunk is padded with copies of the last window and trimmed. sampler: a
@@ -144,7 +147,10 @@ def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.lo
     sampler = sampler or compile_conditional_sampler(tm, settings, mesh, chunk_size)
     data = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
     key = jax.random.PRNGKey(settings.seed)
-    observed, mask = np.asarray(observed, np.float32), np.asarray(mask, bool)
+    given, mask = np.asarray(observed, np.float32), np.asarray(mask, bool)
+    # The constraint is affine in the space the videos are made of (white columns' normal scores).
+    observed = np.asarray(jnp.where(mask, column_values.to_model_space(tm.host.column_values,
+                                                                       given), 0.0))
     labels = labels_lib.condition_labels(settings, tm.host, chunk_size)  # () or ((chunk,),)
 
     def run_chunk(first):
@@ -157,8 +163,9 @@ def sample_windows(tm, observed, mask, settings, mesh=None, progress=sampling.lo
                  "in chunks of %d on %d devices.", n, s, settings.method, settings.num_steps,
                  settings.jumps, chunk_size, mesh.size)
     out = sampling.run_chunks(run_chunk, rows, chunk_size, fetch=mesh_lib.to_host,
-                              progress=progress)
-    return out.reshape(n, s, *observed.shape[1:])
+                              progress=progress).reshape(n, s, *observed.shape[1:])
+    out = np.asarray(column_values.from_model_space(tm.host.column_values, out))
+    return np.where(mask[:, None], given[:, None], out)
 
 
 # ------------------------------------------------------------------------------------------------

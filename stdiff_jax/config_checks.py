@@ -37,6 +37,8 @@ RANGES = {
     "data.test_position": CLOSED_UNIT,
     "data.seed": NON_NEGATIVE,
     "video.ema_alpha": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "video.white_below": FRACTION,
+    "video.max_levels": NON_NEGATIVE,
     "model.patch_freq": AT_LEAST_1,
     "model.patch_cov": AT_LEAST_1,
     "model.depth": AT_LEAST_1,

@@ -93,12 +93,13 @@ def sampler_of(config, model):
     return sampling.resolve(config.sample.method, config.sample.num_steps, model.num_classes > 0)
 
 
-def compile_sampler(config, mesh, model, normalizer, series_shape, chunk_size):
+def compile_sampler(config, mesh, model, host, chunk_size):
     """The `compile_chunk_sampler` of generation: fn(params, key, first_index) -> the chunk's
-    chunk_size series (L, K) in model space, decoded from the videos of config.sample's sampler;
-    a model with classes also takes the chunk's labels (guided at config.sample.guidance)."""
-    shape = (chunk_size, *saved_model.video_shape_of(config.video, series_shape))
-    decode = saved_model.series_decoder(config.video, normalizer, series_shape[0])
+    chunk_size series (L, K) in [-1, 1], decoded from the videos of config.sample's sampler (host:
+    the checkpoint's `saved_model.HostState`: shape, video normaliser, column values); a model
+    with classes also takes the chunk's labels (guided at config.sample.guidance)."""
+    shape = (chunk_size, *saved_model.video_shape_of(config.video, host.series_shape))
+    decode = saved_model.run_decoder(config.video, host)
     settings = sampler_settings(config, *sampler_of(config, model))
 
     def sample_fn(denoise, key, first_index):
@@ -211,7 +212,7 @@ def sample_series(tm, labels=None, *, mesh=None, progress=sampling.log_progress,
     labels, num_samples = requested_samples(labels, config.sample, host)
     chunk_size = config.sample.chunk_size or auto_chunk_size(mesh, model, params, tm.video_shape,
                                                              num_samples)
-    sampler = compile_sampler(config, mesh, model, host.normalizer, host.series_shape, chunk_size)
+    sampler = compile_sampler(config, mesh, model, host, chunk_size)
     logging.info("Generating %d series with %s, %d steps, in chunks of %d on %d devices%s.",
                  num_samples, *sampler_of(config, model), chunk_size, mesh.size,
                  "" if labels is None else f", guidance {config.sample.guidance}")

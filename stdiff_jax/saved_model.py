@@ -1,12 +1,14 @@
 """The model as a workdir saves it, named for that (not `trained`, one letter from train.py).
 
 What training, generation and conditional sampling share:
-- `video_transform` and `series_decoder`: series in model space [-1, 1] (B, L, K) to normalised
-  videos (B, T, F, K, 3), what the network sees, and back;
+- `video_transform` and `series_decoder`: series in model space (B, L, K) to normalised videos
+  (B, T, F, K, 3), what the network sees, and back (affine maps). Model space is the data's
+  [-1, 1] scale, with a run's white columns as normal scores (`stdiff_jax.column_values`);
+  `run_decoder` decodes all the way back to [-1, 1];
 - `build_model` and `apply_fn_of`: the network for a data shape, and the velocity-predicting
   function the loss and the samplers call;
-- `HostState`: the JSON item of every checkpoint (data scaler, video normaliser, attention
-  statistics, data shape, and the trainer's position);
+- `HostState`: the JSON item of every checkpoint (data scaler, column values, video
+  normaliser, attention statistics, data shape, and the trainer's position);
 - `load_config` and `load`: a run's config, and a `TrainedModel`, the parameters of a workdir's
   checkpoint with everything needed to sample from them.
 """
@@ -20,7 +22,7 @@ import ml_collections
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import checkpoint, video
+from stdiff_jax import checkpoint, column_values as column_values_lib, video
 from stdiff_jax import prior as prior_lib
 from stdiff_jax import workdir as workdir_lib
 from stdiff_jax.data import MinMaxScaler
@@ -49,6 +51,13 @@ def series_decoder(video_config, normalizer, length):
                                      video_config.hop, length, video_config.window)
 
     return decode
+
+
+def run_decoder(video_config, host):
+    """(B, T, F, K, 3) normalised videos -> (B, L, K) series in [-1, 1] of a run (`HostState`):
+    `series_decoder`, then out of model space (`column_values.from_model_space`)."""
+    decode = series_decoder(video_config, host.normalizer, host.series_shape[0])
+    return lambda videos: column_values_lib.from_model_space(host.column_values, decode(videos))
 
 
 def video_shape_of(video_config, series_shape):
@@ -111,6 +120,9 @@ class HostState:
     # model.prior_components of the trained network, which training may lower from the count
     # asked (`with_trained_components`); None in checkpoints older than it: the config's holds.
     prior_components: int | None = None
+    # The white and few-valued columns (`column_values.fit`); None: none, or a checkpoint older
+    # than them.
+    column_values: column_values_lib.ColumnValues | None = None
 
     @property
     def num_classes(self):
@@ -129,7 +141,9 @@ class HostState:
     def to_json(self):
         d = dataclasses.asdict(self) | {"scaler": self.scaler.to_dict(),
                                         "normalizer": self.normalizer.to_dict(),
-                                        "stats": self.stats.to_dict()}
+                                        "stats": self.stats.to_dict(),
+                                        "column_values": self.column_values
+                                        and self.column_values.to_dict()}
         return checkpoint.to_json(d)
 
     @classmethod
@@ -146,7 +160,9 @@ class HostState:
                    train_cpu_s=d.get("train_cpu_s", 0.0),
                    class_names=None if classes is None else tuple(classes),
                    class_counts=None if counts is None else tuple(counts),
-                   prior_components=d.get("prior_components"))
+                   prior_components=d.get("prior_components"),
+                   column_values=d.get("column_values")
+                   and column_values_lib.ColumnValues.from_dict(d["column_values"]))
 
 
 def read_host(manager, step):
@@ -201,12 +217,13 @@ class TrainedModel:
 
     def to_video(self, series):
         """(B, L, K) series in [-1, 1] -> (B, T, F, K, 3) normalised videos."""
-        return video_transform(self.config.video, self.host.normalizer)(series)
+        encode = video_transform(self.config.video, self.host.normalizer)
+        return encode(column_values_lib.to_model_space(self.host.column_values, series))
 
     def decode(self, videos):
-        """(B, T, F, K, 3) normalised videos -> (B, L, K) series in [-1, 1], unclipped."""
-        return series_decoder(self.config.video, self.host.normalizer,
-                              self.series_shape[0])(videos)
+        """(B, T, F, K, 3) normalised videos -> (B, L, K) series in [-1, 1], unclipped (the
+        few-valued columns at their levels)."""
+        return run_decoder(self.config.video, self.host)(videos)
 
 
 def load_config(workdir):

@@ -24,7 +24,7 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stdiff_jax import budget, checkpoint, diffusion, errors, fingerprint, video
+from stdiff_jax import budget, checkpoint, column_values, diffusion, errors, fingerprint, video
 from stdiff_jax import labels as labels_lib
 from stdiff_jax import prior as prior_lib
 from stdiff_jax import workdir as workdir_lib
@@ -82,6 +82,16 @@ def split_windows(windows, val_fraction, batch_size, seed, window_starts=None):
                         f"config.train.batch_size.")
     logging.info("Validation: %s; %d windows train.", where, len(train_idx))
     return rows(train_idx), rows(val_idx)
+
+
+def in_model_space(columns, arrays):
+    """Training arrays (`labels.training_arrays`' form) with their series in model space, what the
+    videos are made of (`column_values.to_model_space` of the run's `columns`)."""
+    if columns is None:
+        return arrays
+    series, labels = labels_lib.split_batch(arrays)
+    series = np.asarray(columns.to_model_space(series))
+    return series if labels is None else (series, labels)
 
 
 def _last_rows_block(window_starts, num_val, seq_len):
@@ -436,15 +446,20 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     newest = max(checkpoint_steps(workdir), default=None)
     resume_step = None
     if newest is None:
+        columns = column_values.fit(labels_lib.split_batch(train_windows)[0],
+                                    config.video.white_below, config.video.max_levels)
+        if columns is not None:
+            logging.info("%s", columns.describe(dataset.column_names))
         normalizer, stats = video.fit_video_statistics(
-            labels_lib.split_batch(train_windows)[0], config.video.n_fft, config.video.hop,
-            config.video.ema_alpha, config.video.window, normalizer=config.video.normalizer)
+            labels_lib.split_batch(in_model_space(columns, train_windows))[0],
+            config.video.n_fft, config.video.hop, config.video.ema_alpha, config.video.window,
+            normalizer=config.video.normalizer)
         host = HostState(iterator=iterator.state(), best_val_loss=None, evals_since_best=0,
                          num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
                          scaler=dataset.scaler, normalizer=normalizer, stats=stats,
                          column_names=tuple(dataset.column_names),
                          prior_components=prior_lib.components_of(config.model),
-                         **labels_lib.host_fields(classes))
+                         column_values=columns, **labels_lib.host_fields(classes))
     else:
         state, host, _, resume_step = restore_train_state(config, workdir, mesh, prefer_best=False)
         iterator.restore(host.iterator)
@@ -456,6 +471,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
         labels_lib.save_labels(workdir, *classes)
     fingerprint.record(workdir, run_fingerprint)
     cpu_base = host.train_cpu_s  # of the runs before this one
+    train_windows = in_model_space(host.column_values, train_windows)
+    val_windows = in_model_space(host.column_values, val_windows)
 
     def cpu_seconds():
         return cpu_base + time.process_time() - cpu_start

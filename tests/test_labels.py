@@ -411,8 +411,7 @@ def unlabelled_run(workdir):
     config.sample.update(num_steps=3, chunk_size=8)
     mesh = mesh_lib.make_mesh()
     tm = saved_model.load(config, workdir, mesh)
-    sampler = generate.compile_sampler(config, mesh, tm.model, tm.host.normalizer,
-                                       tm.host.series_shape, 8)
+    sampler = generate.compile_sampler(config, mesh, tm.model, tm.host, 8)
     series = generate.generate_series(sampler, tm.params, 12, 8, jax.random.PRNGKey(0),
                                       progress=None)
     samples = hashlib.sha256(np.asarray(series, np.float32).tobytes()).hexdigest()

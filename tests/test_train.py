@@ -124,8 +124,7 @@ def sample_from(config, workdir, out_path, results, key):
     model, params, host = tm.model, tm.params, tm.host
     original = guarded(generate, "sample_chunk", results, key)
     try:
-        sampler = generate.compile_sampler(config, mesh, model, host.normalizer,
-                                           host.series_shape, CHUNK)
+        sampler = generate.compile_sampler(config, mesh, model, host, CHUNK)
         np.save(out_path, generate.generate_series(sampler, params, NUM_SAMPLES, CHUNK,
                                                    jax.random.PRNGKey(0), progress=None))
     except AssertionError as e:
