@@ -43,7 +43,10 @@ def prior_of(tm, ridge, windows=None):
     observation.check_regression_size(tm.series_shape)  # before the data loads
     if windows is None:
         windows = _training_windows(tm)
-    return observation.regression_prior(windows, ridge, tm.to_video, tm.series_shape)
+    # The covariance of what the videos are made of, seen through the affine video transform.
+    windows = np.asarray(column_values.to_model_space(tm.host.column_values, windows))
+    encode = saved_model.video_transform(tm.config.video, tm.host.normalizer)
+    return observation.regression_prior(windows, ridge, encode, tm.series_shape)
 
 
 def _training_windows(tm):

@@ -7,8 +7,9 @@ import pytest
 from scipy import stats
 
 from configs import sines
-from stdiff_jax import column_values, conditional, generate, saved_model, train
+from stdiff_jax import column_values, conditional, generate, observation, saved_model, train
 from stdiff_jax import mesh as mesh_lib
+from stdiff_jax.data import dataset_of
 
 ROWS, LEVELS = 3000, np.array([0.0, 10.0, 20.0, 40.0])
 
@@ -128,3 +129,14 @@ def test_conditional_samples_keep_the_observations_and_the_levels(trained_run):
                                   np.broadcast_to(gaps[observed], (4, observed.sum())))
     counts = samples[..., 3]  # in original units: within float error of the table's levels
     assert np.abs(counts[..., None] - LEVELS).min(-1).max() < 1e-4
+
+
+def test_the_regression_prior_is_that_of_what_the_videos_are_made_of(trained_run):
+    """At no signal the regression's covariance is that of the model-space windows: the white
+    column as normal scores, seen through the affine video transform."""
+    _, tm = trained_run
+    windows = dataset_of(tm.config.data).windows
+    prior = conditional.prior_of(tm, 1e-3, windows)
+    mapped = np.asarray(tm.host.column_values.to_model_space(windows))
+    np.testing.assert_allclose(prior.covariance(-30.0),
+                               observation.series_covariance(mapped, 1e-3), rtol=1e-3, atol=1e-5)
