@@ -32,7 +32,7 @@ from stdiff_jax.models import create_model
 
 
 def video_transform(video_config, normalizer):
-    """(B, L, K) series in [-1, 1] -> (B, T, F, K, 3) normalised video: what the model sees."""
+    """(B, L, K) series in model space -> (B, T, F, K, 3) normalised video: what the model sees."""
 
     def to_video(series):
         v = video.series_to_video(series, video_config.n_fft, video_config.hop,

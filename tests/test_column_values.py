@@ -107,6 +107,7 @@ def trained_run(tmp_path_factory):
     return config, saved_model.load(config, out / "workdir")
 
 
+@pytest.mark.slow
 def test_a_run_stores_its_column_values_and_its_samples_keep_them(trained_run):
     config, tm = trained_run
     found = tm.host.column_values
@@ -119,6 +120,7 @@ def test_a_run_stores_its_column_values_and_its_samples_keep_them(trained_run):
     assert len(np.unique(series[..., 0])) > 100  # the other columns are not snapped
 
 
+@pytest.mark.slow
 def test_conditional_samples_keep_the_observations_and_the_levels(trained_run):
     _, tm = trained_run
     raw = table()[:3 * 24].reshape(3, 24, 4)
@@ -131,6 +133,7 @@ def test_conditional_samples_keep_the_observations_and_the_levels(trained_run):
     assert np.abs(counts[..., None] - LEVELS).min(-1).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_the_regression_prior_is_that_of_what_the_videos_are_made_of(trained_run):
     """At no signal the regression's covariance is that of the model-space windows: the white
     column as normal scores, seen through the affine video transform."""
