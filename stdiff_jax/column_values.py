@@ -72,22 +72,24 @@ class ColumnValues:
     snapped: tuple
     levels: tuple
 
-    def to_model_space(self, x):
-        """(..., K) series in [-1, 1] -> what the videos are made of: g of the white columns."""
+    def _map_white(self, x, inverse):
+        """g (or g^-1) of the white columns of x (..., K); the others as they are."""
         x = jnp.asarray(x)
         if not self.white:
             return x
         cols = jnp.asarray(self.white)
-        scores = jnp.broadcast_to(jnp.asarray(self.scores)[:, None], self.knots.shape)
-        return x.at[..., cols].set(_interp(x[..., cols], jnp.asarray(self.knots), scores))
+        knots = jnp.asarray(self.knots)
+        scores = jnp.broadcast_to(jnp.asarray(self.scores)[:, None], knots.shape)
+        xp, fp = (scores, knots) if inverse else (knots, scores)
+        return x.at[..., cols].set(_interp(x[..., cols], xp, fp))
+
+    def to_model_space(self, x):
+        """(..., K) series in [-1, 1] -> what the videos are made of: g of the white columns."""
+        return self._map_white(x, inverse=False)
 
     def from_model_space(self, x):
         """The inverse of `to_model_space`, then each few-valued column at its nearest level."""
-        x = jnp.asarray(x)
-        if self.white:
-            cols = jnp.asarray(self.white)
-            scores = jnp.broadcast_to(jnp.asarray(self.scores)[:, None], self.knots.shape)
-            x = x.at[..., cols].set(_interp(x[..., cols], scores, jnp.asarray(self.knots)))
+        x = self._map_white(x, inverse=True)
         for col, levels in zip(self.snapped, self.levels):
             levels = jnp.asarray(levels, x.dtype)
             nearest = jnp.argmin(jnp.abs(x[..., col, None] - levels), axis=-1)

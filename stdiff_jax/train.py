@@ -450,10 +450,11 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
                                     config.video.white_below, config.video.max_levels)
         if columns is not None:
             logging.info("%s", columns.describe(dataset.column_names))
+        train_windows = in_model_space(columns, train_windows)
+        val_windows = in_model_space(columns, val_windows)
         normalizer, stats = video.fit_video_statistics(
-            labels_lib.split_batch(in_model_space(columns, train_windows))[0],
-            config.video.n_fft, config.video.hop, config.video.ema_alpha, config.video.window,
-            normalizer=config.video.normalizer)
+            labels_lib.split_batch(train_windows)[0], config.video.n_fft, config.video.hop,
+            config.video.ema_alpha, config.video.window, normalizer=config.video.normalizer)
         host = HostState(iterator=iterator.state(), best_val_loss=None, evals_since_best=0,
                          num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
                          scaler=dataset.scaler, normalizer=normalizer, stats=stats,
@@ -463,6 +464,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     else:
         state, host, _, resume_step = restore_train_state(config, workdir, mesh, prefer_best=False)
         iterator.restore(host.iterator)
+        train_windows = in_model_space(host.column_values, train_windows)
+        val_windows = in_model_space(host.column_values, val_windows)
         if resume_step < newest:
             logging.warning("Resuming from step %d, the newest intact checkpoint: the %d steps to "
                             "step %d will be redone.", resume_step, newest - resume_step, newest)
@@ -471,8 +474,6 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
         labels_lib.save_labels(workdir, *classes)
     fingerprint.record(workdir, run_fingerprint)
     cpu_base = host.train_cpu_s  # of the runs before this one
-    train_windows = in_model_space(host.column_values, train_windows)
-    val_windows = in_model_space(host.column_values, val_windows)
 
     def cpu_seconds():
         return cpu_base + time.process_time() - cpu_start
