@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from stdiff_jax import budget, column_values, diffusion, saved_model, train, video
+from stdiff_jax import budget, diffusion, saved_model, train
 from stdiff_jax import labels as labels_lib
 from stdiff_jax import prior as prior_lib
 from stdiff_jax.data import dataset_of
@@ -45,15 +45,10 @@ def prepared(config):
     train_windows, val_windows = train.split_windows(
         labels_lib.training_arrays(dataset), config.data.val_fraction, config.train.batch_size,
         config.data.seed, dataset.window_starts)
-    # In model space, as training has them (column_values.py).
-    columns = column_values.fit(labels_lib.split_batch(train_windows)[0],
-                                config.video.white_below, config.video.max_levels)
-    train_windows = labels_lib.split_batch(train.in_model_space(columns, train_windows))[0]
-    val_windows = labels_lib.split_batch(train.in_model_space(columns, val_windows))[0]
-    normalizer, _ = video.fit_video_statistics(
-        train_windows, config.video.n_fft, config.video.hop, config.video.ema_alpha,
-        config.video.window, normalizer=config.video.normalizer)
-    return (config, plan, train_windows, val_windows,
+    _, train_windows, val_windows, normalizer, _ = train.fit_model_space(
+        config, train_windows, val_windows)  # in model space, as training has them
+    return (config, plan, labels_lib.split_batch(train_windows)[0],
+            labels_lib.split_batch(val_windows)[0],
             saved_model.video_transform(config.video, normalizer))
 
 

@@ -94,6 +94,24 @@ def in_model_space(columns, arrays):
     return series if labels is None else (series, labels)
 
 
+def fit_model_space(config, train_windows, val_windows):
+    """What a fresh run fits on its training windows before the first step: the column values
+    (column_values.py), then the video statistics of the windows in model space.
+
+    Returns:
+        (columns, train_windows, val_windows, normalizer, stats): the two window sets in
+        `labels.training_arrays`' form, in model space; the rest as `HostState` holds them.
+    """
+    columns = column_values.fit(labels_lib.split_batch(train_windows)[0],
+                                config.video.white_below, config.video.max_levels)
+    train_windows = in_model_space(columns, train_windows)
+    val_windows = in_model_space(columns, val_windows)
+    normalizer, stats = video.fit_video_statistics(
+        labels_lib.split_batch(train_windows)[0], config.video.n_fft, config.video.hop,
+        config.video.ema_alpha, config.video.window, normalizer=config.video.normalizer)
+    return columns, train_windows, val_windows, normalizer, stats
+
+
 def _last_rows_block(window_starts, num_val, seq_len):
     """(train, val) indices of windows starting at rows `window_starts` (N,): val the `num_val`
     latest, train those ending before the first row of val."""
@@ -446,15 +464,10 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     newest = max(checkpoint_steps(workdir), default=None)
     resume_step = None
     if newest is None:
-        columns = column_values.fit(labels_lib.split_batch(train_windows)[0],
-                                    config.video.white_below, config.video.max_levels)
+        columns, train_windows, val_windows, normalizer, stats = fit_model_space(
+            config, train_windows, val_windows)
         if columns is not None:
             logging.info("%s", columns.describe(dataset.column_names))
-        train_windows = in_model_space(columns, train_windows)
-        val_windows = in_model_space(columns, val_windows)
-        normalizer, stats = video.fit_video_statistics(
-            labels_lib.split_batch(train_windows)[0], config.video.n_fft, config.video.hop,
-            config.video.ema_alpha, config.video.window, normalizer=config.video.normalizer)
         host = HostState(iterator=iterator.state(), best_val_loss=None, evals_since_best=0,
                          num_windows=len(dataset), series_shape=tuple(dataset.windows.shape[1:]),
                          scaler=dataset.scaler, normalizer=normalizer, stats=stats,
