@@ -11,7 +11,7 @@ from stdiff_jax import column_values, conditional, generate, observation, saved_
 from stdiff_jax import mesh as mesh_lib
 from stdiff_jax.data import dataset_of
 
-ROWS, LEVELS = 3000, np.array([0.0, 10.0, 20.0, 40.0])
+ROWS, LEVELS = 3000, np.array([0.0, 10.0, 20.0, 70.0])  # 10 / 70: inexact in float32
 
 
 def table(rows=ROWS, seed=0):
@@ -129,8 +129,7 @@ def test_conditional_samples_keep_the_observations_and_the_levels(trained_run):
     observed = np.isfinite(gaps)
     np.testing.assert_array_equal(samples.transpose(1, 0, 2, 3)[:, observed],
                                   np.broadcast_to(gaps[observed], (4, observed.sum())))
-    counts = samples[..., 3]  # in original units: within float error of the table's levels
-    assert np.abs(counts[..., None] - LEVELS).min(-1).max() < 1e-4
+    assert np.isin(samples[..., 3], LEVELS).all()  # in original units: the table's levels exactly
 
 
 @pytest.mark.slow

@@ -92,6 +92,29 @@ def test_real_scaling_is_exact_and_windows_are_stride_one():
     np.testing.assert_array_equal(restored.max, ds.scaler.max)
 
 
+def test_a_few_valued_column_comes_back_as_its_levels_exactly():
+    rng = np.random.default_rng(0)
+    levels = np.array([0.0, 0.1, 10.0, 70.0])  # none of 0.1 / 70, 10 / 70 is a float32
+    raw = np.stack([rng.normal(size=5000), rng.choice(levels, 5000)], axis=1)
+    scaler = MinMaxScaler.fit(raw)
+    assert scaler.levels[0] is None
+    np.testing.assert_array_equal(scaler.levels[1], levels)
+    unit = scaler.transform(raw).astype(np.float32)  # what the models see
+    affine = unit.astype(np.float64) * (scaler.max - scaler.min) + scaler.min
+    assert not np.isin(affine[:, 1], levels).all()  # float32 rounding moved some
+    back = scaler.inverse(unit)
+    np.testing.assert_array_equal(back[:, 1], raw[:, 1])
+    np.testing.assert_array_equal(back[:, 0], affine[:, 0])  # a continuous column: affine
+    between = scaler.inverse(np.array([[0.5, 0.5 * (0.1 + 10.0) / 70.0]]))
+    assert 0.1 < between[0, 1] < 10.0  # a value between levels is not moved
+    again = MinMaxScaler.from_dict(scaler.to_dict())
+    np.testing.assert_array_equal(again.inverse(unit), back)
+    old = MinMaxScaler.from_dict({"min": scaler.min, "max": scaler.max})  # older checkpoints
+    assert old.levels is None
+    np.testing.assert_array_equal(old.inverse(unit), affine)
+    assert MinMaxScaler.fit(rng.normal(size=(5000, 2))).levels is None
+
+
 def test_stocks_rows_are_in_file_order():
     raw, names = tables.read_csv(pathlib.Path(DATA_DIR) / "stock_data.csv")
     assert names == ["Open", "High", "Low", "Close", "Adj_Close", "Volume"]

@@ -2,12 +2,23 @@
 
 The protocol fits the scaler on the whole raw series (every row, every window), so generated
 samples are mapped back to raw units with the same statistics. The scaler is two float64 arrays,
-kept as plain arrays so it can be stored in a checkpoint beside the model.
+kept as plain arrays so it can be stored in a checkpoint beside the model, and the distinct raw
+values of each few-valued column: the models see float32, in which a level such as 10 comes back
+from [0, 1] as 9.9999990, so `inverse` returns a value within float32 rounding of a level's image
+as the level itself: the samples that `column_values` snapped to a level come back as the file's
+values, and no other value moves by more than 2^-22 of its column's range, under the resolution
+of the float32 [-1, 1] values the model produces.
 """
 
 import dataclasses
 
 import numpy as np
+
+MAX_LEVELS = 256  # A column with at most this many distinct raw values keeps them (`levels`).
+SCREEN_ROWS = 4096  # Rows whose distinct values are counted first, to skip continuous columns.
+# Within this distance in [0, 1] of a level's image a value is that level: 4x the float32
+# rounding of the [-1, 1] -> [0, 1] path (2^-24).
+LEVEL_TOLERANCE = 2.0 ** -22
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -17,17 +28,22 @@ class MinMaxScaler:
     Attributes:
         min: (K,) float64 per-column minimum of the raw data.
         max: (K,) float64 per-column maximum of the raw data.
+        levels: per column, its sorted distinct raw values (float64) when it has at most
+            MAX_LEVELS, else None; None when no column has so few (and in older checkpoints).
     """
 
     min: np.ndarray
     max: np.ndarray
+    levels: tuple | None = None
 
     @classmethod
     def fit(cls, raw):
         """Fits on `raw` (..., K): statistics over every axis but the last."""
         raw = np.asarray(raw, np.float64)
         flat = raw.reshape(-1, raw.shape[-1])  # (rows, K)
-        return cls(min=flat.min(axis=0), max=flat.max(axis=0))
+        levels = tuple(_levels(flat[:, k]) for k in range(flat.shape[1]))
+        return cls(min=flat.min(axis=0), max=flat.max(axis=0),
+                   levels=levels if any(v is not None for v in levels) else None)
 
     @classmethod
     def identity(cls, num_columns):
@@ -39,13 +55,37 @@ class MinMaxScaler:
         return (np.asarray(raw, np.float64) - self.min) / (self.max - self.min)
 
     def inverse(self, unit):
-        """(..., K) values in [0, 1] -> raw units (float64)."""
-        return np.asarray(unit, np.float64) * (self.max - self.min) + self.min
+        """(..., K) values in [0, 1] -> raw units (float64); a few-valued column's values within
+        LEVEL_TOLERANCE of a level's image are that level exactly."""
+        raw = np.asarray(unit, np.float64) * (self.max - self.min) + self.min
+        for k, levels in enumerate(self.levels or ()):
+            if levels is not None:
+                x = raw[..., k]
+                i = np.searchsorted(levels, x)  # levels[i - 1] < x <= levels[i]
+                below, above = levels[np.maximum(i - 1, 0)], levels[np.minimum(i, len(levels) - 1)]
+                nearest = np.where(x - below <= above - x, below, above)
+                close = np.abs(x - nearest) <= LEVEL_TOLERANCE * (self.max[k] - self.min[k])
+                raw[..., k] = np.where(close, nearest, x)
+        return raw
 
     def to_dict(self):
-        """Plain arrays for a checkpoint."""
-        return {"min": self.min, "max": self.max}
+        """Plain arrays (and, for the levels, lists) for a checkpoint."""
+        d = {"min": self.min, "max": self.max}
+        if self.levels is not None:
+            d["levels"] = [None if v is None else v.tolist() for v in self.levels]
+        return d
 
     @classmethod
     def from_dict(cls, d):
-        return cls(min=np.asarray(d["min"], np.float64), max=np.asarray(d["max"], np.float64))
+        levels = d.get("levels")
+        return cls(min=np.asarray(d["min"], np.float64), max=np.asarray(d["max"], np.float64),
+                   levels=None if levels is None else tuple(
+                       None if v is None else np.asarray(v, np.float64) for v in levels))
+
+
+def _levels(column):
+    """The sorted distinct values of a raw column if it has at most MAX_LEVELS, else None."""
+    if len(np.unique(column[:SCREEN_ROWS])) > MAX_LEVELS:
+        return None
+    levels = np.unique(column)
+    return levels if len(levels) <= MAX_LEVELS else None
