@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
+from stdiff_jax.data.scaling import few_levels
+
 NUM_KNOTS = 129
 SCREEN_WINDOWS = 2048  # Windows (evenly spaced) whose values screen the columns.
 
@@ -40,12 +42,6 @@ def lag1_autocorrelation(windows):
     num = np.einsum("nlk,nlk->k", x[:, 1:], x[:, :-1])
     den = np.einsum("nlk,nlk->k", x, x)
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
-
-
-def _levels(values, max_levels):
-    """The sorted distinct values of a column if there are at most max_levels, else None."""
-    levels = np.unique(values)
-    return levels if len(levels) <= max_levels else None
 
 
 def _interp(x, xp, fp):
@@ -144,10 +140,9 @@ def fit(windows, white_below, max_levels):
     levels = {}  # column -> its levels, for the few-valued columns
     for k in range(windows.shape[-1]):
         # Few-valued on the screen, then counted on every window: a rare level is still one.
-        if max_levels and _levels(screen[..., k], max_levels) is not None:
-            found = _levels(windows[..., k], max_levels)
-            if found is not None:
-                levels[k] = found
+        found = few_levels(windows[..., k], max_levels, screen[..., k]) if max_levels else None
+        if found is not None:
+            levels[k] = found
     snapped = tuple(levels)
     ac = lag1_autocorrelation(screen)
     white = tuple(k for k in range(windows.shape[-1]) if abs(ac[k]) < white_below

@@ -41,7 +41,8 @@ class MinMaxScaler:
         """Fits on `raw` (..., K): statistics over every axis but the last."""
         raw = np.asarray(raw, np.float64)
         flat = raw.reshape(-1, raw.shape[-1])  # (rows, K)
-        levels = tuple(_levels(flat[:, k]) for k in range(flat.shape[1]))
+        levels = tuple(few_levels(flat[:, k], MAX_LEVELS, flat[:SCREEN_ROWS, k])
+                       for k in range(flat.shape[1]))
         return cls(min=flat.min(axis=0), max=flat.max(axis=0),
                    levels=levels if any(v is not None for v in levels) else None)
 
@@ -83,9 +84,10 @@ class MinMaxScaler:
                        None if v is None else np.asarray(v, np.float64) for v in levels))
 
 
-def _levels(column):
-    """The sorted distinct values of a raw column if it has at most MAX_LEVELS, else None."""
-    if len(np.unique(column[:SCREEN_ROWS])) > MAX_LEVELS:
+def few_levels(values, most, screen):
+    """The sorted distinct `values` if there are at most `most`, else None; `screen`, a part of
+    them, is counted first, so that a continuous column costs no sort of all its values."""
+    if len(np.unique(screen)) > most:
         return None
-    levels = np.unique(column)
-    return levels if len(levels) <= MAX_LEVELS else None
+    levels = np.unique(values)
+    return levels if len(levels) <= most else None
