@@ -97,6 +97,9 @@ PRIOR_EVAL_RATIO = 0.832
 # that every L = 24 row measured with thirty Gaussians kept them; with the shared basis they cost
 # at most 7% there, and the share binds at many covariates and long windows only (docs/costs.md).
 MIXTURE_SHARE = 0.5
+# A run's measured step within this share of the plan's is on pace (`Plan.pace`): the budget's
+# +-15%.
+PACE_TOLERANCE = 0.15
 MODEL_NOTE = ("CPU s of the 2-core reference machine, cost model of benchmarks/train_step.py "
               "--sweep 2026-12-04 and, for a mixture, benchmarks/prior_cost.py 2026-12-05")
 
@@ -423,6 +426,19 @@ class Plan:
                 f"(K={s.covariates}, L={self.seq_len}: {s.tokens} tokens = {s.frames} frames x "
                 f"{s.freq_patches} x {s.cov_patches}{_cov_patches_note(s)}, depth {s.depth}, "
                 f"width {s.hidden}; {MODEL_NOTE}){prior}{over}{few}.")
+
+
+    def pace(self, step_cpu_s):
+        """A log line comparing a step's measured process CPU seconds on this machine with the
+        plan's, and what the whole run then costs here: the plan is in the reference machine's
+        seconds, so a slower (or shared) machine trains the same steps for more CPU seconds."""
+        ratio = step_cpu_s / self.step_s
+        here = (f"{ratio:.2f}x the reference machine's; the plan's steps stay, the run takes "
+                f"~{self.predicted_s * ratio:,.0f} CPU s here"
+                if abs(ratio - 1.0) > PACE_TOLERANCE else
+                f"{ratio:.2f}x the reference machine's, within {PACE_TOLERANCE:.0%}")
+        return (f"Pace: {step_cpu_s:.3g} CPU s a training step on this machine against "
+                f"~{self.step_s:.3g} planned ({here}).")
 
 
 def _cov_patches_note(shape):

@@ -540,14 +540,24 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     writer = MetricWriter(workdir, resume_step)
     meter = Meter(tc.num_steps, int(jax.device_get(state.step)))
 
+    # (step, CPU s) at this process's first report, after compilation: the second one logs the
+    # pace of a step against the plan's (CPU runs only: the plan is in a CPU's seconds).
+    pace_from = None
+
     def log(step, rows):
+        nonlocal pace_from
         means = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
-        progress = meter.report(step)
+        progress, cpu = meter.report(step), cpu_seconds()
         writer.write(step, **means, steps_per_sec=progress.rate,
-                     samples_per_sec=progress.rate * tc.batch_size, train_cpu_s=cpu_seconds())
+                     samples_per_sec=progress.rate * tc.batch_size, train_cpu_s=cpu)
         logging.info("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f samples/s  %s", step,
                      tc.num_steps, means["loss"], means["grad_norm"], means["learning_rate"],
                      progress.rate * tc.batch_size, progress.describe("steps"))
+        if progress.first and jax.default_backend() == "cpu":
+            pace_from = (step, cpu)
+        elif pace_from is not None:
+            logging.info("%s", plan.pace((cpu - pace_from[1]) / (step - pace_from[0])))
+            pace_from = None
 
     def evaluate(step):
         """Validation loss -> (loss, improved, stop early); the params sampled later are scored."""

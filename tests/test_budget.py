@@ -157,6 +157,16 @@ def test_the_log_line_says_steps_batch_cpu_and_why():
     assert f"K=14, L=64: {p.shape.tokens} tokens" in line and "benchmarks/train_step.py" in line
 
 
+def test_the_pace_line_prices_the_run_at_this_machine_s_step():
+    p = budget.plan(csv_config("seq_len=64,cpu"), (64, 14), 10_000)
+    on_pace = p.pace(1.1 * p.step_s)
+    assert "1.10x the reference machine's, within 15%" in on_pace and "runs" not in on_pace
+    slow = p.pace(2.0 * p.step_s)
+    assert "2.00x the reference machine's" in slow
+    assert f"the run takes ~{2 * p.predicted_s:,.0f} CPU s here" in slow
+    assert f"against ~{p.step_s:.3g} planned" in slow
+
+
 def test_resolve_fills_a_copy_and_keeps_it_locked():
     config = csv_config("cpu")
     resolved, p = budget.resolve(config, (24, 5), 10_000)

@@ -22,6 +22,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+from absl import logging as absl_logging
 
 from configs import sines
 from stdiff_jax import checkpoint, fingerprint, generate, mesh as mesh_lib, modes, saved_model
@@ -82,11 +83,12 @@ def snapshot(directory):
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-class Warnings(logging.Handler):
-    """Collects the messages of WARNING records (absl's and the standard loggers') while installed."""
+class Messages(logging.Handler):
+    """Collects the messages of records at `level` or above (absl's and the standard loggers')
+    while installed."""
 
-    def __init__(self):
-        super().__init__(logging.WARNING)
+    def __init__(self, level=logging.WARNING):
+        super().__init__(level)
         self.messages = []
 
     def emit(self, record):
@@ -136,8 +138,10 @@ def sample_from(config, workdir, out_path, results, key):
 def child_one(out):
     config, results = tiny_config(out / "tiny.npy"), {}
     original = guarded(train, "train_step", results, "train_step")
+    absl_logging.set_verbosity(absl_logging.INFO)
     try:
-        train.train_and_evaluate(config, out / "one")
+        with Messages(logging.INFO) as results["one_log"]:
+            train.train_and_evaluate(config, out / "one")
     except AssertionError as e:
         results["train_step"] = str(e)
     finally:
@@ -148,7 +152,7 @@ def child_one(out):
     for kind in ("array", "host"):  # the newest checkpoint damaged: step 3 is resumed instead
         shutil.copytree(out / "one", out / f"damaged_{kind}")
         damage(saved_model.checkpoint_dir(out / f"damaged_{kind}") / str(NUM_STEPS), kind)
-        with Warnings() as results[f"damaged_{kind}_warnings"]:
+        with Messages() as results[f"damaged_{kind}_warnings"]:
             train.train_and_evaluate(config, out / f"damaged_{kind}")
     data = load_dataset(config.data.name, config.data.seq_len)
     nan_data = Dataset("nan", np.full_like(data.windows, np.nan), data.scaler, data.column_names)
@@ -431,6 +435,13 @@ def test_training_cpu_seconds_add_up_over_a_resume(runs):
 # ------------------------------------------------------------------------------------------------
 # Pieces, in this process.
 # ------------------------------------------------------------------------------------------------
+def test_a_cpu_run_logs_its_pace_against_the_plan_once(runs):
+    paces = [m for m in results(runs, "one")["one_log"] if m.startswith("Pace: ")]
+    assert len(paces) == 1, paces  # after the first report, whose window holds the compilation
+    assert "CPU s a training step on this machine against" in paces[0]
+    assert "the reference machine's" in paces[0]
+
+
 def test_manager_keeps_the_latest_and_the_best(tmp_path):
     manager = checkpoint.create_manager(tmp_path / "ckpt", keep=2, async_saves=False)
     val_losses = {1: 3.0, 2: 1.0, 3: None, 4: 2.0, 5: 4.0, 6: None}
