@@ -441,6 +441,13 @@ class Plan:
                 f"~{self.step_s:.3g} planned ({here}).")
 
 
+    def tally(self, train_cpu_s):
+        """A log line for a finished training: its process CPU seconds (summed over resumed
+        runs) against the plan's prediction."""
+        return (f"Trained in {train_cpu_s:,.0f} CPU s against ~{self.predicted_s:,.0f} predicted "
+                f"for the reference machine ({train_cpu_s / self.predicted_s:.2f}x).")
+
+
 def _cov_patches_note(shape):
     """' (patches of 4 covariates)' where model.patch_cov groups covariates, else ''."""
     return f" (patches of {shape.patch_cov} covariates)" if shape.patch_cov > 1 else ""

@@ -540,12 +540,13 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
     writer = MetricWriter(workdir, resume_step)
     meter = Meter(tc.num_steps, int(jax.device_get(state.step)))
 
-    # (step, CPU s) at this process's first report, after compilation: the second one logs the
-    # pace of a step against the plan's (CPU runs only: the plan is in a CPU's seconds).
-    pace_from = None
+    # (step, CPU s) at this process's first report, after compilation: the next report whose
+    # window held no validation or checkpoint (`busy`) logs the pace of a step against the plan's
+    # (CPU runs only: the plan is in a CPU's seconds).
+    pace_from, busy = None, False
 
     def log(step, rows):
-        nonlocal pace_from
+        nonlocal pace_from, busy
         means = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
         progress, cpu = meter.report(step), cpu_seconds()
         writer.write(step, **means, steps_per_sec=progress.rate,
@@ -553,11 +554,12 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
         logging.info("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f samples/s  %s", step,
                      tc.num_steps, means["loss"], means["grad_norm"], means["learning_rate"],
                      progress.rate * tc.batch_size, progress.describe("steps"))
-        if progress.first and jax.default_backend() == "cpu":
+        if (progress.first and jax.default_backend() == "cpu") or (pace_from and busy):
             pace_from = (step, cpu)
         elif pace_from is not None:
             logging.info("%s", plan.pace((cpu - pace_from[1]) / (step - pace_from[0])))
             pace_from = None
+        busy = False
 
     def evaluate(step):
         """Validation loss -> (loss, improved, stop early); the params sampled later are scored."""
@@ -607,11 +609,14 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
             if is_save:
                 host.iterator, host.train_cpu_s = iterator.state(), cpu_seconds()
                 checkpoint.save(manager, step, state, host.to_json(), val_loss)
+            busy = busy or is_eval or is_save
     if stop.signum is not None:  # the step it came at (or the last one) is saved
         raise errors.Interrupted(stop.signum, (
             f"Stopped by {errors.signal_name(stop.signum)} at step {step}, saved in "
             f"{checkpoint_dir(workdir)}: run the same command again to resume from it."))
     outcome = "Preempted" if preempted else "Stopped early" if stopped_early else "Done"
     logging.info("%s at step %d; best validation loss %s.", outcome, step, host.best_val_loss)
+    if jax.default_backend() == "cpu" and step == tc.num_steps:
+        logging.info("%s", plan.tally(host.train_cpu_s))
     return {"step": step, "best_val_loss": host.best_val_loss, "stopped_early": stopped_early,
             "checkpoint_dir": str(checkpoint_dir(workdir)), "train_cpu_s": host.train_cpu_s}

@@ -165,6 +165,9 @@ def test_the_pace_line_prices_the_run_at_this_machine_s_step():
     assert "2.00x the reference machine's" in slow
     assert f"the run takes ~{2 * p.predicted_s:,.0f} CPU s here" in slow
     assert f"against ~{p.step_s:.3g} planned" in slow
+    assert p.tally(1.5 * p.predicted_s) == (
+        f"Trained in {1.5 * p.predicted_s:,.0f} CPU s against ~{p.predicted_s:,.0f} predicted "
+        "for the reference machine (1.50x).")
 
 
 def test_resolve_fills_a_copy_and_keeps_it_locked():

@@ -435,11 +435,16 @@ def test_training_cpu_seconds_add_up_over_a_resume(runs):
 # ------------------------------------------------------------------------------------------------
 # Pieces, in this process.
 # ------------------------------------------------------------------------------------------------
-def test_a_cpu_run_logs_its_pace_against_the_plan_once(runs):
-    paces = [m for m in results(runs, "one")["one_log"] if m.startswith("Pace: ")]
+def test_a_cpu_run_logs_its_pace_against_the_plan_once_and_its_tally_at_the_end(runs):
+    log = results(runs, "one")["one_log"]
+    paces = [m for m in log if m.startswith("Pace: ")]
     assert len(paces) == 1, paces  # after the first report, whose window holds the compilation
     assert "CPU s a training step on this machine against" in paces[0]
     assert "the reference machine's" in paces[0]
+    # Steps 1-2: the first window without a validation or a checkpoint (every 3rd step).
+    assert log.index(paces[0]) < next(i for i, m in enumerate(log) if "validation loss" in m)
+    cpu_s = [r["train_cpu_s"] for r in log_rows(runs / "one") if "train_cpu_s" in r][-1]
+    assert log[-1].startswith(f"Trained in {cpu_s:,.0f} CPU s against ~"), log[-3:]
 
 
 def test_manager_keeps_the_latest_and_the_best(tmp_path):
