@@ -18,36 +18,15 @@ data set, all in the metrics' [0, 1] units, and prints per column:
 import pathlib
 
 import numpy as np
-import scipy.stats
 from absl import app, flags
 
+from sample_statistics import power, tail_statistics, window_statistics
 from stdiff_jax import modes, saved_model
 from stdiff_jax.data import dataset_of
 
 flags.DEFINE_string("workdir", None, "A workdir with samples_unit.npy.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
-
-
-def power(windows):
-    """(F, K) mean periodogram of (N, L, K) windows after removing each window's mean."""
-    centred = windows - windows.mean(1, keepdims=True)
-    return (np.abs(np.fft.rfft(centred, axis=1)) ** 2).mean(0)
-
-
-def window_statistics(windows):
-    """name -> (N, K) per-window values."""
-    return {"window mean": windows.mean(1), "within std": windows.std(1),
-            "difference std": np.diff(windows, axis=1).std(1)}
-
-
-def tail_statistics(windows):
-    """name -> (K,) tail measures of (N, L, K) windows."""
-    k = windows.shape[2]
-    steps = np.diff(windows, axis=1).reshape(-1, k)
-    return {"value kurtosis": scipy.stats.kurtosis(windows.reshape(-1, k), axis=0),
-            "step kurtosis": scipy.stats.kurtosis(steps, axis=0),
-            "|step| q99.9": np.quantile(np.abs(steps), 0.999, axis=0)}
 
 
 def row(label, values):
