@@ -427,7 +427,6 @@ class Plan:
                 f"{s.freq_patches} x {s.cov_patches}{_cov_patches_note(s)}, depth {s.depth}, "
                 f"width {s.hidden}; {MODEL_NOTE}){prior}{over}{few}.")
 
-
     def pace(self, step_cpu_s):
         """A log line comparing a step's measured process CPU seconds on this machine with the
         plan's, and what the whole run then costs here: the plan is in the reference machine's
@@ -439,7 +438,6 @@ class Plan:
                 f"{ratio:.2f}x the reference machine's, within {PACE_TOLERANCE:.0%}")
         return (f"Pace: {step_cpu_s:.3g} CPU s a training step on this machine against "
                 f"~{self.step_s:.3g} planned ({here}).")
-
 
     def tally(self, train_cpu_s):
         """A log line for a finished training: its process CPU seconds (summed over resumed
