@@ -432,9 +432,6 @@ def test_training_cpu_seconds_add_up_over_a_resume(runs):
     assert final >= after[-1]
 
 
-# ------------------------------------------------------------------------------------------------
-# Pieces, in this process.
-# ------------------------------------------------------------------------------------------------
 def test_a_cpu_run_logs_its_pace_against_the_plan_once_and_its_tally_at_the_end(runs):
     log = results(runs, "one")["one_log"]
     paces = [m for m in log if m.startswith("Pace: ")]
@@ -444,9 +441,16 @@ def test_a_cpu_run_logs_its_pace_against_the_plan_once_and_its_tally_at_the_end(
     # Steps 1-2: the first window without a validation or a checkpoint (every 3rd step).
     assert log.index(paces[0]) < next(i for i, m in enumerate(log) if "validation loss" in m)
     cpu_s = [r["train_cpu_s"] for r in log_rows(runs / "one") if "train_cpu_s" in r][-1]
-    assert log[-1].startswith(f"Trained in {cpu_s:,.0f} CPU s against ~"), log[-3:]
+    # The tally comes after the outcome (not necessarily last: a checkpoint's thread may log).
+    tallies = [i for i, m in enumerate(log) if m.startswith("Trained in ")]
+    done = next(i for i, m in enumerate(log) if m.startswith("Done at step"))
+    assert len(tallies) == 1 and tallies[0] > done, log[done:]
+    assert log[tallies[0]].startswith(f"Trained in {cpu_s:,.0f} CPU s against ~")
 
 
+# ------------------------------------------------------------------------------------------------
+# Pieces, in this process.
+# ------------------------------------------------------------------------------------------------
 def test_manager_keeps_the_latest_and_the_best(tmp_path):
     manager = checkpoint.create_manager(tmp_path / "ckpt", keep=2, async_saves=False)
     val_losses = {1: 3.0, 2: 1.0, 3: None, 4: 2.0, 5: 4.0, 6: None}
