@@ -102,6 +102,9 @@ def base_config():
     # 0.032 against 0.19-0.22, stocks 0.026 against 0.045, every generalisation-suite set under
     # 0.25 / 0.10 (docs/ablations.md, "Thirty components, the default").
     c.model.prior_components = 30
+    # The windows the prior is fitted on, evenly spaced: 0 all of them (under a CPU budget, as
+    # many as its share of the budget allows: stdiff_jax/budget.py), N at most N.
+    c.model.prior_windows = 0
     # Labelled data: prior_components Gaussians a class, each fitted to its class's windows; a
     # class's velocity is its own Gaussians', the "no class" token's all of them in their
     # shares, so unconditional samples keep the classes' proportions (class_sines 0.51 / 0.32 /
@@ -243,6 +246,7 @@ def make_config(dataset, arg=None, default_seq_len=24):
         c.train.update(VARIANT_TRAINING[variant])
     if variant == "smoke":
         c.model.prior_components = 1  # thirty k-means fits would take most of a test's seconds
+        c.model.prior_windows = 1000  # all 9,488 of sines' took 18 of a run's 65 CPU s
         c.sample.num_steps = 10
         c.sample.num_samples = 64
         c.eval.repeats = 2

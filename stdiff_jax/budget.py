@@ -397,6 +397,7 @@ class Plan:
     shape: StepShape
     seq_len: int
     prior_windows: int  # windows the Gaussian prior is fitted on (prior_windows_within)
+    prior_windows_asked: int  # at most these (model.prior_windows; prior.windows_asked)
     num_windows: int
     components_asked: int  # the prior's Gaussians the config asked (shape's: within_mixture_share)
 
@@ -419,7 +420,8 @@ class Plan:
                  f"{self.prior_windows:,} of the {self.num_windows:,} windows, ~{fit_s:,.0f} CPU s"
                  if s.prior_rank else "")
         if s.prior_rank and self.prior_windows < self.num_windows:
-            prior += f" (at most {PRIOR_SHARE:.0%} of the budget)"
+            prior += (f" (at most {PRIOR_SHARE:.0%} of the budget)" if self.budget_s and
+                      self.prior_windows < self.prior_windows_asked else " (model.prior_windows)")
         return (f"{head}{self.num_steps:,} steps of batch {self.batch_size} ({self.source}), "
                 f"~{self.step_s:.3g} CPU s a step, ~{self.predicted_s:,.0f} CPU s in all with "
                 f"compilation and {num_evaluations(self.num_steps, self.eval_every)} validations "
@@ -533,14 +535,16 @@ def plan(config, series_shape, num_windows, num_classes=0):
             return asked
         return within_mixture_share(asked, batch, per_class)
 
+    prior_asked = prior_lib.windows_asked(config.model, num_windows)
     recipe = _measured_recipe(config) if not (tc.num_steps or tc.batch_size) else None
     if recipe is not None:
         values = {k: tc[k] or recipe[k] for k in SCHEDULE_KEYS}
         source = f"the measured recipe for {data.name} at L={data.seq_len}"
     else:
-        values, source = _budget_values(tc, shape_at, num_windows, data.val_fraction)
+        values, source = _budget_values(tc, shape_at, num_windows, data.val_fraction,
+                                        prior_asked)
     shape = shape_at(values["batch_size"])
-    prior_windows = prior_windows_within(tc.budget_seconds, shape, num_windows)
+    prior_windows = prior_windows_within(tc.budget_seconds, shape, prior_asked)
     eval_every = values["eval_every"] or _eval_interval(values["num_steps"], _evaluations(
         tc.budget_seconds, shape, values["batch_size"], num_windows, data.val_fraction))
     checkpoint_every = values["checkpoint_every"] or 2 * eval_every
@@ -548,12 +552,14 @@ def plan(config, series_shape, num_windows, num_classes=0):
                             num_windows, data.val_fraction, prior_windows)
     return Plan(values["num_steps"], values["batch_size"], eval_every, checkpoint_every, predicted,
                 step_seconds(shape, values["batch_size"]), float(tc.budget_seconds), source,
-                shape, int(data.seq_len), prior_windows, num_windows, asked.prior_components)
+                shape, int(data.seq_len), prior_windows, prior_asked, num_windows,
+                asked.prior_components)
 
 
-def _budget_values(tc, shape_at, num_windows, val_fraction):
+def _budget_values(tc, shape_at, num_windows, val_fraction, prior_asked):
     """(steps, batch, eval_every, checkpoint_every as set or 0, why) from the cost model, a step
-    of batch b costing shape_at(b)'s (its prior fitted on `prior_windows_within` windows)."""
+    of batch b costing shape_at(b)'s (its prior fitted on `prior_windows_within` windows, at
+    most prior_asked)."""
     values = {k: tc[k] for k in SCHEDULE_KEYS}
     if not tc.budget_seconds:
         return values, "as configured"
@@ -562,7 +568,7 @@ def _budget_values(tc, shape_at, num_windows, val_fraction):
         shape = shape_at(batch)
         return _steps_within(tc.budget_seconds, shape, batch, num_windows, val_fraction,
                              tc.eval_every,
-                             prior_windows_within(tc.budget_seconds, shape, num_windows))
+                             prior_windows_within(tc.budget_seconds, shape, prior_asked))
 
     if not values["batch_size"]:
         values["batch_size"] = next((b for b in BATCH_LADDER if steps_at(b) >= MIN_STEPS),

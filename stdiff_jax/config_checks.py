@@ -48,6 +48,7 @@ RANGES = {
     "model.label_dropout": FRACTION,
     "model.prior_rank": NON_NEGATIVE,
     "model.prior_components": AT_LEAST_1,
+    "model.prior_windows": NON_NEGATIVE,
     "diffusion.cov_loss_weight": NON_NEGATIVE,
     "train.batch_size": AT_LEAST_1,
     "train.num_steps": AT_LEAST_1,

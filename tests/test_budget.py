@@ -266,6 +266,14 @@ def test_the_prior_fits_on_all_windows_where_it_is_cheap_and_on_a_share_of_the_b
                                                      num_steps=500, batch_size=16)),
                              (256, 7), 17_000)
     assert unbudgeted.prior_windows == 17_000
+    capped = one_gaussian(csv_config("seq_len=256,cpu"))
+    capped.model.prior_windows = 1_000  # below what the budget allows: the cap holds
+    p = budget.plan(capped, (256, 7), 17_000)
+    assert p.prior_windows == 1_000 and p.num_steps > long.num_steps  # the fit's CPU buys steps
+    assert "fitted on 1,000 of the 17,000 windows" in p.describe()
+    assert "(model.prior_windows)" in p.describe() and "of the budget)" not in p.describe()
+    capped.model.prior_windows = 16_000  # above it: the budget's share binds
+    assert budget.plan(capped, (256, 7), 17_000).prior_windows == long.prior_windows
     plain = csv_config("seq_len=256,cpu")
     plain.model.prior_rank = 0
     p = budget.plan(plain, (256, 7), 17_000)
