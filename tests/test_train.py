@@ -1,10 +1,12 @@
-"""Training, checkpoints and sharded sampling: exact resume, 1 vs 8 devices, cross-topology restore,
-damaged checkpoints and workdirs of other data.
+"""Training, checkpoints and sharded sampling: exact resume, 1 vs 8 devices, 1 vs 2 processes,
+cross-topology restore, damaged checkpoints and workdirs of other data.
 
-The runs happen in two child processes (this file run as a script), because the device count is
+The runs happen in child processes (this file run as a script), because the device count is
 fixed when JAX starts: `one` on 1 CPU device, then `eight` with
-XLA_FLAGS=--xla_force_host_platform_device_count=8. They share a persistent compilation cache, so a
-program compiled once (the same step in a resumed run) is not compiled again, and compile with
+XLA_FLAGS=--xla_force_host_platform_device_count=8, then `two`: two processes of 4 devices each,
+joined over a loopback coordinator with the gloo CPU collectives as the hosts of a TPU pod are
+over their network, training what `eight` trained. They share a persistent compilation cache, so
+a program compiled once (the same step in a resumed run) is not compiled again, and compile with
 XLA's backend optimisations off, which halves compile time here. The children write
 checkpoints, samples and a results.json; the tests below check them, restoring checkpoints in this
 pytest process (1 device) as well.
@@ -15,6 +17,7 @@ import logging
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -197,24 +200,60 @@ def child_eight(out):
     (out / "results_eight.json").write_text(json.dumps(results))
 
 
-def run_child(name, out, devices):
+def child_two(out, process_id, port):
+    """Process `process_id` of `two`: `eight`'s run on 2 processes of 4 devices."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
+                               process_id=int(process_id))
+    config = tiny_config(out / "tiny.npy")
+    train.train_and_evaluate(config, out / "two")
+    state = restore_latest(config, out / "two")  # every process restores its shards
+    if jax.process_index() == 0:  # the parameters are replicated: device 0's copy is all of them
+        np.savez(out / "two_params.npz", **{jax.tree_util.keystr(path): leaf.addressable_data(0)
+                                           for path, leaf in
+                                           jax.tree_util.tree_leaves_with_path(state.params)})
+    (out / f"results_two_{process_id}.json").write_text(json.dumps({
+        "devices": jax.device_count(), "local_devices": jax.local_device_count(),
+        "step": int(state.step)}))
+
+
+def start_child(name, out, devices, *args):
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                PYTHONPATH=str(REPO))
     env.setdefault("JAX_COMPILATION_CACHE_DIR", str(out / "jax_cache"))  # conftest sets one
     env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} "
                         "--xla_backend_optimization_level=0")  # halves compile time
-    proc = subprocess.run([sys.executable, __file__, name, str(out)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode:
-        raise RuntimeError(f"child {name} failed:\n{proc.stderr[-6000:]}")
+    return subprocess.Popen([sys.executable, __file__, name, str(out), *map(str, args)], env=env,
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish_children(name, *procs):
+    """Waits for procs; if one fails (or hangs), stops the rest and raises with its stderr."""
+    try:
+        for proc in procs:
+            _, stderr = proc.communicate(timeout=600)
+            if proc.returncode:
+                raise RuntimeError(f"child {name} failed:\n{stderr[-6000:]}")
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("train_runs")
     np.save(out / "tiny.npy", sine_windows(num=256))
-    run_child("one", out, 1)
-    run_child("eight", out, 8)
+    finish_children("one", start_child("one", out, 1))
+    finish_children("eight", start_child("eight", out, 8))
+    port = free_port()
+    finish_children("two", *(start_child("two", out, 4, pid, port) for pid in range(2)))
     return out
 
 
@@ -251,6 +290,23 @@ def test_eight_devices_train_like_one(runs):
                                                                                   runs / "eight")
     assert int(state_one.step) == int(state_eight.step) == NUM_STEPS
     chex.assert_trees_all_close(state_one.params, state_eight.params, rtol=1e-3, atol=1e-5)
+
+
+def test_two_processes_of_four_devices_train_like_one_of_eight(runs):
+    for pid in range(2):
+        assert results(runs, f"two_{pid}") == {"devices": 8, "local_devices": 4, "step": NUM_STEPS}
+    two, eight = losses(runs / "two"), losses(runs / "eight")
+    assert [r["step"] for r in two] == [r["step"] for r in eight]
+    for a, b in zip(two, eight):
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    want = flat_state(restore_latest(tiny_config(runs / "tiny.npy"), runs / "eight").params)
+    got = np.load(runs / "two_params.npz")
+    assert sorted(got.files) == sorted(want)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    # The runs trained: parameters moved away from the exact-zero adaLN-Zero initialisation.
+    assert any(np.abs(want[n]).max() > 0 for n in want if "adaLN" in n)
 
 
 def test_checkpoints_restore_across_topologies_exactly(runs):
@@ -562,4 +618,5 @@ def test_weight_decay_only_on_kernels():
 
 
 if __name__ == "__main__":
-    {"one": child_one, "eight": child_eight}[sys.argv[1]](pathlib.Path(sys.argv[2]))
+    {"one": child_one, "eight": child_eight, "two": child_two}[sys.argv[1]](
+        pathlib.Path(sys.argv[2]), *sys.argv[3:])
