@@ -1,16 +1,12 @@
-"""The command line, run as a user runs it: `python -m stdiff_jax.main ...` in a subprocess."""
+"""The command line, run as a user runs it: `python -m stdiff_jax.main ...` in a subprocess. The
+whole smoke run (train, sample, score, plot) is tests/test_workdir.py's `smoke_run`."""
 
-import importlib.util
-import json
 import os
 import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-
-from stdiff_jax.data import tables
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -97,40 +93,3 @@ def test_user_errors_exit_with_status_2_and_bugs_keep_their_traceback(capsys):
     assert exit_.value.code == 2 and capsys.readouterr().err == "Error: No data file at x.csv.\n"
     with pytest.raises(KeyError, match="a bug"):
         errors.reporting_user_errors(bug)([])
-
-
-@pytest.mark.slow
-def test_smoke_run_trains_checkpoints_samples_and_scores(tmp_path):
-    plots = importlib.util.find_spec("matplotlib") and importlib.util.find_spec("sklearn")
-    proc = run_main("--config=configs/sines.py:smoke", f"--workdir={tmp_path}",
-                    f"--config.eval.plots={bool(plots)}")
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    train_rows = [r for r in rows if "loss" in r]
-    assert [r["step"] for r in train_rows] == [10, 20, 30]
-    assert all(np.isfinite(r["loss"]) and r["samples_per_sec"] > 0 for r in train_rows)
-    assert [r["step"] for r in rows if "val_loss" in r] == [10, 20, 30]
-    assert "ETA" in proc.stderr and "series/s" in proc.stderr
-    assert (tmp_path / "checkpoints" / "30").is_dir()
-    assert json.loads((tmp_path / "config.json").read_text())["train"]["num_steps"] == 30
-
-    unit, raw = np.load(tmp_path / "samples_unit.npy"), np.load(tmp_path / "samples.npy")
-    assert unit.shape == raw.shape == (64, 24, 5) and np.all(np.isfinite(unit))
-    np.testing.assert_allclose(raw, unit, rtol=1e-6)  # the sines' scaler is the identity
-    table, names = tables.read_csv(tmp_path / "samples.csv")  # the csv loader reads it back
-    assert names == ["window", "t"] + [f"sine_{k}" for k in range(5)]
-    np.testing.assert_array_equal(table[:, :2], np.stack(np.divmod(np.arange(64 * 24), 24), 1))
-    np.testing.assert_array_equal(table[:, 2:].reshape(raw.shape).astype(np.float32), raw)
-
-    scores = json.loads((tmp_path / "metrics.json").read_text())
-    assert list(scores) == ["correlational", "memorisation"]
-    assert len(scores["correlational"]["values"]) == 2
-    assert np.isfinite(scores["correlational"]["mean"])
-    check = scores["memorisation"]  # 64 samples against fresh sines draws
-    assert check["available"] and check["num_generated"] == 64
-    assert "fresh draws" in check["held_out"]
-    assert proc.stdout.startswith("correlational  ")
-    assert proc.stdout.splitlines()[1].startswith("memorisation  median distance")
-    if plots:
-        assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-            "acf.png", "kde.png", "loss.png", "psd.png", "tsne.png", "windows.png"]

@@ -4,7 +4,8 @@ damaged checkpoint parts, the workdir's identity, signals, disk errors and gs://
 The command-line cases run `stdiff_jax.main` in a child process: this file run as a script with a
 PATCH first (`child`), which stands for what a test cannot arrange for real (a signal at a chosen
 step, a full or read-only disk as root, a bucket without a network), then main's own arguments.
-The trained smoke workdir they start from is trained once per module (`trained_run`) and copied.
+The trained smoke workdir they start from is the module's one whole smoke run (`smoke_run`:
+train, sample, score and plot, through a gs:// workdir), copied.
 """
 
 import errno
@@ -30,10 +31,11 @@ import pytest
 from stdiff_jax import checkpoint, errors, fingerprint, generate, mesh as mesh_lib, modes, train
 from stdiff_jax import saved_model
 from stdiff_jax import workdir as workdir_lib
-from stdiff_jax.data import Dataset, load_dataset
+from stdiff_jax.data import Dataset, load_dataset, tables
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = f"--config={REPO}/configs/sines.py:smoke"
+PLOTS = bool(importlib.util.find_spec("matplotlib") and importlib.util.find_spec("sklearn"))
 RECORDS = ("config.json", "fingerprint.json", "metrics.json", "samples.npy", "samples_unit.npy",
            "samples.csv")
 
@@ -70,12 +72,25 @@ def flat_params(workdir, step):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A smoke workdir trained (30 steps; checkpoints 10, 20, 30), sampled and scored."""
-    workdir = tmp_path_factory.mktemp("trained") / "run"
-    proc = run_child("none", SMOKE, f"--workdir={workdir}", "--config.eval.plots=False")
+def smoke_run(tmp_path_factory):
+    """(folder, the finished process) of the smoke config's whole run (30 steps; checkpoints 10,
+    20, 30; sampled, scored, plotted) in the workdir gs://bucket/run, started in folder/cwd. The
+    bucket is the local folder folder/bucket_root/bucket behind epath (fsspec) and TensorStore
+    (Orbax's arrays), `_gcs`: a write that bypassed the path type would make a local folder
+    named gs:."""
+    folder = tmp_path_factory.mktemp("smoke")
+    (folder / "bucket_root" / "bucket").mkdir(parents=True)
+    (folder / "cwd").mkdir()
+    proc = run_child(f"gcs={folder / 'bucket_root'}", SMOKE, "--workdir=gs://bucket/run",
+                     f"--config.eval.plots={PLOTS}", cwd=folder / "cwd")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir
+    return folder, proc
+
+
+@pytest.fixture(scope="module")
+def trained_run(smoke_run):
+    """The smoke run's workdir, as a local folder."""
+    return smoke_run[0] / "bucket_root" / "bucket" / "run"
 
 
 @pytest.fixture
@@ -366,8 +381,7 @@ def test_a_kill_at_any_record_write_leaves_a_resumable_workdir(run):
     complete = log.read_text()
     log.write_text(complete + '{"step": 31, "loss": 0.')
     before = {name: (run / name).read_bytes() for name in RECORDS}
-    from configs import sines
-    result = train.train_and_evaluate(sines.get_config("smoke"), run)
+    result = train.train_and_evaluate(saved_model.load_config(run), run)  # the run's own config
     assert result["step"] == 30
     assert {name: (run / name).read_bytes() for name in RECORDS} == before
     assert log.read_text() == complete  # the cut line truncated on resume
@@ -456,33 +470,44 @@ def test_a_file_where_the_workdir_should_be_is_one_paragraph(tmp_path, where, me
     assert f"Error: The workdir {tmp_path / where} {message}" in proc.stderr
 
 
-# ------------------------------------------------------------------------------------------------
-# gs:// workdirs.
-# ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_a_gs_workdir_goes_through_train_sample_and_evaluate_untouched(tmp_path):
-    """The bucket is a local folder behind epath (fsspec) and TensorStore (Orbax's arrays): a
-    write that bypassed the path type would make a local folder named gs:."""
-    bucket, cwd = tmp_path / "bucket_root", tmp_path / "cwd"
-    (bucket / "bucket").mkdir(parents=True)
-    cwd.mkdir()
-    plots = bool(importlib.util.find_spec("matplotlib") and importlib.util.find_spec("sklearn"))
-    proc = run_child(f"gcs={bucket}", SMOKE, "--workdir=gs://bucket/run",
-                     f"--config.eval.plots={plots}", cwd=cwd)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_a_smoke_run_through_a_gs_workdir_trains_checkpoints_samples_and_scores(smoke_run):
+    folder, proc = smoke_run
     assert "workdir: gs://bucket/run (mode all" in proc.stderr
-    assert proc.stdout.startswith("correlational  ")
-    assert os.listdir(cwd) == [] and not list(tmp_path.rglob("gs:*"))
-    run = bucket / "bucket" / "run"
+    assert os.listdir(folder / "cwd") == [] and not list(folder.rglob("gs:*"))
+    run = folder / "bucket_root" / "bucket" / "run"
     assert {"checkpoints", "config.json", "fingerprint.json", "metrics.jsonl", "metrics.json",
             "samples.npy", "samples_unit.npy", "samples.csv"} <= set(os.listdir(run))
     assert "lock.json" not in os.listdir(run)
     assert sorted(os.listdir(run / "checkpoints")) == ["10", "20", "30"]
-    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
-            if "loss" in json.loads(line)] == [10, 20, 30]
-    assert np.load(run / "samples.npy").shape == (64, 24, 5)
-    if plots:
-        assert "loss.png" in os.listdir(run / "plots")
+    assert json.loads((run / "config.json").read_text())["train"]["num_steps"] == 30
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == [10, 20, 30]
+    assert all(np.isfinite(r["loss"]) and r["samples_per_sec"] > 0 for r in train_rows)
+    assert [r["step"] for r in rows if "val_loss" in r] == [10, 20, 30]
+    assert "ETA" in proc.stderr and "series/s" in proc.stderr
+
+    unit, raw = np.load(run / "samples_unit.npy"), np.load(run / "samples.npy")
+    assert unit.shape == raw.shape == (64, 24, 5) and np.all(np.isfinite(unit))
+    np.testing.assert_allclose(raw, unit, rtol=1e-6)  # the sines' scaler is the identity
+    table, names = tables.read_csv(run / "samples.csv")  # the csv loader reads it back
+    assert names == ["window", "t"] + [f"sine_{k}" for k in range(5)]
+    np.testing.assert_array_equal(table[:, :2], np.stack(np.divmod(np.arange(64 * 24), 24), 1))
+    np.testing.assert_array_equal(table[:, 2:].reshape(raw.shape).astype(np.float32), raw)
+
+    scores = json.loads((run / "metrics.json").read_text())
+    assert list(scores) == ["correlational", "memorisation"]
+    assert len(scores["correlational"]["values"]) == 2
+    assert np.isfinite(scores["correlational"]["mean"])
+    check = scores["memorisation"]  # 64 samples against fresh sines draws
+    assert check["available"] and check["num_generated"] == 64
+    assert "fresh draws" in check["held_out"]
+    assert proc.stdout.startswith("correlational  ")
+    assert proc.stdout.splitlines()[1].startswith("memorisation  median distance")
+    if PLOTS:
+        assert sorted(p.name for p in (run / "plots").iterdir()) == [
+            "acf.png", "kde.png", "loss.png", "psd.png", "tsne.png", "windows.png"]
 
 
 # ------------------------------------------------------------------------------------------------
