@@ -90,7 +90,8 @@ def kernel_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("jupyter")
     write_kernel_spec(root / "kernels" / KERNEL)
     env = dict(os.environ, STDIFF_NOTEBOOK_QUICK="1", IPYTHONDIR=str(root / "ipython"),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               XLA_FLAGS="--xla_backend_optimization_level=0")  # halves compile time
     env.pop("STDIFF_WORKDIR", None)
     with pytest.MonkeyPatch.context() as mp:  # the kernelspec lookup runs in this process
         mp.setenv("JUPYTER_PATH", str(root))
