@@ -39,6 +39,11 @@ from stdiff_jax.schedule import Schedule
 
 VAL_SUBSET_FRACTION = 0.05  # Size of the fixed training subset scored when val_fraction is 0.
 SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order drawn from data.seed.
+# Training steps the host may dispatch ahead of the device (dispatch is asynchronous): a signal's
+# save waits for them. Unbounded, the host ran ahead by tens of steps, and a SIGTERM to ETTh L = 128
+# `cpu_long` (2.4 CPU s a step) was saved over a minute later, past the 30 s notice a preempted VM
+# or a Kubernetes pod gets.
+IN_FLIGHT = 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -587,6 +592,8 @@ def train_and_evaluate(config, workdir, *, dataset=None, stop_at_step=None,
             batch = jax.tree.map(lambda a: shard_batch(a[indices], batch_sharding), train_windows)
             state, metrics = update(state, batch)
             pending.append(metrics)
+            if len(pending) > IN_FLIGHT:
+                jax.block_until_ready(pending[-IN_FLIGHT - 1])
             step += 1
             is_log = step % tc.log_every == 0 or step == last_step
             is_eval = step % tc.eval_every == 0 or step == tc.num_steps
