@@ -438,22 +438,15 @@ def test_labelled_smoke_run_trains_and_samples_the_asked_classes(tmp_path):
                  "--config.train.eval_every=2",
                  "--config.train.checkpoint_every=2", "--config.sample.num_steps=2"]
     result = run_main("--config=configs/class_sines.py:smoke", f"--workdir={workdir}",
-                      "--mode=train", *overrides)
-    assert result.returncode == 0, result.stderr
+                      "--config.sample.classes=2:5,0:3", "--config.sample.guidance=2", *overrides)
+    assert result.returncode == 0, result.stderr  # trained, sampled and scored
     record = json.loads((workdir / labels.LABELS_FILE).read_text())
     assert record["classes"] == ["0", "1", "2"] and record["counts"] == [1500, 900, 600]
-    result = run_main("--config=configs/class_sines.py:smoke", f"--workdir={workdir}",
-                      "--mode=sample", "--config.sample.classes=2:5,0:3",
-                      "--config.sample.guidance=2", *overrides)
-    assert result.returncode == 0, result.stderr
     assert "Generating 8 series with ancestral, 2 steps" in result.stderr  # "auto" with classes
     assert np.load(workdir / modes.SAMPLES_LABELS).tolist() == [0] * 3 + [2] * 5
     per_row = labelled.read_label_column(workdir / modes.SAMPLES_CSV, "label")
     assert per_row.tolist() == ["0"] * 3 * 24 + ["2"] * 5 * 24
     # Scored: the memorisation check class by class against class_sines' test draw.
-    result = run_main("--config=configs/class_sines.py:smoke", f"--workdir={workdir}",
-                      "--mode=evaluate", *overrides)
-    assert result.returncode == 0, result.stderr
     check = json.loads((workdir / modes.METRICS).read_text())["memorisation"]
     assert list(check["per_class"]) == ["0", "2"] and check["per_class"]["2"]["num_generated"] == 5
     assert "memorisation  per class (median ratio, share closer): 0 " in result.stdout
