@@ -41,7 +41,7 @@ VAL_SUBSET_FRACTION = 0.05  # Size of the fixed training subset scored when val_
 SPLIT_SEED_STREAM = 1  # Keeps the hold-out draw independent of the batch order drawn from data.seed.
 # Training steps the host may dispatch ahead of the device (dispatch is asynchronous): a signal's
 # save waits for them. Unbounded, the host ran ahead by tens of steps, and a SIGTERM to ETTh L = 128
-# `cpu_long` (2.4 CPU s a step) was saved over a minute later, past the 30 s notice a preempted VM
+# `cpu_long` (2.4 CPU s a step) was saved about a minute later, past the 30 s notice a preempted VM
 # or a Kubernetes pod gets.
 IN_FLIGHT = 2
 
