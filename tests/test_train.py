@@ -60,6 +60,15 @@ def losses(workdir):
             for row in log_rows(workdir)]
 
 
+def assert_losses_close(workdir, other, rtol):
+    """The two workdirs logged the same steps, with metrics equal to `rtol`."""
+    first, second = losses(workdir), losses(other)
+    assert [r["step"] for r in first] == [r["step"] for r in second]
+    for a, b in zip(first, second):
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=1e-6, err_msg=key)
+
+
 def log_rows(workdir):
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
@@ -281,11 +290,7 @@ def test_train_step_and_sampler_are_traced_once(runs):
 
 def test_eight_devices_train_like_one(runs):
     assert results(runs, "eight")["devices"] == 8
-    one, eight = losses(runs / "one"), losses(runs / "eight")
-    assert [r["step"] for r in one] == [r["step"] for r in eight]
-    for a, b in zip(one, eight):
-        for key in a:
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    assert_losses_close(runs / "one", runs / "eight", rtol=1e-4)
     config = tiny_config(runs / "tiny.npy")
     state_one, state_eight = restore_latest(config, runs / "one"), restore_latest(config,
                                                                                   runs / "eight")
@@ -296,11 +301,7 @@ def test_eight_devices_train_like_one(runs):
 def test_two_processes_of_four_devices_train_like_one_of_eight(runs):
     for pid in range(2):
         assert results(runs, f"two_{pid}") == {"devices": 8, "local_devices": 4, "step": NUM_STEPS}
-    two, eight = losses(runs / "two"), losses(runs / "eight")
-    assert [r["step"] for r in two] == [r["step"] for r in eight]
-    for a, b in zip(two, eight):
-        for key in a:
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_losses_close(runs / "two", runs / "eight", rtol=1e-5)
     want = flat_state(restore_latest(tiny_config(runs / "tiny.npy"), runs / "eight").params)
     got = np.load(runs / "two_params.npz")
     assert sorted(got.files) == sorted(want)
