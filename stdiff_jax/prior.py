@@ -43,7 +43,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.cluster.vq
 from jax.experimental import multihost_utils
 
 from stdiff_jax.errors import UserError
@@ -381,6 +380,8 @@ def clusters(coords, components, seed=0):
         raise UserError(f"model.prior_components={components} needs {MIN_CLUSTER} training "
                         f"windows a component, the prior is fitted on {len(coords)}: set fewer "
                         f"components.")
+    import scipy.cluster.vq  # Imported here: half a second of every start, and only mixtures need it.
+
     centres, labels = scipy.cluster.vq.kmeans2(coords, components, iter=KMEANS_ITERATIONS,
                                                minit="++", missing="raise", rng=seed)
     for _ in range(2 * components):  # a pass fills one cluster below MIN_CLUSTER

@@ -33,8 +33,6 @@ strongly, nodes of different networks barely.
 """
 
 import numpy as np
-import scipy.signal
-import scipy.stats
 
 from stdiff_jax.data.suite import ar1, season
 
@@ -105,6 +103,8 @@ def energy_standin(seed=0):
 def haemodynamic_response(tr=FMRI_TR, seconds=32.0):
     """The canonical double-gamma HRF (peak ~5 s, undershoot ~15 s) sampled every tr seconds,
     summing to 1."""
+    import scipy.stats  # Imported here, as scipy.signal below: only the stand-ins need them.
+
     t = np.arange(0, seconds, tr)
     h = scipy.stats.gamma.pdf(t, 6) - scipy.stats.gamma.pdf(t, 16) / 6
     return h / h.sum()
@@ -113,6 +113,8 @@ def haemodynamic_response(tr=FMRI_TR, seconds=32.0):
 def fmri_standin(seed=0):
     """(FMRI_ROWS, 50) BOLD signals, nodes net0_0 ... net4_9; the module docstring has the
     structure."""
+    import scipy.signal  # Imported here: it takes over a second, and only the stand-ins need it.
+
     rng, rows = np.random.default_rng(seed), FMRI_ROWS + FMRI_WARMUP
     shape = (rows, FMRI_NETWORKS, FMRI_NODES)
     # Sparse boxcar inputs: each node is "on" in about 5% of the rows, in runs of ~4 rows.

@@ -25,7 +25,6 @@ seed gives new windows of the same process, not of a process whose channels peak
 """
 
 import numpy as np
-import scipy.signal
 
 ROWS = 17_420  # ETTh1's rows, so a run costs about what ETTh's does
 DAY = 24  # rows per cycle of the daily season, the same in every set
@@ -63,6 +62,8 @@ SEASON_PHASES = {
 def ar1(rng, rows, cols, coef, innovations=None):
     """(rows, cols) AR(1) x_t = coef x_(t-1) + sqrt(1 - coef^2) e_t started at x_0 = e_0, so every
     row has the variance of e: 1 for the default Gaussian innovations."""
+    import scipy.signal  # Imported here: it takes over a second, and only generated data needs it.
+
     e = rng.standard_normal((rows, cols)) if innovations is None else innovations
     scaled = np.sqrt(1 - coef ** 2) * e
     scaled[0] = e[0]
