@@ -42,24 +42,26 @@ def _raw_video(x):
 
 
 def _linear_map(fn, dim):
-    """(out, dim) matrix of the linear part of an affine fn of flat vectors."""
+    """(out, dim) matrix of the linear part of an affine fn of flat vectors, in one program (run
+    op by op, the maps below compiled some 180 programs at import, ~9 CPU s in every worker)."""
     basis = jnp.eye(dim, dtype=jnp.float32)
-    return np.asarray(jax.vmap(fn)(basis) - fn(jnp.zeros(dim)), np.float64).T
+    return np.asarray(jax.jit(lambda b: jax.vmap(fn)(b) - fn(jnp.zeros(dim)))(basis), np.float64).T
 
 
-VIDEO_SHAPE = _raw_video(jnp.zeros((1, L, K))).shape[1:]  # (8, 6, 1, 3)
-_raw_std = np.sqrt(np.diag(_linear_map(lambda x: _raw_video(x.reshape(1, L, K)).reshape(-1), L)
-                           @ SIGMA @ _linear_map(lambda x: _raw_video(x.reshape(1, L, K))
-                                                 .reshape(-1), L).T)).reshape(VIDEO_SHAPE)
+VIDEO_SHAPE = jax.eval_shape(_raw_video, jnp.zeros((1, L, K))).shape[1:]  # (8, 6, 1, 3)
+_raw_map = _linear_map(lambda x: _raw_video(x.reshape(1, L, K)).reshape(-1), L)
+_raw_std = np.sqrt(np.diag(_raw_map @ SIGMA @ _raw_map.T)).reshape(VIDEO_SHAPE)
 NORMALIZER = video.VideoNormalizer(
     mean=_rng.normal(0.0, 0.3, VIDEO_SHAPE[1:]).astype(np.float32),
     std=np.where(_raw_std.mean(0) > 1e-3, _raw_std.mean(0), 1.0).astype(np.float32))
 
 
+@jax.jit
 def encode(x):  # (B, L, K) -> (B, T, F, K, 3)
     return NORMALIZER.normalize(_raw_video(x))
 
 
+@jax.jit
 def decode(v):  # (B, T, F, K, 3) -> (B, L, K)
     return video.video_to_series(NORMALIZER.denormalize(v), N_FFT, HOP, L)
 
