@@ -380,7 +380,7 @@ def clusters(coords, components, seed=0):
         raise UserError(f"model.prior_components={components} needs {MIN_CLUSTER} training "
                         f"windows a component, the prior is fitted on {len(coords)}: set fewer "
                         f"components.")
-    import scipy.cluster.vq  # Imported here: half a second of every start, and only mixtures need it.
+    import scipy.cluster.vq  # Imported here: half a second of every start; only mixtures use it.
 
     centres, labels = scipy.cluster.vq.kmeans2(coords, components, iter=KMEANS_ITERATIONS,
                                                minit="++", missing="raise", rng=seed)
