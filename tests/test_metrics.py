@@ -137,6 +137,27 @@ def test_padded_hierarchical_loss_equals_loss_on_the_valid_part():
         assert float(padded) == pytest.approx(float(exact), rel=1e-5), length
 
 
+def test_levels_longer_than_the_padded_size_score_as_padded_levels_do():
+    """A window longer than `PADDED_LEVELS` scores its larger levels each at its own size: the
+    loss is that of every level padded to the window, and of the valid part alone."""
+    t = 3 * ts2vec.PADDED_LEVELS - 5  # levels of 91 and 45 at their own sizes, 22 to 1 padded
+    z1, z2 = jax.random.normal(jax.random.key(2), (2, 4, t, 8))
+    loss = jax.jit(ts2vec.hierarchical_contrastive_loss)
+
+    @jax.jit
+    def all_padded(length):
+        p1, p2 = ts2vec._pyramid(z1), ts2vec._pyramid(z2)
+        level_sum, levels = ts2vec._levels_loss(p1, p2, length >> jnp.arange(len(p1)),
+                                                ts2vec.ALPHA)
+        return level_sum / levels
+
+    for length in (3, 40, t):
+        sized = float(loss(z1, z2, jnp.int32(length)))
+        assert sized == pytest.approx(float(all_padded(jnp.int32(length))), rel=1e-5), length
+    exact = loss(z1[:, :40], z2[:, :40], 40)  # levels of 40 at its own size, 20 to 1 padded
+    assert float(loss(z1, z2, jnp.int32(40))) == pytest.approx(float(exact), rel=1e-5)
+
+
 @pytest.mark.slow
 def test_context_fid_separates_same_distribution_from_noise_and_is_deterministic(sets):
     same = metrics.context_fid(sets["real"], sets["same"], 0, iterations=FID_ITERS)

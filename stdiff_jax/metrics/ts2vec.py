@@ -45,6 +45,7 @@ BATCH_SIZE = 8
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-2  # torch.optim.AdamW default
 ENCODE_CHUNK = 1024
+PADDED_LEVELS = 32  # loss levels of at most this many timestamps are padded to one size
 _BLOCKED = -1e30  # logit of pairs left out of a softmax (finite so gradients stay finite)
 
 
@@ -194,22 +195,38 @@ def _pyramid(z):
     return jnp.stack(levels)
 
 
+def _levels_loss(p1, p2, n, alpha):
+    """(sum of the per-level losses, number of levels with a valid timestamp) of levels `p1`,
+    `p2` (levels, B, T, C) whose first `n` (levels,) timestamps are valid, scored at once."""
+    valid_t = jnp.arange(p1.shape[2])[None, :] < n[:, None]  # (levels, T)
+    instance = jax.vmap(instance_contrastive_loss)(p1, p2, valid_t)
+    temporal = jax.vmap(temporal_contrastive_loss)(p1, p2, valid_t)
+    per_level = alpha * instance + jnp.where(n >= 2, (1 - alpha) * temporal, 0.0)
+    present = n >= 1
+    return jnp.sum(jnp.where(present, per_level, 0.0)), jnp.sum(present)
+
+
 def hierarchical_contrastive_loss(z1, z2, length, alpha=ALPHA):
     """TS2Vec's loss for overlaps `z1`, `z2` (B, T, C) whose first `length` timestamps are valid.
 
     Level by level (max-pooling by 2 in between): while more than one timestamp remains, add
     alpha * instance + (1 - alpha) * temporal; at a single timestamp add alpha * instance; divide
-    by the number of levels. `length` may be traced: levels past it contribute nothing. All
-    levels are padded to T and scored in one batched computation, which compiles once.
+    by the number of levels. `length` may be traced: levels past it contribute nothing.
+
+    The temporal loss of a level of T timestamps costs T^2. Levels of more than
+    `PADDED_LEVELS` timestamps are each scored at their own size; the smaller ones are padded to
+    the first of them and scored in one batched computation, which compiles once (padding every
+    level of a window of 256 to its length made training 2.5x dearer: docs/costs.md).
     """
-    p1, p2 = _pyramid(z1), _pyramid(z2)  # (levels, B, T, C)
-    n = length >> jnp.arange(p1.shape[0])  # (levels,) timestamps left at each level
-    valid_t = jnp.arange(z1.shape[1])[None, :] < n[:, None]  # (levels, T)
-    instance = jax.vmap(instance_contrastive_loss)(p1, p2, valid_t)
-    temporal = jax.vmap(temporal_contrastive_loss)(p1, p2, valid_t)
-    per_level = alpha * instance + jnp.where(n >= 2, (1 - alpha) * temporal, 0.0)
-    present = n >= 1
-    return jnp.sum(jnp.where(present, per_level, 0.0)) / jnp.sum(present)
+    sums, counts, n = [], [], jnp.asarray(length)
+    while z1.shape[1] > PADDED_LEVELS:
+        level_sum, present = _levels_loss(z1[None], z2[None], n[None], alpha)
+        sums.append(level_sum)
+        counts.append(present)
+        z1, z2, n = _max_pool2(z1), _max_pool2(z2), n >> 1
+    p1, p2 = _pyramid(z1), _pyramid(z2)  # (levels, B, T', C)
+    level_sum, present = _levels_loss(p1, p2, n >> jnp.arange(p1.shape[0]), alpha)
+    return sum(sums, level_sum) / sum(counts, present)
 
 
 def sample_crops(rng, seq_len, batch, iterations):
