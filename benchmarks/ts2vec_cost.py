@@ -13,20 +13,20 @@ here. Process CPU, not wall time: it moves less with other jobs on a shared mach
 import argparse
 import os
 import pathlib
-import time
 
 import jax
 
+from metrics import timed  # benchmarks/metrics.py: (wall, process CPU, result) of one call
 from stdiff_jax.data import load_dataset
 from stdiff_jax.metrics import ts2vec
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def cpu_seconds(fn, *args, **kwargs):
-    start = time.process_time()
-    jax.block_until_ready(fn(*args, **kwargs))
-    return time.process_time() - start
+def cpu_seconds(data, seeds, iterations):
+    """Process CPU of training `len(seeds)` encoders for `iterations` on `data`, to the end."""
+    return timed(lambda: jax.block_until_ready(
+        ts2vec.fit_repeats(data, seeds, iterations=iterations)))[1]
 
 
 def main():
@@ -43,8 +43,8 @@ def main():
           f"protocol iterations | their CPU s |\n| --- | --- | --- | --- | --- | --- |", flush=True)
     for length in map(int, args.lengths.split(",")):
         data = load_dataset("etth", length, data_dir=args.data_dir).unit_windows
-        first = cpu_seconds(ts2vec.fit_repeats, data, seeds, iterations=args.iterations)
-        second = cpu_seconds(ts2vec.fit_repeats, data, seeds, iterations=args.iterations)
+        first = cpu_seconds(data, seeds, args.iterations)
+        second = cpu_seconds(data, seeds, args.iterations)
         per_iteration = second / args.iterations
         protocol = ts2vec.default_iterations(data.size)
         print(f"| {length} | {len(data):,} | {first - second:.1f} | {per_iteration:.3f} | "
