@@ -143,8 +143,8 @@ def main(argv):
     decode = jax.jit(decode)
     compiled = prior_lib.compiled(to_video)
     series_shape = train_windows.shape[1:]
-    ranks = [int(r) for r in FLAGS.ranks] or [prior_lib.rank_for(config.model, series_shape)]
-    ranks = [min(r, series_shape[0] * series_shape[1]) for r in ranks]
+    ranks = [prior_lib.rank_for(model, series_shape)  # capped at L K as training caps it
+             for model in [{"prior_rank": int(r)} for r in FLAGS.ranks] or [config.model]]
     components = ([int(c) for c in FLAGS.components]
                   or [prior_lib.components_of(config.model)])
     in_fit = prior_lib.evenly_spaced(np.arange(len(train_windows)), plan.prior_windows)
