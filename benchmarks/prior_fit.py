@@ -139,6 +139,8 @@ def variants(rank, components):
 
 def main(argv):
     del argv
+    if FLAGS.scores and not FLAGS.samples:
+        raise app.UsageError("--scores scores the draws of --samples: give --samples=N too.")
     config, plan, train_windows, val_windows, to_video, decode = prepared(FLAGS.config)
     decode = jax.jit(decode)
     compiled = prior_lib.compiled(to_video)
