@@ -5,12 +5,15 @@ like: the model at initialisation (`prior.py`: the network's output is zero), pr
     python benchmarks/prior_fit.py --config=configs/etth.py:cpu --shrinkage=0.1,1,4
     python benchmarks/prior_fit.py --config=configs/fmri_standin.py:cpu --shrinkage=1 \
         --components=30,96 --ranks=1024,256 --samples=4000 --scores=context_fid,discriminative
+    python benchmarks/prior_fit.py --config=configs/fmri_standin.py:cpu --shrinkage=0.1 \
+        --components=96 --blocks=256 --samples=4000 --scores=context_fid,discriminative
 
 Prepares the data as a training of the config would (the budget's steps, its component count
 and the windows its prior is fitted on, the validation split, the normaliser), then, at each
 of --ranks (default the config's), for one Gaussian and for a mixture of each of --components
-(default the config's) at each --shrinkage (`prior.SHRINKAGE`), prints the prior's loss (the
-training's MSE weighting, stratified log-SNRs, fixed noise) on three sets of windows: the
+(default the config's) at each --shrinkage (`prior.SHRINKAGE`), and for each mixture cut to
+each of --blocks (`blocked`), prints the prior's loss (the training's MSE weighting,
+stratified log-SNRs, fixed noise) on three sets of windows: the
 validation windows, the training windows the prior was fitted on, and those it was not (the
 budget fits it on a subsample when the set is large). A prior that generalises scores the
 three alike; the network starts from the validation figure. Also the process CPU s of each fit.
@@ -24,6 +27,7 @@ median over the columns, and the lowest and highest); with --scores, those metri
 transforms stay transformed).
 """
 
+import dataclasses
 import functools
 import time
 
@@ -38,12 +42,15 @@ from stdiff_jax import budget, diffusion, metrics, saved_model, train
 from stdiff_jax import labels as labels_lib
 from stdiff_jax import prior as prior_lib
 from stdiff_jax.data import dataset_of
+from stdiff_jax.prior import evenly_spaced
 from stdiff_jax.schedule import Schedule
 
 config_flags.DEFINE_config_file("config", None, "A training config, e.g. configs/etth.py:cpu.")
 flags.DEFINE_list("shrinkage", ["0.1", "1", "4"], "Mixture shrinkages (prior.SHRINKAGE) to fit.")
 flags.DEFINE_list("components", [], "Mixture sizes to fit (default: the config's).")
 flags.DEFINE_list("ranks", [], "Prior ranks to fit, each capped at L K (default: the config's).")
+flags.DEFINE_list("blocks", [], "Also each mixture with its Gaussians kept only in the basis's "
+                  "leading B directions and on the diagonal past them (`blocked`), for each B.")
 flags.DEFINE_integer("samples", 0, "Exact draws of each prior to look at (0: none).")
 flags.DEFINE_list("scores", [], "Metrics to score the draws with (needs --samples).")
 flags.DEFINE_integer("repeats", 3, "Repeats of each metric of --scores.")
@@ -127,6 +134,26 @@ def look(fitted, reference, video_shape, decode):
     return cells
 
 
+def blocked(mixture, block, shared_tail):
+    """`mixture` with each Gaussian's covariance (inside the shared basis) kept in the basis's
+    leading `block` directions and, past them, on its diagonal: the component's own variances
+    there, or with shared_tail the components' weighted mean. A velocity would then cost C
+    block^2 + C r, not C r^2, per window; the draws and losses here use the dense form."""
+    rotations, variances = mixture.rotations.astype(np.float64), mixture.variances
+    covariances = np.einsum("crs,cs,cts->crt", rotations, variances, rotations)
+    tail = np.diagonal(covariances, axis1=1, axis2=2)[:, block:]
+    if shared_tail:
+        tail = np.broadcast_to(np.exp(mixture.log_weights) @ tail, tail.shape)
+    lead_values, lead_vectors = np.linalg.eigh(covariances[:, :block, :block])
+    rank = rotations.shape[1]
+    out = np.zeros_like(rotations)
+    out[:, :block, :block] = lead_vectors
+    out[:, block:, block:] = np.eye(rank - block)
+    return dataclasses.replace(
+        mixture, rotations=out.astype(np.float32),
+        variances=np.concatenate([np.maximum(lead_values, 0.0), tail], 1).astype(np.float32))
+
+
 def variants(rank, components):
     """[(name, fit)] of one Gaussian at `rank`, and of each mixture size at each shrinkage."""
     out = [(f"1 Gaussian, rank {rank}", functools.partial(prior_lib.fit_prior, rank=rank))]
@@ -134,6 +161,17 @@ def variants(rank, components):
              functools.partial(prior_lib.fit_mixture, rank=rank, components=c,
                                shrinkage=float(s)))
             for c in components if c > 1 for s in FLAGS.shrinkage]
+    return out
+
+
+def with_blocks(name, fitted):
+    """[(name, prior)]: `fitted`, and for a mixture its `blocked` forms at each of --blocks below
+    its rank, with each kind of tail."""
+    out = [(name, fitted)]
+    if isinstance(fitted, prior_lib.MixturePrior):
+        out += [(f"{name}, block {b}, {tail} tail", blocked(fitted, b, tail == "shared"))
+                for b in map(int, FLAGS.blocks) if b < fitted.basis.shape[1]
+                for tail in ("own", "shared")]
     return out
 
 
@@ -149,7 +187,7 @@ def main(argv):
              for model in [{"prior_rank": int(r)} for r in FLAGS.ranks] or [config.model]]
     components = ([int(c) for c in FLAGS.components]
                   or [prior_lib.components_of(config.model)])
-    in_fit = prior_lib.evenly_spaced(np.arange(len(train_windows)), plan.prior_windows)
+    in_fit = evenly_spaced(np.arange(len(train_windows)), plan.prior_windows)
     fitted_on = train_windows[in_fit]
     video_shape = compiled(fitted_on[:1]).shape[1:]
     sets = {"validation": val_windows, "fitted": fitted_on,
@@ -166,12 +204,13 @@ def main(argv):
         start = time.process_time()
         fitted = fit(fitted_on, compiled, seed=config.train.seed)
         fit_s = time.process_time() - start
-        cells = ["-" if w is None else
-                 f"{prior_loss(fitted, prior_lib.evenly_spaced(w, FLAGS.windows), to_video, config):.4f}"
-                 for w in sets.values()]
-        if FLAGS.samples:
-            cells += look(fitted, train_windows, video_shape, decode)
-        print(f"| {name} | {fit_s:.1f} | " + " | ".join(cells) + " |", flush=True)
+        for row, prior in with_blocks(name, fitted):
+            cells = ["-" if w is None else
+                     f"{prior_loss(prior, evenly_spaced(w, FLAGS.windows), to_video, config):.4f}"
+                     for w in sets.values()]
+            if FLAGS.samples:
+                cells += look(prior, train_windows, video_shape, decode)
+            print(f"| {row} | {fit_s:.1f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
