@@ -42,7 +42,6 @@ from stdiff_jax import budget, diffusion, metrics, saved_model, train
 from stdiff_jax import labels as labels_lib
 from stdiff_jax import prior as prior_lib
 from stdiff_jax.data import dataset_of
-from stdiff_jax.prior import evenly_spaced
 from stdiff_jax.schedule import Schedule
 
 config_flags.DEFINE_config_file("config", None, "A training config, e.g. configs/etth.py:cpu.")
@@ -187,7 +186,7 @@ def main(argv):
              for model in [{"prior_rank": int(r)} for r in FLAGS.ranks] or [config.model]]
     components = ([int(c) for c in FLAGS.components]
                   or [prior_lib.components_of(config.model)])
-    in_fit = evenly_spaced(np.arange(len(train_windows)), plan.prior_windows)
+    in_fit = prior_lib.evenly_spaced(np.arange(len(train_windows)), plan.prior_windows)
     fitted_on = train_windows[in_fit]
     video_shape = compiled(fitted_on[:1]).shape[1:]
     sets = {"validation": val_windows, "fitted": fitted_on,
@@ -198,6 +197,8 @@ def main(argv):
           f"{components}; D = {int(np.prod(video_shape))}")
     columns = list(sets) + (["spread of within std, draws / real"] + FLAGS.scores
                             if FLAGS.samples else [])
+    scored = {k: None if w is None else prior_lib.evenly_spaced(w, FLAGS.windows)
+              for k, w in sets.items()}  # the windows each loss is taken on
     print("| prior | fit CPU s | " + " | ".join(columns) + " |")
     print("| --- | --- |" + " --- |" * len(columns))
     for name, fit in [v for rank in ranks for v in variants(rank, components)]:
@@ -205,9 +206,8 @@ def main(argv):
         fitted = fit(fitted_on, compiled, seed=config.train.seed)
         fit_s = time.process_time() - start
         for row, prior in with_blocks(name, fitted):
-            cells = ["-" if w is None else
-                     f"{prior_loss(prior, evenly_spaced(w, FLAGS.windows), to_video, config):.4f}"
-                     for w in sets.values()]
+            cells = ["-" if w is None else f"{prior_loss(prior, w, to_video, config):.4f}"
+                     for w in scored.values()]
             if FLAGS.samples:
                 cells += look(prior, train_windows, video_shape, decode)
             print(f"| {row} | {fit_s:.1f} | " + " | ".join(cells) + " |", flush=True)
